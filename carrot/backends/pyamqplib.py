@@ -1,0 +1,460 @@
+"""The default backend: AMQP 0-9-1 through py-amqp.
+
+Features:
+
+* every exchange type (direct, topic, fanout, headers), durable and
+  auto-delete exchanges and queues, queue arguments;
+* consumers with callbacks, ``basic_get``, ack / reject / requeue, qos;
+* ``mandatory`` publishing; returned messages are logged and kept on
+  :attr:`Backend.returned_messages` instead of raising later;
+* TLS through ``ssl=True``, a dict of options or an :class:`ssl.SSLContext`.
+
+``Backend.channel`` is the raw :class:`amqp.Channel`, as tools written for
+carrot (camqadm) call methods such as ``exchange_delete`` on it directly.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import socket
+import ssl as ssl_module
+import time
+import warnings
+from itertools import count
+from typing import Any
+
+import amqp
+from amqp import transport as amqp_transport
+from amqp.exceptions import ChannelError, NotFound
+from amqp.exceptions import ConnectionError as AMQPConnectionError
+
+from carrot.backends.base import _NOT_DECODED, BaseBackend, BaseMessage
+from carrot.exceptions import MissingConnectionSetting
+
+__all__ = [
+    "DEFAULT_PORT",
+    "Connection",
+    "Message",
+    "Backend",
+    "QueueAlreadyExistsWarning",
+    "AMQPConnectionException",
+    "AMQPChannelException",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The AMQP port.
+DEFAULT_PORT = 5672
+
+#: compat: amqplib's names, which carrot code imported from here.
+AMQPConnectionException = AMQPConnectionError
+#: compat: amqplib's name for a channel error.
+AMQPChannelException = ChannelError
+
+
+class QueueAlreadyExistsWarning(UserWarning):
+    """A queue with that name already exists, so a new one was not created."""
+
+
+class _ContextSSLTransport(amqp_transport.SSLTransport):
+    """SSL transport wrapping with a ready :class:`ssl.SSLContext`."""
+
+    __slots__ = ("_context",)
+
+    def __init__(self, host: str, connect_timeout: Any = None, ssl: Any = None, **kwargs: Any):
+        self._context = ssl
+        super().__init__(host, connect_timeout=connect_timeout, ssl=True, **kwargs)
+
+    def _wrap_socket(self, sock: socket.socket, **sslopts: Any) -> Any:
+        hostname = self.host.rsplit(":", 1)[0].strip("[]")
+        server_hostname = hostname if self._context.check_hostname else None
+        return self._context.wrap_socket(
+            sock, server_hostname=server_hostname, do_handshake_on_connect=False
+        )
+
+
+class Connection(amqp.Connection):
+    """A py-amqp connection with the waiting calls carrot 0.10 offered."""
+
+    _last_channel_id: int | None = None
+
+    def Transport(  # noqa: N802 -- py-amqp's method name
+        self,
+        host: str,
+        connect_timeout: Any,
+        ssl: Any = False,
+        read_timeout: Any = None,
+        write_timeout: Any = None,
+        socket_settings: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        kwargs.update(
+            read_timeout=read_timeout, write_timeout=write_timeout, socket_settings=socket_settings
+        )
+        if isinstance(ssl, ssl_module.SSLContext):
+            return _ContextSSLTransport(host, connect_timeout=connect_timeout, ssl=ssl, **kwargs)
+        return super().Transport(host, connect_timeout, ssl=ssl, **kwargs)
+
+    def drain_events(self, allowed_methods: Any = None, timeout: float | None = None) -> Any:
+        """Wait for one method on any channel and dispatch it.
+
+        :keyword allowed_methods: accepted for compatibility and ignored:
+            py-amqp must dispatch every frame in the order it arrives.
+        :keyword timeout: seconds to wait; :exc:`socket.timeout` when it passes.
+        """
+        return super().drain_events(timeout=timeout)
+
+    def on_inbound_method(self, channel_id: int, method_sig: Any, payload: Any, content: Any) -> Any:
+        self._last_channel_id = channel_id
+        return super().on_inbound_method(channel_id, method_sig, payload, content)
+
+    def wait_multi(
+        self, channels: Any, allowed_methods: Any = None, timeout: float | None = None
+    ) -> Any:
+        """Wait until a method arrives for one of ``channels``, dispatching it.
+
+        Methods for other channels that arrive first are dispatched too.
+
+        :keyword timeout: seconds to wait; :exc:`socket.timeout` when it passes.
+        """
+        wanted = {channel.channel_id for channel in channels}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            self._last_channel_id = None
+            result = self.drain_events(timeout=remaining)
+            if self._last_channel_id in wanted:
+                return result
+            if deadline is not None and time.monotonic() >= deadline:
+                raise socket.timeout("timed out")
+
+
+class Message(BaseMessage):
+    """A message received through py-amqp.
+
+    :param backend: the :class:`Backend` that received it.
+    :param amqp_message: the :class:`amqp.Message`.
+    """
+
+    def __init__(self, backend: Any, amqp_message: Any, **kwargs: Any) -> None:
+        # Hot path (every delivery): attributes set directly.
+        self.backend = backend
+        self.amqp_message = amqp_message
+        props = amqp_message.properties
+        self.body = kwargs.get("body", amqp_message.body)
+        self.delivery_info = amqp_message.delivery_info or {}
+        self.delivery_tag = self.delivery_info.get("delivery_tag")
+        self.content_type = props.get("content_type")
+        self.content_encoding = props.get("content_encoding")
+        self._decoded_cache = _NOT_DECODED
+        self._state = "RECEIVED"
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        """The AMQP properties (headers, priority, delivery_mode, ...)."""
+        return self.amqp_message.properties
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        """The message's headers table (empty when it has none)."""
+        return self.amqp_message.properties.get("application_headers") or {}
+
+
+class Backend(BaseBackend):
+    """AMQP through py-amqp.
+
+    :param connection: the :class:`~carrot.connection.BrokerConnection`.
+    """
+
+    default_port = DEFAULT_PORT
+    Message = Message
+
+    #: Errors meaning the connection is gone.
+    connection_errors = amqp.Connection.connection_errors
+    #: Errors meaning a channel operation failed (the connection may live on).
+    channel_errors = amqp.Connection.channel_errors
+    #: Connection errors worth retrying (not a refused login or vhost).
+    recoverable_connection_errors = amqp.Connection.recoverable_connection_errors
+
+    _prefetch_count: int | None = None
+
+    def __init__(self, connection: Any, **kwargs: Any) -> None:
+        super().__init__(connection, **kwargs)
+        self.default_port = kwargs.get("default_port", self.default_port)
+        self._channel: Any = None
+        # consumer_tag -> (queue, no_ack, callback) of this channel's consumers.
+        self._consumers: dict[str, tuple[str, bool, Any]] = {}
+        # The consumers flow(False) cancelled, to restart on flow(True).
+        self._paused: dict[str, tuple[str, bool, Any]] | None = None
+        #: Messages the broker returned as unroutable (``mandatory=True``),
+        #: newest last, as ``(reply_code, reply_text, exchange, routing_key, message)``.
+        self.returned_messages: collections.deque = collections.deque(maxlen=1000)
+
+    # -- connection --------------------------------------------------------
+
+    def establish_connection(self) -> Connection:
+        """Open a py-amqp connection with the settings of :attr:`connection`.
+
+        :raises carrot.exceptions.MissingConnectionSetting: (a ``KeyError``)
+            naming the missing hostname, userid or password.
+        """
+        conninfo = self.connection
+        if not conninfo.hostname:
+            raise MissingConnectionSetting("hostname")
+        if conninfo.userid is None:
+            raise MissingConnectionSetting("user id")
+        if conninfo.password is None:
+            raise MissingConnectionSetting("password")
+        port = conninfo.port or self.default_port
+        ssl = conninfo.ssl
+        conn = Connection(
+            host=f"{conninfo.hostname}:{port}",
+            userid=conninfo.userid,
+            password=conninfo.password,
+            virtual_host=conninfo.virtual_host,
+            ssl=ssl,
+            connect_timeout=conninfo.connect_timeout,
+        )
+        conn.connect()
+        return conn
+
+    def close_connection(self, connection: Any) -> None:
+        """Close a connection opened by :meth:`establish_connection`."""
+        connection.close()
+
+    # -- channel -----------------------------------------------------------
+
+    @property
+    def channel(self) -> amqp.Channel:
+        """The raw py-amqp channel, opened on first use (and after a close)."""
+        channel = self._channel
+        if channel is None or not channel.is_open or channel.connection is None:
+            channel = self._channel = self.connection.connection.channel()
+            channel.events["basic_return"].add(self._on_return)
+        return channel
+
+    def _on_return(self, exc: Any, exchange: str, routing_key: str, message: Any) -> None:
+        logger.warning(
+            "message returned by the broker: %s (exchange=%r routing_key=%r)",
+            exc, exchange, routing_key,
+        )
+        self.returned_messages.append((exc.reply_code, exc.reply_text, exchange, routing_key, message))
+
+    def close(self) -> None:
+        """Close the channel (the connection stays open)."""
+        channel, self._channel = self._channel, None
+        if channel is not None and channel.is_open and channel.connection is not None:
+            try:
+                channel.close()
+            except (*self.connection_errors, *self.channel_errors):
+                pass
+
+    # -- declarations ------------------------------------------------------
+
+    def queue_exists(self, queue: str) -> bool:
+        """Whether ``queue`` exists.
+
+        Uses a throwaway channel, so the broker closing it with 404 disturbs
+        neither this backend's channel nor its consumers.
+        """
+        channel = self.connection.connection.channel()
+        try:
+            channel.queue_declare(queue=queue, passive=True)
+        except NotFound:
+            return False
+        else:
+            return True
+        finally:
+            if channel.is_open:
+                channel.close()
+
+    def queue_delete(self, queue: str, if_unused: bool = False, if_empty: bool = False) -> Any:
+        """Delete ``queue``; return the number of messages it held."""
+        return self.channel.queue_delete(queue, if_unused, if_empty)
+
+    def queue_purge(self, queue: str, **kwargs: Any) -> int:
+        """Discard every ready message in ``queue``; return how many."""
+        return self.channel.queue_purge(queue=queue) or 0
+
+    def queue_declare(
+        self,
+        queue: str,
+        durable: bool,
+        exclusive: bool,
+        auto_delete: bool,
+        warn_if_exists: bool = False,
+        arguments: dict[str, Any] | None = None,
+    ) -> Any:
+        """Declare a queue.
+
+        :keyword warn_if_exists: warn with :class:`QueueAlreadyExistsWarning`
+            when the queue is already there.
+        """
+        if warn_if_exists and self.queue_exists(queue):
+            warnings.warn(
+                QueueAlreadyExistsWarning(
+                    f"{QueueAlreadyExistsWarning.__doc__} (queue {queue!r})"
+                ),
+                stacklevel=2,
+            )
+        return self.channel.queue_declare(
+            queue=queue,
+            durable=durable,
+            exclusive=exclusive,
+            auto_delete=auto_delete,
+            arguments=arguments,
+        )
+
+    def exchange_declare(self, exchange: str, type: str, durable: bool, auto_delete: bool) -> Any:  # noqa: A002 -- compat: carrot's parameter name
+        """Declare an exchange."""
+        return self.channel.exchange_declare(
+            exchange=exchange, type=type, durable=durable, auto_delete=auto_delete
+        )
+
+    def queue_bind(
+        self, queue: str, exchange: str, routing_key: str, arguments: dict[str, Any] | None = None
+    ) -> Any:
+        """Bind ``queue`` to ``exchange``."""
+        return self.channel.queue_bind(
+            queue=queue, exchange=exchange, routing_key=routing_key, arguments=arguments
+        )
+
+    # -- receiving ---------------------------------------------------------
+
+    def message_to_python(self, raw_message: Any) -> Message:
+        """Wrap an :class:`amqp.Message` in :attr:`Message`."""
+        return self.Message(self, raw_message)
+
+    def get(self, queue: str, no_ack: bool = False) -> Message | None:
+        """Fetch one message from ``queue``, or ``None`` if it is empty."""
+        raw_message = self.channel.basic_get(queue, no_ack=no_ack)
+        if raw_message is None:
+            return None
+        return self.message_to_python(raw_message)
+
+    def declare_consumer(
+        self, queue: str, no_ack: bool, callback: Any, consumer_tag: str, nowait: bool = False
+    ) -> str:
+        """Start consuming ``queue``; ``callback(raw_message)`` per delivery."""
+        self._consumers[consumer_tag] = (queue, no_ack, callback)
+        return self.channel.basic_consume(
+            queue=queue,
+            no_ack=no_ack,
+            callback=callback,
+            consumer_tag=consumer_tag,
+            nowait=nowait,
+        )
+
+    def consume(self, limit: int | None = None) -> Any:
+        """Dispatch deliveries to the consumers' callbacks, yielding after each event.
+
+        Stops after ``limit`` events, or when the channel has been closed.
+        """
+        for total in count():
+            if limit and total >= limit:
+                return
+            channel = self._channel
+            if channel is None or not channel.is_open:
+                return
+            self.connection.connection.drain_events()
+            yield True
+
+    def cancel(self, consumer_tag: str) -> None:
+        """Stop the consumer ``consumer_tag``."""
+        channel = self._channel
+        if channel is None or channel.connection is None or not channel.is_open:
+            return
+        self._consumers.pop(consumer_tag, None)
+        channel.basic_cancel(consumer_tag)
+
+    def ack(self, delivery_tag: Any) -> None:
+        """Acknowledge a delivery."""
+        self.channel.basic_ack(delivery_tag)
+
+    def reject(self, delivery_tag: Any) -> None:
+        """Reject a delivery; the broker drops (or dead-letters) it."""
+        self.channel.basic_reject(delivery_tag, requeue=False)
+
+    def requeue(self, delivery_tag: Any) -> None:
+        """Reject a delivery and put it back on its queue."""
+        self.channel.basic_reject(delivery_tag, requeue=True)
+
+    # -- sending -----------------------------------------------------------
+
+    def prepare_message(
+        self,
+        message_data: Any,
+        delivery_mode: Any,
+        priority: int | None = None,
+        content_type: str | None = None,
+        content_encoding: str | None = None,
+    ) -> amqp.Message:
+        """Build the :class:`amqp.Message` to publish."""
+        return amqp.Message(
+            message_data,
+            delivery_mode=delivery_mode,
+            priority=priority,
+            content_type=content_type,
+            content_encoding=content_encoding,
+        )
+
+    def publish(
+        self,
+        message: Any,
+        exchange: str,
+        routing_key: str,
+        mandatory: bool | None = None,
+        immediate: bool | None = None,
+        headers: dict[str, Any] | None = None,
+    ) -> None:
+        """Publish a prepared message.
+
+        :keyword mandatory: have the broker return it if no queue is bound;
+            returns land in :attr:`returned_messages`.
+        :keyword immediate: RabbitMQ 3.0+ refuses the AMQP ``immediate``
+            flag (closing the connection), so it is emulated: the message is
+            sent ``mandatory`` with a per-message TTL of 0, which RabbitMQ
+            documents as the replacement.
+        :keyword headers: the message's headers table.
+
+        .. versionchanged:: 0.11
+           The channel is no longer closed after a ``mandatory`` or
+           ``immediate`` publish.
+        """
+        if headers:
+            message.properties["application_headers"] = headers
+        if immediate:
+            message.properties["expiration"] = "0"
+            mandatory = True
+        self.channel.basic_publish(
+            message, exchange=exchange, routing_key=routing_key, mandatory=bool(mandatory)
+        )
+
+    # -- flow control ------------------------------------------------------
+
+    def qos(self, prefetch_size: int, prefetch_count: int, apply_global: bool = False) -> None:
+        """Limit unacknowledged deliveries on this channel."""
+        self._prefetch_count = prefetch_count
+        self.channel.basic_qos(
+            prefetch_size=prefetch_size, prefetch_count=prefetch_count, a_global=apply_global
+        )
+
+    def flow(self, active: bool) -> None:
+        """Pause (``False``) or resume (``True``) deliveries to this channel's consumers.
+
+        .. versionchanged:: 0.11
+           RabbitMQ refuses ``channel.flow(active=False)`` by closing the
+           connection, so pausing cancels this channel's consumers and
+           resuming starts them again with the same tags and callbacks.
+           Messages already delivered (within the prefetch window) still
+           reach the callbacks.
+        """
+        if active:
+            paused, self._paused = self._paused, None
+            for tag, (queue, no_ack, callback) in (paused or {}).items():
+                self.declare_consumer(queue, no_ack, callback, tag)
+        elif self._paused is None:
+            self._paused = dict(self._consumers)
+            for tag in self._paused:
+                self.cancel(tag)

@@ -1,0 +1,118 @@
+"""Every error carrot raises itself, under one root.
+
+The tree::
+
+    CarrotError
+     ├── BackendNotFound            (also ImportError)
+     ├── ClientNotInstalled         (also ImportError)
+     ├── MissingConnectionSetting   (also KeyError)
+     ├── ConnectionLimitExceeded
+     ├── MessageStateError
+     ├── SerializerNotInstalled
+     ├── EncodeError                (also TypeError and ValueError)
+     └── DecodeError                (also ValueError)
+
+Where carrot 0.10 raised a builtin (``KeyError`` for a missing hostname,
+``ImportError`` for a missing backend), our class subclasses that builtin too,
+so ``except`` clauses written for carrot keep catching it.
+
+Errors of the broker and of the network are not wrapped: catch them through
+:attr:`carrot.connection.BrokerConnection.connection_errors` and
+:attr:`~carrot.connection.BrokerConnection.channel_errors`, which list the
+active backend's classes.
+
+Each class is also importable from where carrot 0.10 defined it
+(``carrot.backends.base.MessageStateError``,
+``carrot.connection.ConnectionLimitExceeded``,
+``carrot.serialization.SerializerNotInstalled``); those are the same objects.
+"""
+
+__all__ = [
+    "CarrotError",
+    "BackendNotFound",
+    "ClientNotInstalled",
+    "MissingConnectionSetting",
+    "ConnectionLimitExceeded",
+    "MessageStateError",
+    "SerializerNotInstalled",
+    "EncodeError",
+    "DecodeError",
+]
+
+
+class CarrotError(Exception):
+    """Root of every exception carrot raises itself."""
+
+
+class BackendNotFound(CarrotError, ImportError):
+    """A backend alias, dotted path or class could not be resolved."""
+
+    def __init__(self, name, reason: str = "") -> None:
+        self.name_requested = name
+        self.reason = reason
+        super().__init__(name, reason)
+
+    def __str__(self) -> str:
+        from carrot.backends import BACKEND_ALIASES
+
+        msg = f"unknown backend {self.name_requested!r}"
+        if self.reason:
+            msg += f": {self.reason}"
+        return f"{msg} (aliases: {', '.join(sorted(BACKEND_ALIASES))}; or a dotted path to a class)"
+
+
+class ClientNotInstalled(CarrotError, ImportError):
+    """An optional client library a backend needs is not installed."""
+
+    def __init__(self, backend: str, package: str) -> None:
+        self.backend = backend
+        self.package = package
+        super().__init__(backend, package)
+
+    def __str__(self) -> str:
+        return (
+            f"the {self.backend} backend needs the {self.package!r} package: "
+            f"pip install {self.package}"
+        )
+
+
+class MissingConnectionSetting(CarrotError, KeyError):
+    """A connection setting the backend needs (hostname, userid, ...) is unset.
+
+    A ``KeyError`` too, as carrot 0.10 raised ``KeyError`` here.
+    """
+
+    def __init__(self, setting: str, backend: str = "AMQP") -> None:
+        self.setting = setting
+        self.backend = backend
+        super().__init__(setting)
+
+    def __str__(self) -> str:
+        return f"Missing {self.setting} for {self.backend} connection."
+
+
+class ConnectionLimitExceeded(CarrotError):
+    """The maximum number of pool connections has been exceeded."""
+
+    def __init__(self, limit=None) -> None:
+        self.limit = limit
+        super().__init__(limit)
+
+    def __str__(self) -> str:
+        return f"connection pool limit exceeded: all {self.limit} connections are in use"
+
+
+class MessageStateError(CarrotError):
+    """The message has already been acknowledged (acked, rejected or requeued)."""
+
+
+class SerializerNotInstalled(CarrotError):
+    """The serializer named is not registered, or its library is not installed."""
+
+
+class EncodeError(CarrotError, TypeError, ValueError):
+    """A message body could not be serialized; nothing was sent."""
+
+
+class DecodeError(CarrotError, ValueError):
+    """A received message body could not be decoded."""

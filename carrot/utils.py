@@ -1,0 +1,81 @@
+"""Small helpers carrot 0.10 exported and real code still imports."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+__all__ = ["gen_unique_id", "partition", "rpartition", "repeatlast", "retry_over_time"]
+
+
+def gen_unique_id() -> str:
+    """Return a new random UUID as a string."""
+    return str(uuid.uuid4())
+
+
+def partition(S: str, sep: str) -> tuple[str, str, str]:
+    """``S.partition(sep)``; kept because carrot shipped it for Python 2.4."""
+    return S.partition(sep)
+
+
+def rpartition(S: str, sep: str) -> tuple[str, str, str]:
+    """``S.rpartition(sep)``; kept because carrot shipped it for Python 2.4."""
+    return S.rpartition(sep)
+
+
+def repeatlast(it: Iterable[Any]) -> Iterator[Any]:
+    """Yield every item of ``it``, then repeat the last one forever.
+
+    An empty iterable yields nothing.
+    """
+    item = _nothing = object()
+    for item in it:
+        yield item
+    if item is _nothing:
+        return
+    while True:
+        yield item
+
+
+def retry_over_time(
+    fun: Callable[..., Any],
+    catch: type[BaseException] | tuple[type[BaseException], ...],
+    args: Iterable[Any] = [],  # noqa: B006 -- compat: carrot's signature; never mutated
+    kwargs: dict[str, Any] = {},  # noqa: B006 -- compat: carrot's signature; never mutated
+    errback: Callable[[BaseException, float], Any] | None = None,
+    max_retries: int | None = None,
+    interval_start: float = 2,
+    interval_step: float = 2,
+    interval_max: float = 30,
+) -> Any:
+    """Call ``fun(*args, **kwargs)`` until it stops raising ``catch``.
+
+    :param fun: the function to call.
+    :param catch: the exception class (or tuple of classes) that means "try again".
+    :keyword errback: called as ``errback(exc, interval)`` before each sleep.
+    :keyword max_retries: give up and re-raise after this many retries
+        (``None``: retry for ever; ``0``: never retry).
+    :keyword interval_start: seconds to sleep after the first failure.
+    :keyword interval_step: seconds added to the sleep after each failure.
+    :keyword interval_max: the longest sleep.
+    :returns: what ``fun`` returned.
+
+    Intervals may be floats.
+    """
+    args = tuple(args)
+    interval = interval_start
+    retries = 0
+    while True:
+        try:
+            return fun(*args, **kwargs)
+        except catch as exc:
+            if max_retries is not None and retries >= max_retries:
+                raise
+            sleep_for = min(interval, interval_max)
+            if errback is not None:
+                errback(exc, sleep_for)
+            time.sleep(sleep_for)
+            interval = min(interval + interval_step, interval_max)
+            retries += 1

@@ -1,0 +1,57 @@
+"""Installs carrot: ``pip install .`` (extras: django, yaml, msgpack, pika, stomp, test, docs)."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(
+    r"^VERSION = \((\d+), (\d+), (\d+)\)", (HERE / "carrot" / "__init__.py").read_text(), re.M
+).groups()
+
+EXTRAS = {
+    "django": ["django>=3.2"],
+    "yaml": ["PyYAML>=5.1"],
+    "msgpack": ["msgpack>=1.0"],
+    "pika": ["pika>=1.3,<2"],
+    "stomp": ["stomp.py>=8.1"],
+    "redis": ["redis>=4.5"],
+    "docs": ["sphinx>=7"],
+}
+EXTRAS["test"] = sorted(
+    {
+        "pytest>=7",
+        *EXTRAS["django"],
+        *EXTRAS["yaml"],
+        *EXTRAS["msgpack"],
+        *EXTRAS["pika"],
+        *EXTRAS["redis"],
+    }
+)
+
+setup(
+    name="carrot",
+    version=".".join(VERSION),
+    description="AMQP messaging for code written against carrot 0.10, on Python 3 and py-amqp",
+    long_description=(HERE / "README.rst").read_text(),
+    long_description_content_type="text/x-rst",
+    author="The carrot developers",
+    license="BSD-3-Clause",
+    packages=find_packages(include=["carrot", "carrot.*"]),
+    python_requires=">=3.10",
+    install_requires=["amqp>=5.2,<6", "kombu>=5.3,<6"],
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["carrot = carrot.cli:main"]},
+    classifiers=[
+        "Development Status :: 4 - Beta",
+        "Intended Audience :: Developers",
+        "License :: OSI Approved :: BSD License",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+        "Topic :: System :: Networking",
+    ],
+)
