@@ -147,10 +147,12 @@ class SerializerRegistry:
 
         .. versionadded:: 0.11
         """
-        try:
-            content_type = self._name_to_type.pop(name)
-        except KeyError:
-            raise SerializerNotInstalled(f"no serializer registered as {name!r}") from None
+        content_type = self._name_to_type.pop(name, None)
+        if content_type is None:
+            # compat: code written for carrot filled ``_encoders`` directly.
+            if name not in self._encoders:
+                raise SerializerNotInstalled(f"no serializer registered as {name!r}")
+            content_type = self._encoders[name][0]
         self._encoders.pop(name, None)
         self._decoders.pop(content_type, None)
         if name == self._default_name:
@@ -343,9 +345,9 @@ def register_pickle() -> None:
 
     .. versionchanged:: 0.11
        Pickles with :data:`pickle.DEFAULT_PROTOCOL` of the running Python
-       (carrot 0.10 used protocol 0 or 2 for Python 2 consumers, which we
-       do not serve); any Python 3 consumer of the same or a newer version
-       reads it.
+       (carrot 0.10 used cPickle's default, protocol 0, which Python 2
+       consumers could read; we do not serve those). Any Python 3 consumer
+       whose default protocol is at least as new reads it.
     """
     registry.register(
         "pickle", _pickle_dumps, pickle.loads, "application/x-python-serialize", "binary"
@@ -370,10 +372,12 @@ def register_yaml() -> None:
     raises :exc:`SerializerNotInstalled` naming the package.
 
     .. versionchanged:: 0.11
-       Always :func:`yaml.safe_dump`/:func:`yaml.safe_load`: YAML tags naming
-       Python objects are refused (``DecodeError``) rather than built, as some
-       carrot 0.10 releases did with ``yaml.load``. Without PyYAML, encoding
-       raises ``SerializerNotInstalled`` too (carrot registered no encoder).
+       Always :func:`yaml.safe_dump`/:func:`yaml.safe_load`, an intended
+       departure wherever a carrot release used ``yaml.load``: YAML tags
+       naming Python objects are refused (``DecodeError``), never built.
+       Without PyYAML, encoding raises ``SerializerNotInstalled`` naming the
+       package too (carrot registered no encoder then, so the error named
+       only the serializer).
     """
     try:
         import yaml

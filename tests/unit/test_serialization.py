@@ -437,6 +437,15 @@ def test_unregister_unknown_names_it() -> None:
         reg.unregister("nosuch-serializer")
 
 
+def test_unregister_serializer_added_to_encoders_directly() -> None:
+    reg = SerializerRegistry()
+    reg._encoders["direct"] = ("text/x-direct", "utf-8", _upper_encode)
+    reg._decoders["text/x-direct"] = str.lower
+    reg.unregister("direct")
+    assert reg._encoders == {}
+    assert reg._decoders == {}
+
+
 def test_unregister_decoder_only_serializer() -> None:
     reg = SerializerRegistry()
     reg.register("dec", None, str.upper, "text/x-dec")
