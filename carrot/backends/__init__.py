@@ -3,6 +3,9 @@
 A backend is named by an alias from :data:`BACKEND_ALIASES`, by the dotted path
 of a class (``"myapp.backends.Backend"``; ``"myapp.backends:Backend"`` works
 too), or given as the class itself. ``None`` means :data:`DEFAULT_BACKEND`.
+As in older carrot releases, the path of a module (``"carrot.backends.pyamqplib"``)
+or a bare module name under ``carrot.backends`` (``"pyamqplib"``) means that
+module's ``Backend`` class.
 
 Modules for optional clients (pika, stomp.py, kombu) are imported only when
 their backend is asked for, so importing :mod:`carrot` never needs them.
@@ -14,7 +17,7 @@ import importlib
 from functools import lru_cache
 from typing import Any
 
-from carrot.exceptions import BackendNotFound
+from carrot.exceptions import BackendNotFound, ClientNotInstalled
 
 __all__ = ["DEFAULT_BACKEND", "BACKEND_ALIASES", "resolve_backend", "get_backend_cls"]
 
@@ -51,27 +54,79 @@ _LEGACY_NAMES = {
 
 
 def resolve_backend(backend: str | None = None) -> str:
-    """Return the dotted path for an alias (or the path itself)."""
-    if backend is None:
+    """Return the dotted path for an alias (or the path itself).
+
+    ``None`` and ``""`` mean :data:`DEFAULT_BACKEND`; aliases match in any
+    case (``"AMQP"`` is ``"amqp"``).
+
+    .. versionchanged:: 0.11
+       Returns the dotted path as one string; carrot 0.10 returned a
+       ``(module_name, class_name)`` pair, which ``path.rpartition(".")``
+       gives back.
+    """
+    if not backend:
         return DEFAULT_BACKEND
-    return BACKEND_ALIASES.get(backend, backend)
+    alias = BACKEND_ALIASES.get(backend) or BACKEND_ALIASES.get(backend.lower())
+    return alias or backend
+
+
+#: Top-level module of an optional client -> the pip package that provides it.
+_CLIENT_PACKAGES = {
+    "amqp": "amqp",
+    "kombu": "kombu",
+    "librabbitmq": "librabbitmq",
+    "pika": "pika",
+    "redis": "redis",
+    "stomp": "stomp.py",
+}
+
+
+def _import_module(module_name: str, requested: Any) -> Any:
+    """Import a backend module, or ``None`` if that module does not exist.
+
+    A module that exists but needs a missing client library raises
+    :exc:`~carrot.exceptions.ClientNotInstalled` naming the pip package.
+    """
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or ""
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
+            return None  # the module itself (or its package) does not exist
+        package = _CLIENT_PACKAGES.get(missing.partition(".")[0])
+        if package is not None:
+            raise ClientNotInstalled(str(requested), package) from exc
+        raise
+
+
+def _backend_from_module(module: Any, requested: Any) -> type:
+    # compat: carrot < 0.10 named a backend by its module and used the
+    # module's ``Backend`` class ("carrot.backends.pyamqplib", "pyamqplib").
+    try:
+        return module.Backend
+    except AttributeError:
+        raise BackendNotFound(requested, f"module {module.__name__!r} has no 'Backend'") from None
 
 
 def _import_class(path: str, requested: Any) -> type:
     if ":" in path:
         module_name, _, cls_name = path.partition(":")
     else:
+        if "." not in path:
+            # compat: a bare module name was looked up in carrot.backends.
+            module = _import_module(f"{__name__}.{path}", requested)
+            if module is None:
+                raise BackendNotFound(requested, "not an alias and not a dotted path to a class")
+            return _backend_from_module(module, requested)
+        module = _import_module(path, requested)
+        if module is not None:
+            return _backend_from_module(module, requested)
         module_name, _, cls_name = path.rpartition(".")
     if not module_name or not cls_name:
         raise BackendNotFound(requested, "not an alias and not a dotted path to a class")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        missing = getattr(exc, "name", None) or ""
-        if missing and (module_name == missing or module_name.startswith(missing + ".")):
-            # The module itself is missing, not something it imports.
-            raise BackendNotFound(requested, f"no module named {module_name!r}") from exc
-        raise
+    module = _import_module(module_name, requested)
+    if module is None:
+        raise BackendNotFound(requested, f"no module named {module_name!r}")
     try:
         return getattr(module, cls_name)
     except AttributeError:

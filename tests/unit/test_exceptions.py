@@ -1,0 +1,109 @@
+"""carrot.exceptions: one root, builtin bases kept where carrot raised builtins."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from carrot import exceptions
+from carrot.exceptions import (
+    BackendNotFound,
+    CarrotError,
+    ClientNotInstalled,
+    ConnectionLimitExceeded,
+    DecodeError,
+    EncodeError,
+    MessageStateError,
+    MissingConnectionSetting,
+    SerializerNotInstalled,
+)
+
+ALL = [
+    BackendNotFound,
+    ClientNotInstalled,
+    MissingConnectionSetting,
+    ConnectionLimitExceeded,
+    MessageStateError,
+    SerializerNotInstalled,
+    EncodeError,
+    DecodeError,
+]
+
+
+def test_all_lists_every_exception() -> None:
+    assert set(exceptions.__all__) == {cls.__name__ for cls in ALL} | {"CarrotError"}
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_rooted_at_carrot_error(cls: type) -> None:
+    assert issubclass(cls, CarrotError)
+    assert issubclass(CarrotError, Exception)
+
+
+@pytest.mark.parametrize(
+    ("cls", "builtin"),
+    [
+        (BackendNotFound, ImportError),
+        (ClientNotInstalled, ImportError),
+        (MissingConnectionSetting, KeyError),
+        (EncodeError, TypeError),
+        (EncodeError, ValueError),
+        (DecodeError, ValueError),
+    ],
+)
+def test_builtin_bases_kept_for_old_except_clauses(cls: type, builtin: type) -> None:
+    assert issubclass(cls, builtin)
+
+
+def test_backend_not_found_names_it_and_lists_aliases() -> None:
+    from carrot.backends import BACKEND_ALIASES
+
+    exc = BackendNotFound("rabbit", "not an alias")
+    text = str(exc)
+    assert "'rabbit'" in text
+    assert "not an alias" in text
+    for alias in BACKEND_ALIASES:
+        assert alias in text
+    assert exc.name_requested == "rabbit"
+
+
+def test_client_not_installed_names_the_pip_package() -> None:
+    exc = ClientNotInstalled("stomp", "stomp.py")
+    assert "pip install stomp.py" in str(exc)
+    assert exc.backend == "stomp"
+    assert exc.package == "stomp.py"
+
+
+def test_missing_connection_setting_is_readable_not_a_repr() -> None:
+    exc = MissingConnectionSetting("hostname")
+    assert str(exc) == "Missing hostname for AMQP connection."
+    assert exc.setting == "hostname"
+    with pytest.raises(KeyError):
+        raise exc
+
+
+def test_connection_limit_exceeded_names_the_limit() -> None:
+    exc = ConnectionLimitExceeded(4)
+    assert exc.limit == 4
+    assert "4" in str(exc)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        BackendNotFound("x", "why"),
+        ClientNotInstalled("pika", "pika"),
+        MissingConnectionSetting("password"),
+        ConnectionLimitExceeded(3),
+        MessageStateError("already acked"),
+        SerializerNotInstalled("no yaml"),
+        EncodeError("bad"),
+        DecodeError("bad"),
+    ],
+)
+def test_pickles(exc: CarrotError) -> None:
+    # Errors cross process boundaries (multiprocessing pools, task results).
+    clone = pickle.loads(pickle.dumps(exc))
+    assert type(clone) is type(exc)
+    assert str(clone) == str(exc)
