@@ -21,18 +21,18 @@ from carrot.exceptions import ConnectionLimitExceeded
 from carrot.utils import retry_over_time
 
 __all__ = [
-    "DEFAULT_CONNECT_TIMEOUT",
-    "SETTING_PREFIX",
-    "COMPAT_SETTING_PREFIX",
     "ARG_TO_DJANGO_SETTING",
+    "COMPAT_SETTING_PREFIX",
+    "DEFAULT_CONNECT_TIMEOUT",
     "SETTING_DEPRECATED_FMT",
-    "BrokerConnection",
+    "SETTING_PREFIX",
     "AMQPConnection",
+    "BrokerConnection",
     "ConnectionLimitExceeded",
     "ConnectionPool",
-    "get_django_conninfo",
-    "DjangoBrokerConnection",
     "DjangoAMQPConnection",
+    "DjangoBrokerConnection",
+    "get_django_conninfo",
 ]
 
 #: Seconds to wait for the TCP connect and the protocol handshake.
@@ -407,7 +407,7 @@ class DjangoBrokerConnection(BrokerConnection):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         settings = kwargs.pop("settings", None)
-        explicit = dict(zip(_CONN_ARGS, args))
+        explicit = dict(zip(_CONN_ARGS, args, strict=False))
         explicit.update(kwargs)
         conninfo = get_django_conninfo(settings)
         if explicit.get("backend_cls") is None and explicit.get("transport") is not None:

@@ -28,15 +28,15 @@ Each class is also importable from where carrot 0.10 defined it
 """
 
 __all__ = [
-    "CarrotError",
     "BackendNotFound",
+    "CarrotError",
     "ClientNotInstalled",
-    "MissingConnectionSetting",
     "ConnectionLimitExceeded",
-    "MessageStateError",
-    "SerializerNotInstalled",
-    "EncodeError",
     "DecodeError",
+    "EncodeError",
+    "MessageStateError",
+    "MissingConnectionSetting",
+    "SerializerNotInstalled",
 ]
 
 
@@ -44,7 +44,7 @@ class CarrotError(Exception):
     """Root of every exception carrot raises itself."""
 
 
-class BackendNotFound(CarrotError, ImportError):
+class BackendNotFound(CarrotError, ImportError):  # noqa: N818 -- compat: carrot's (or a kept) name
     """A backend alias, dotted path or class could not be resolved."""
 
     def __init__(self, name, reason: str = "") -> None:
@@ -61,7 +61,7 @@ class BackendNotFound(CarrotError, ImportError):
         return f"{msg} (aliases: {', '.join(sorted(BACKEND_ALIASES))}; or a dotted path to a class)"
 
 
-class ClientNotInstalled(CarrotError, ImportError):
+class ClientNotInstalled(CarrotError, ImportError):  # noqa: N818 -- compat: carrot's (or a kept) name
     """An optional client library a backend needs is not installed."""
 
     def __init__(self, backend: str, package: str) -> None:
@@ -76,7 +76,7 @@ class ClientNotInstalled(CarrotError, ImportError):
         )
 
 
-class MissingConnectionSetting(CarrotError, KeyError):
+class MissingConnectionSetting(CarrotError, KeyError):  # noqa: N818 -- compat: carrot's (or a kept) name
     """A connection setting the backend needs (hostname, userid, ...) is unset.
 
     A ``KeyError`` too, as carrot 0.10 raised ``KeyError`` here.
@@ -91,7 +91,7 @@ class MissingConnectionSetting(CarrotError, KeyError):
         return f"Missing {self.setting} for {self.backend} connection."
 
 
-class ConnectionLimitExceeded(CarrotError):
+class ConnectionLimitExceeded(CarrotError):  # noqa: N818 -- compat: carrot's (or a kept) name
     """The maximum number of pool connections has been exceeded."""
 
     def __init__(self, limit=None) -> None:
@@ -106,7 +106,7 @@ class MessageStateError(CarrotError):
     """The message has already been acknowledged (acked, rejected or requeued)."""
 
 
-class SerializerNotInstalled(CarrotError):
+class SerializerNotInstalled(CarrotError):  # noqa: N818 -- compat: carrot's (or a kept) name
     """The serializer named is not registered, or its library is not installed."""
 
 

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-__all__ = ["gen_unique_id", "partition", "rpartition", "repeatlast", "retry_over_time"]
+__all__ = ["gen_unique_id", "partition", "repeatlast", "retry_over_time", "rpartition"]
 
 
 def gen_unique_id() -> str:
@@ -15,12 +15,12 @@ def gen_unique_id() -> str:
     return str(uuid.uuid4())
 
 
-def partition(S: str, sep: str) -> tuple[str, str, str]:
+def partition(S: str, sep: str) -> tuple[str, str, str]:  # noqa: N803 -- compat: carrot's name
     """``S.partition(sep)``; kept because carrot shipped it for Python 2.4."""
     return S.partition(sep)
 
 
-def rpartition(S: str, sep: str) -> tuple[str, str, str]:
+def rpartition(S: str, sep: str) -> tuple[str, str, str]:  # noqa: N803 -- compat: carrot's name
     """``S.rpartition(sep)``; kept because carrot shipped it for Python 2.4."""
     return S.rpartition(sep)
 
@@ -42,7 +42,7 @@ def repeatlast(it: Iterable[Any]) -> Iterator[Any]:
 def retry_over_time(
     fun: Callable[..., Any],
     catch: type[BaseException] | tuple[type[BaseException], ...],
-    args: Iterable[Any] = [],  # noqa: B006 -- compat: carrot's signature; never mutated
+    args: Iterable[Any] = [],
     kwargs: dict[str, Any] = {},  # noqa: B006 -- compat: carrot's signature; never mutated
     errback: Callable[[BaseException, float], Any] | None = None,
     max_retries: int | None = None,

@@ -14,12 +14,12 @@ their backend is asked for, so importing :mod:`carrot` never needs them.
 from __future__ import annotations
 
 import importlib
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from carrot.exceptions import BackendNotFound, ClientNotInstalled
 
-__all__ = ["DEFAULT_BACKEND", "BACKEND_ALIASES", "resolve_backend", "get_backend_cls"]
+__all__ = ["BACKEND_ALIASES", "DEFAULT_BACKEND", "get_backend_cls", "resolve_backend"]
 
 #: The backend used when none is named: py-amqp.
 DEFAULT_BACKEND = "carrot.backends.pyamqplib.Backend"
@@ -133,7 +133,7 @@ def _import_class(path: str, requested: Any) -> type:
         raise BackendNotFound(requested, f"module {module_name!r} has no {cls_name!r}") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _get_backend_cls_cached(backend: str | None) -> type:
     return _import_class(resolve_backend(backend), backend)
 

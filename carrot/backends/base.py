@@ -11,7 +11,7 @@ from typing import Any
 
 from carrot.exceptions import MessageStateError
 
-__all__ = ["ACKNOWLEDGED_STATES", "MessageStateError", "BaseMessage", "BaseBackend"]
+__all__ = ["ACKNOWLEDGED_STATES", "BaseBackend", "BaseMessage", "MessageStateError"]
 
 #: States in which a message can no longer be acked, rejected or requeued.
 ACKNOWLEDGED_STATES = frozenset(["ACK", "REJECTED", "REQUEUED"])
@@ -79,9 +79,7 @@ class BaseMessage:
 
     def _settle(self, method: str, state: str) -> None:
         if self._state in ACKNOWLEDGED_STATES:
-            raise MessageStateError(
-                f"Message already acknowledged with state: {self._state}"
-            )
+            raise MessageStateError(f"Message already acknowledged with state: {self._state}")
         getattr(self.backend, method)(self.delivery_tag)
         self._state = state
 
