@@ -1,0 +1,648 @@
+"""The embedded in-memory backend: one process-wide FIFO queue, no broker.
+
+Named ``"memory"``, ``"mem"`` or ``"queue"``
+(``BrokerConnection(backend_cls="memory")``); it needs no hostname, user or
+password. It keeps carrot 0.10's semantics, which test suites written for
+carrot rely on.
+
+Features:
+
+* publish, ``get`` and consumers with callbacks, from any number of threads
+  of one process; messages are taken in the order they were published
+  (FIFO), each by exactly one consumer or ``get``;
+* several consumers take turns (round robin);
+* ``ack`` (accepted; the message is already off the queue), ``reject``
+  (drops it) and ``requeue`` (puts it back at the *front* of the queue with
+  ``delivery_info["redelivered"] = True``, as a broker redelivers it first);
+* ``delivery_mode``, ``priority`` and headers travel with the message
+  (:attr:`Message.properties`, :attr:`Message.headers`);
+* ``queue_purge`` returns how many messages it removed; ``flow(False)``
+  pauses a backend's consumers;
+* :func:`reset` empties the queue and forgets every consumer, for test
+  isolation.
+
+Limits:
+
+* **No routing.** Exchange, routing key, queue names and bindings are
+  accepted and ignored: every message goes into the one module-level
+  :data:`mqueue`, and any consumer or ``get`` in the process may take it. A
+  message published to exchange ``"a"`` with routing key ``"x"`` is received
+  by a consumer of queue ``"y"``; ``queue_purge("any")`` empties everything.
+* **One process.** Other processes see none of it.
+* **Nothing persists.** Durable queues and persistent messages die with the
+  process, and a message taken but never acked is gone (as in carrot 0.10);
+  only :meth:`Message.requeue` puts it back.
+* No prefetch: messages are handed to consumers one at a time and ``qos`` is
+  recorded only.
+
+For real exchanges, bindings and routing without a broker, use kombu's
+in-memory transport: when the kombu backend is available,
+``BrokerConnection(hostname="memory://", backend_cls="kombu")``.
+
+Deliveries happen in the thread that calls :meth:`Backend.consume`,
+:meth:`Backend.drain_events` or :meth:`Connection.drain_events`
+(``BrokerConnection.drain_events``). :meth:`Backend.consume` and
+:meth:`Backend.drain_events` deliver to that backend's own consumers;
+the connection's ``drain_events`` to the consumers of every backend made from
+that :class:`~carrot.connection.BrokerConnection`. A waiting consumer blocks
+on the queue for :data:`POLL_INTERVAL` seconds at a time, checking in between
+whether it was closed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue as queue_module
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+from carrot.backends.base import BaseBackend, BaseMessage
+from carrot.exceptions import CarrotError
+
+__all__ = [
+    "POLL_INTERVAL",
+    "Backend",
+    "Connection",
+    "ConnectionClosedError",
+    "Message",
+    "PreparedMessage",
+    "mqueue",
+    "reset",
+]
+
+#: Seconds a waiting consumer blocks on the queue before it checks whether
+#: it has been closed or cancelled.
+POLL_INTERVAL = 0.05
+
+
+class ConnectionClosedError(CarrotError):
+    """Waited for a delivery on an in-memory connection or backend that is closed."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "the in-memory connection is closed"
+
+
+class _MessageQueue(queue_module.Queue):
+    """A :class:`queue.Queue` that can also put at the front, and clear."""
+
+    def put_front(self, item: Any) -> None:
+        """Put ``item`` where the next ``get`` takes it first."""
+        with self.not_empty:
+            self.queue.appendleft(item)
+            self.unfinished_tasks += 1
+            self.not_empty.notify()
+
+    def clear(self) -> int:
+        """Remove every item; return how many there were."""
+        with self.mutex:
+            removed = len(self.queue)
+            self.queue.clear()
+            self.unfinished_tasks = max(0, self.unfinished_tasks - removed)
+            if not self.unfinished_tasks:
+                self.all_tasks_done.notify_all()
+            self.not_full.notify_all()
+            return removed
+
+
+#: compat: carrot 0.10's module-level queue, shared by every backend of the
+#: process. It holds :class:`PreparedMessage` tuples, which unpack as
+#: ``body, content_type, content_encoding`` as carrot's did.
+mqueue: queue_module.Queue = _MessageQueue()
+
+#: Guards the consumer registry; notified when consumers come, go or pause.
+_registry = threading.Condition()
+#: Backends that have at least one consumer (weakly: a forgotten backend's
+#: consumers go away with it).
+_consuming: weakref.WeakSet[Backend] = weakref.WeakSet()
+#: Delivery tags, unique in the process.
+_delivery_tags = itertools.count(1)
+#: delivery_tag -> the Message handed out, while someone holds it (for requeue).
+_delivered: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+
+
+def reset() -> None:
+    """Empty :data:`mqueue` and forget every consumer and delivered message.
+
+    For test isolation: call it in a fixture before (or after) each test.
+
+    .. versionadded:: 0.11
+    """
+    with _registry:
+        for backend in list(_consuming):
+            backend._consumers.clear()
+        _consuming.clear()
+        _registry.notify_all()
+    mqueue.clear()
+    _delivered.clear()
+
+
+class PreparedMessage(tuple):
+    """A message as :meth:`Backend.prepare_message` builds it and :data:`mqueue` holds it.
+
+    A ``(body, content_type, content_encoding)`` tuple, as carrot 0.10 used:
+    it compares equal to the plain tuple and unpacks the same. It also
+    carries the message's :attr:`properties` and, once published, where it
+    was sent.
+
+    :param body: the message body.
+    :param content_type: the MIME type of the body.
+    :param content_encoding: the charset of the body, or ``"binary"``.
+    :param properties: ``delivery_mode``, ``priority``, ``application_headers``.
+    """
+
+    #: delivery_mode, priority and application_headers (when given).
+    properties: dict[str, Any]
+    #: The exchange it was published to (``None`` until published).
+    exchange: str | None = None
+    #: The routing key it was published with (``None`` until published).
+    routing_key: str | None = None
+    #: True once the message has been requeued.
+    redelivered: bool = False
+
+    def __new__(
+        cls,
+        body: Any,
+        content_type: str | None = None,
+        content_encoding: str | None = None,
+        properties: dict[str, Any] | None = None,
+    ) -> PreparedMessage:
+        self = tuple.__new__(cls, (body, content_type, content_encoding))
+        self.properties = properties if properties is not None else {}
+        return self
+
+    @property
+    def body(self) -> Any:
+        """The message body."""
+        return self[0]
+
+    @property
+    def content_type(self) -> str | None:
+        """The MIME type of the body."""
+        return self[1]
+
+    @property
+    def content_encoding(self) -> str | None:
+        """The charset of the body, or ``"binary"``."""
+        return self[2]
+
+
+class Message(BaseMessage):
+    """A message received from the in-memory queue.
+
+    :param backend: the :class:`Backend` that received it.
+    :keyword properties: delivery_mode, priority and application_headers.
+
+    The other keywords are :class:`~carrot.backends.base.BaseMessage`'s.
+    """
+
+    #: The :class:`PreparedMessage` this was made from (what requeue puts back).
+    _record: PreparedMessage | None = None
+
+    def __init__(self, backend: Any, **kwargs: Any) -> None:
+        super().__init__(backend, **kwargs)
+        self.properties: dict[str, Any] = kwargs.get("properties") or {}
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        """The message's headers (empty when it has none)."""
+        return self.properties.get("application_headers") or {}
+
+
+class queue_declare_ok_t(NamedTuple):  # noqa: N801 -- py-amqp's name for this result
+    """What :meth:`Backend.queue_declare` returns, shaped like py-amqp's."""
+
+    queue: str
+    message_count: int
+    consumer_count: int
+
+
+#: (backend, consumer_tag, callback) of one consumer.
+_Entry = tuple["Backend", str, Callable[[Any], Any]]
+
+
+def _dispatch(
+    entries: Callable[[], list[_Entry]],
+    timeout: float | None,
+    is_closed: Callable[[], bool],
+    turn: Iterator[int],
+) -> None:
+    """Take one message and hand it to one of ``entries()``, waiting up to ``timeout``.
+
+    A message is taken only when there is a consumer for it.
+
+    :raises socket.timeout: ``timeout`` seconds passed without a delivery.
+    :raises ConnectionClosedError: ``is_closed()`` became true while waiting.
+    """
+    # Hot path (every delivery): one registry snapshot, one queue get.
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        if is_closed():
+            raise ConnectionClosedError("the in-memory connection or channel is closed")
+        if deadline is None:
+            wait = POLL_INTERVAL
+        else:
+            wait = min(POLL_INTERVAL, max(0.0, deadline - time.monotonic()))
+        with _registry:
+            candidates = entries()
+            if not candidates:
+                _registry.wait(wait)
+        if candidates:
+            try:
+                record = mqueue.get(timeout=wait)
+            except queue_module.Empty:
+                pass
+            else:
+                backend, tag, callback = candidates[next(turn) % len(candidates)]
+                if backend._consumers.get(tag, (None, None, None))[2] is callback:
+                    callback(backend._to_message(record, consumer_tag=tag))
+                    return
+                # Cancelled while we waited: give the message back, first in line.
+                mqueue.put_front(record)
+        if deadline is not None and time.monotonic() >= deadline:
+            # socket.timeout is TimeoutError (Python 3.10+), what carrot callers catch.
+            raise TimeoutError("timed out")
+
+
+class Connection:
+    """The connection object of the memory backend (``BrokerConnection.connection``).
+
+    :param client: the :class:`~carrot.connection.BrokerConnection` it
+        belongs to.
+    """
+
+    def __init__(self, client: Any) -> None:
+        #: The BrokerConnection this belongs to.
+        self.client = client
+        #: False once :meth:`close` was called.
+        self.connected = True
+        #: What a broker would report about itself (``carrot ping`` prints it).
+        self.server_properties: dict[str, Any] = {
+            "product": "carrot in-memory backend",
+            "version": _carrot_version(),
+            "platform": "in-process",
+        }
+        self._turn = itertools.count()
+
+    def __repr__(self) -> str:
+        state = "open" if self.connected else "closed"
+        return f"<{type(self).__name__} in-process {state}>"
+
+    def _entries(self) -> list[_Entry]:
+        client = self.client
+        entries: list[_Entry] = []
+        for backend in list(_consuming):
+            if backend.connection is client:
+                entries.extend(backend._entries())
+        return entries
+
+    def _is_closed(self) -> bool:
+        return not self.connected or getattr(self.client, "_closed", None) is True
+
+    def drain_events(self, timeout: float | None = None, **kwargs: Any) -> None:
+        """Deliver one message to a consumer of any backend of this connection.
+
+        :keyword timeout: seconds to wait; ``None`` waits until a message is
+            delivered (or the connection is closed).
+        :raises socket.timeout: nothing was delivered within ``timeout``.
+        :raises ConnectionClosedError: the connection was closed while waiting.
+        """
+        _dispatch(self._entries, timeout, self._is_closed, self._turn)
+
+    def channel(self) -> Backend:
+        """A new backend bound to this connection (what a channel is here)."""
+        return self.client.create_backend()
+
+    def close(self) -> None:
+        """Close: cancel the consumers of this connection's backends."""
+        self.connected = False
+        with _registry:
+            for backend in list(_consuming):
+                if backend.connection is self.client:
+                    backend._consumers.clear()
+                    _consuming.discard(backend)
+            _registry.notify_all()
+
+
+def _carrot_version() -> str:
+    from carrot import __version__
+
+    return __version__
+
+
+class Backend(BaseBackend):
+    """carrot 0.10's Python-queue backend: one shared FIFO, no routing.
+
+    :param connection: the :class:`~carrot.connection.BrokerConnection`;
+        its hostname, user and password are not used.
+    """
+
+    Message = Message
+    #: Raised when waiting on a closed connection or backend.
+    connection_errors: tuple[type[BaseException], ...] = (ConnectionClosedError,)
+    #: Nothing here fails per channel.
+    channel_errors: tuple[type[BaseException], ...] = ()
+
+    #: Set by :meth:`qos`; recorded only (there is no prefetch).
+    prefetch_size: int = 0
+    #: Set by :meth:`qos`; recorded only (there is no prefetch).
+    prefetch_count: int = 0
+
+    def __init__(self, connection: Any, **kwargs: Any) -> None:
+        super().__init__(connection, **kwargs)
+        # consumer_tag -> (queue, no_ack, callback)
+        self._consumers: dict[str, tuple[str, bool, Callable[[Any], Any]]] = {}
+        self._turn = itertools.count()
+        self._closed = False
+        self._flow_active = True
+
+    # -- connection --------------------------------------------------------
+
+    def establish_connection(self) -> Connection:
+        """Return a :class:`Connection`; nothing to connect to, so no settings needed."""
+        return Connection(self.connection)
+
+    def close_connection(self, connection: Any) -> None:
+        """Close a connection from :meth:`establish_connection`."""
+        connection.close()
+
+    def close(self) -> None:
+        """Cancel this backend's consumers; :meth:`consume` loops end.
+
+        Declaring a consumer afterwards opens the backend again.
+        """
+        with _registry:
+            self._closed = True
+            self._consumers.clear()
+            _consuming.discard(self)
+            _registry.notify_all()
+
+    # -- declarations (accepted; there is one queue) ----------------------
+
+    def queue_declare(
+        self,
+        queue: str,
+        durable: bool = True,
+        exclusive: bool = False,
+        auto_delete: bool = False,
+        warn_if_exists: bool = False,
+        arguments: dict[str, Any] | None = None,
+    ) -> queue_declare_ok_t:
+        """Accept a queue declaration; every name is the one shared queue.
+
+        :returns: ``(queue, message_count, consumer_count)`` of the shared
+            queue, like py-amqp's result.
+        """
+        with _registry:
+            consumers = sum(len(backend._consumers) for backend in list(_consuming))
+        return queue_declare_ok_t(queue, mqueue.qsize(), consumers)
+
+    def queue_exists(self, queue: str) -> bool:
+        """Always true: every queue name is the one shared queue."""
+        return True
+
+    def queue_delete(self, queue: str, if_unused: bool = False, if_empty: bool = False) -> int:
+        """Accept a queue deletion; nothing is deleted, as every name is the
+        shared queue other code may still use. Returns 0."""
+        return 0
+
+    def exchange_declare(
+        self,
+        exchange: str,
+        type: str = "direct",  # noqa: A002 -- compat: carrot's parameter name
+        durable: bool = True,
+        auto_delete: bool = False,
+    ) -> None:
+        """Accept an exchange declaration (there is no routing)."""
+
+    def queue_bind(
+        self, queue: str, exchange: str, routing_key: str, arguments: dict[str, Any] | None = None
+    ) -> None:
+        """Accept a binding (there is no routing)."""
+
+    def queue_purge(self, queue: str | None = None, **kwargs: Any) -> int:
+        """Discard every waiting message (of every queue: there is one); return how many."""
+        return mqueue.clear()
+
+    # -- receiving ---------------------------------------------------------
+
+    def _to_message(self, record: Any, **delivery_info: Any) -> Message:
+        # Hot path (every delivery).
+        if not isinstance(record, PreparedMessage):
+            # Something put a plain (body, content_type, content_encoding) on mqueue.
+            record = PreparedMessage(*record)
+        tag = next(_delivery_tags)
+        delivery_info.update(
+            exchange=record.exchange,
+            routing_key=record.routing_key,
+            redelivered=record.redelivered,
+            delivery_tag=tag,
+        )
+        message = self.Message(
+            self,
+            body=record[0],
+            content_type=record[1],
+            content_encoding=record[2],
+            delivery_tag=tag,
+            delivery_info=delivery_info,
+            properties=record.properties,
+        )
+        message._record = record
+        _delivered[tag] = message
+        return message
+
+    def message_to_python(self, raw_message: Any) -> Any:
+        """Return a delivered :class:`Message` as is; wrap a queued tuple.
+
+        compat: as in carrot 0.10, consumer callbacks receive the
+        :class:`Message` itself.
+        """
+        if isinstance(raw_message, BaseMessage):
+            return raw_message
+        return self._to_message(raw_message)
+
+    def get(self, queue: str | None = None, no_ack: bool = False) -> Message | None:
+        """Take the next message, or return ``None`` at once if there is none.
+
+        :param queue: ignored: there is one queue.
+        :param no_ack: ignored: a message taken is off the queue either way.
+        """
+        try:
+            record = mqueue.get_nowait()
+        except queue_module.Empty:
+            return None
+        return self._to_message(record, message_count=mqueue.qsize())
+
+    def declare_consumer(
+        self,
+        queue: str,
+        no_ack: bool,
+        callback: Callable[[Any], Any],
+        consumer_tag: str,
+        nowait: bool = False,
+    ) -> str:
+        """Register ``callback(message)`` to receive messages; returns the tag.
+
+        The queue name is recorded but does not select messages. A tag used
+        again on this backend replaces the earlier consumer.
+        """
+        with _registry:
+            self._closed = False
+            self._consumers[consumer_tag] = (queue, no_ack, callback)
+            _consuming.add(self)
+            _registry.notify_all()
+        return consumer_tag
+
+    def cancel(self, consumer_tag: str) -> None:
+        """Stop the consumer ``consumer_tag`` (nothing happens for an unknown tag)."""
+        with _registry:
+            self._consumers.pop(consumer_tag, None)
+            if not self._consumers:
+                _consuming.discard(self)
+            _registry.notify_all()
+
+    @property
+    def consumers(self) -> dict[str, tuple[str, bool, Callable[[Any], Any]]]:
+        """A copy of this backend's consumers: tag -> (queue, no_ack, callback)."""
+        return dict(self._consumers)
+
+    def _entries(self) -> list[_Entry]:
+        # Called with _registry held.
+        if not self._flow_active:
+            return []
+        return [(self, tag, entry[2]) for tag, entry in self._consumers.items()]
+
+    def _is_closed(self) -> bool:
+        return self._closed or getattr(self.connection, "_closed", None) is True
+
+    def drain_events(self, timeout: float | None = None, **kwargs: Any) -> None:
+        """Deliver one message to one of this backend's consumers.
+
+        :keyword timeout: seconds to wait; ``None`` waits until a message is
+            delivered (or the backend is closed).
+        :raises socket.timeout: nothing was delivered within ``timeout``.
+        :raises ConnectionClosedError: the backend (or its connection) was closed
+            while waiting.
+
+        .. versionchanged:: 0.11
+           Waits for a message, and honours ``timeout`` (carrot 0.10 slept
+           0.1 s and returned when the queue was empty).
+        """
+        _dispatch(self._entries, timeout, self._is_closed, self._turn)
+
+    def consume(self, limit: int | None = None) -> Iterator[bool]:
+        """Deliver messages to this backend's consumers, yielding ``True`` after each.
+
+        :param limit: stop after this many messages (``None`` or 0: no limit).
+
+        Ends when the backend or its connection is closed; waits for messages
+        (blocking on the queue, :data:`POLL_INTERVAL` at a time) in between.
+        """
+        for delivered in itertools.count():
+            if limit and delivered >= limit:
+                return
+            try:
+                _dispatch(self._entries, None, self._is_closed, self._turn)
+            except ConnectionClosedError:
+                return
+            yield True
+
+    def ack(self, delivery_tag: Any) -> None:
+        """Acknowledge: nothing to do, the message already left the queue."""
+        _delivered.pop(delivery_tag, None)
+
+    def reject(self, delivery_tag: Any) -> None:
+        """Reject: the message is dropped."""
+        _delivered.pop(delivery_tag, None)
+
+    def requeue(self, delivery_tag: Any) -> None:
+        """Put the message back at the front of the queue, marked redelivered.
+
+        Works while the :class:`Message` is still referenced; an unknown tag
+        is ignored.
+        """
+        message = _delivered.pop(delivery_tag, None)
+        record = getattr(message, "_record", None)
+        if record is not None:
+            record.redelivered = True
+            mqueue.put_front(record)
+
+    # -- sending -----------------------------------------------------------
+
+    def prepare_message(
+        self,
+        message_data: Any,
+        delivery_mode: Any,
+        priority: Any = None,
+        content_type: str | None = None,
+        content_encoding: str | None = None,
+        **kwargs: Any,
+    ) -> PreparedMessage:
+        """Build the ``(body, content_type, content_encoding)`` tuple to publish.
+
+        ``delivery_mode`` and ``priority`` go into its ``properties``.
+        """
+        if isinstance(priority, str):
+            # compat: carrot 0.10's signature here was (message_data,
+            # delivery_mode, content_type, content_encoding, **kwargs) and
+            # code called it by position; a priority is never a string.
+            content_type, content_encoding = priority, content_type
+            priority = kwargs.get("priority")
+        return PreparedMessage(
+            message_data,
+            content_type,
+            content_encoding,
+            {"delivery_mode": delivery_mode, "priority": priority},
+        )
+
+    def publish(
+        self,
+        message: Any,
+        exchange: str,
+        routing_key: str,
+        mandatory: bool | None = None,
+        immediate: bool | None = None,
+        headers: dict[str, Any] | None = None,
+    ) -> None:
+        """Put a prepared message on the shared queue.
+
+        :param exchange: recorded in ``delivery_info``; does not route.
+        :param routing_key: recorded in ``delivery_info``; does not route.
+        :keyword mandatory: accepted; every message is deliverable here.
+        :keyword immediate: accepted; the message waits for a consumer.
+        :keyword headers: stored as ``properties["application_headers"]``.
+        :raises TypeError: ``message`` is not a ``(body, content_type,
+            content_encoding)`` tuple.
+        """
+        # Hot path (every publish): one tuple and one put.
+        if not isinstance(message, (tuple, list)) or len(message) != 3:
+            raise TypeError(
+                "the memory backend publishes what prepare_message() returns, a "
+                f"(body, content_type, content_encoding) tuple, not {type(message).__name__}"
+            )
+        properties = dict(getattr(message, "properties", None) or ())
+        if headers:
+            properties["application_headers"] = dict(headers)
+        record = PreparedMessage(message[0], message[1], message[2], properties)
+        record.exchange = exchange
+        record.routing_key = routing_key
+        mqueue.put(record)
+
+    # -- flow control ------------------------------------------------------
+
+    def qos(self, prefetch_size: int, prefetch_count: int, apply_global: bool = False) -> None:
+        """Record the limits; they change nothing, as messages go one at a time."""
+        self.prefetch_size = prefetch_size
+        self.prefetch_count = prefetch_count
+
+    def flow(self, active: bool) -> None:
+        """Pause (``False``) or resume (``True``) deliveries to this backend's consumers.
+
+        While paused, messages wait on the queue (other consumers may take
+        them).
+        """
+        with _registry:
+            self._flow_active = bool(active)
+            _registry.notify_all()
