@@ -1,0 +1,236 @@
+"""The carrot.messaging behaviour suite, run once per backend.
+
+Every test here takes the ``broker`` fixture (or ``backend_name``) and so
+runs for each entry of :data:`BACKENDS`. To add a backend:
+
+* append ``pytest.param("<name>", marks=..., id="<name>")`` to
+  :data:`BACKENDS` (mark it with the live service it needs);
+* add the keyword arguments of its ``BrokerConnection`` to
+  :data:`CONNECTION_ARGS`;
+* list what it supports beyond the common contract in :data:`FEATURES`
+  (tests needing a feature it lacks skip, naming the feature);
+* if it stores queues on the local RabbitMQ, add it to :data:`ON_RABBITMQ`;
+* optionally, a function in :data:`RESET` run before each test (isolation)
+  and one in :data:`READY_COUNT` counting the ready messages of a queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from carrot.connection import BrokerConnection
+from carrot.messaging import Consumer, Publisher
+
+_AMQP_ARGS = {
+    "hostname": "127.0.0.1",
+    "userid": "guest",
+    "password": "guest",
+    "virtual_host": "/",
+    "port": 5672,
+}
+
+#: The backends the suite runs on, as ``pytest.param(name, marks=..., id=name)``.
+BACKENDS: list[Any] = [
+    pytest.param("amqp", marks=pytest.mark.rabbitmq, id="amqp"),
+    pytest.param("memory", id="memory"),
+]
+
+#: backend name -> keyword arguments for its BrokerConnection.
+CONNECTION_ARGS: dict[str, dict[str, Any]] = {
+    "amqp": {**_AMQP_ARGS, "backend_cls": "amqp"},
+    "memory": {"backend_cls": "memory"},
+}
+
+#: backend name -> what it supports beyond publish/get/consume/ack:
+#:
+#: * ``routing``: messages reach only the queues bound for them; queues are
+#:   separate (the memory backend has one shared FIFO);
+#: * ``exchange_types``: direct, topic, fanout and headers exchanges;
+#: * ``redelivery``: an unacked message comes back when its channel closes;
+#: * ``reject``/``requeue``: the broker drops / puts back a message;
+#: * ``prefetch``: ``qos(prefetch_count=...)`` limits deliveries;
+#: * ``properties``: delivery_mode and priority travel with the message;
+#: * ``channel_id``: backends expose ``channel.channel_id``.
+FEATURES: dict[str, set[str]] = {
+    "amqp": {
+        "routing",
+        "exchange_types",
+        "redelivery",
+        "reject",
+        "requeue",
+        "prefetch",
+        "properties",
+        "channel_id",
+    },
+    "memory": {"requeue", "reject", "properties"},
+}
+
+
+def _reset_memory() -> None:
+    from carrot.backends import queue
+
+    queue.reset()
+
+
+def _memory_ready_count(broker: Broker, queue: str) -> int:
+    from carrot.backends import queue as memory
+
+    return memory.mqueue.qsize()
+
+
+def _amqp_ready_count(broker: Broker, queue: str) -> int:
+    channel = broker.connection.connection.channel()
+    try:
+        return channel.queue_declare(queue=queue, passive=True).message_count
+    finally:
+        channel.close()
+
+
+#: backend name -> function run before each test, for isolation.
+RESET: dict[str, Callable[[], None]] = {"memory": _reset_memory}
+
+#: backend name -> ``count(broker, queue)``: messages ready in ``queue``.
+READY_COUNT: dict[str, Callable[[Broker, str], int]] = {
+    "amqp": _amqp_ready_count,
+    "memory": _memory_ready_count,
+}
+
+#: Backends whose queues and exchanges live on the local RabbitMQ and are
+#: deleted after each test (fixture ``amqp_cleanup``).
+ON_RABBITMQ: set[str] = {"amqp"}
+
+#: Seconds a test waits for something that should happen.
+DEADLINE = 10.0
+
+
+class Broker:
+    """What a behaviour test needs of the backend under test."""
+
+    def __init__(self, name: str, connection: BrokerConnection, cleanup: Any, unique: str):
+        self.name = name
+        self.connection = connection
+        self._cleanup = cleanup
+        self._unique = unique
+        self._counter = 0
+        self._extra: list[BrokerConnection] = []
+        self._closables: list[Any] = []
+
+    def has(self, feature: str) -> bool:
+        return feature in FEATURES.get(self.name, set())
+
+    def require(self, *features: str) -> None:
+        """Skip the test unless the backend has every one of ``features``."""
+        for feature in features:
+            if not self.has(feature):
+                pytest.skip(f"the {self.name} backend has no {feature!r} (see FEATURES)")
+
+    def _name(self, kind: str) -> str:
+        self._counter += 1
+        return f"{self._unique}.{kind}{self._counter}"
+
+    def queue(self) -> str:
+        """A unique queue name, deleted after the test."""
+        return self._cleanup.queue(self._name("q"))
+
+    def exchange(self) -> str:
+        """A unique exchange name, deleted after the test."""
+        return self._cleanup.exchange(self._name("x"))
+
+    def pair(
+        self, publisher_kwargs: dict[str, Any] | None = None, **consumer_kwargs: Any
+    ) -> tuple[Publisher, Consumer]:
+        """A publisher and a consumer of a new queue bound to a new direct exchange.
+
+        The routing key is the queue's name; both are closed after the test.
+        They share one backend (channel), so a ``fetch`` right after a
+        ``send`` finds the message: a broker handles one channel's methods
+        in order, but not those of two channels.
+        """
+        queue, exchange = self.queue(), self.exchange()
+        consumer = Consumer(
+            self.connection, queue=queue, exchange=exchange, routing_key=queue, **consumer_kwargs
+        )
+        publisher_kwargs = {"backend": consumer.backend, **(publisher_kwargs or {})}
+        publisher = Publisher(
+            self.connection, exchange=exchange, routing_key=queue, **publisher_kwargs
+        )
+        self.closing(consumer)
+        self.closing(publisher)
+        return publisher, consumer
+
+    def closing(self, thing: Any) -> Any:
+        """Close ``thing`` after the test (before the connection)."""
+        self._closables.append(thing)
+        return thing
+
+    def new_connection(self) -> BrokerConnection:
+        """Another connection to the same broker, closed after the test."""
+        conn = BrokerConnection(**CONNECTION_ARGS[self.name])
+        self._extra.append(conn)
+        return conn
+
+    def ready(self, queue: str) -> int:
+        """How many messages are ready in ``queue``."""
+        return READY_COUNT[self.name](self, queue)
+
+    def drain_until(
+        self, done: Callable[[], bool], connection: BrokerConnection | None = None
+    ) -> None:
+        """Drain events until ``done()`` is true; fail after :data:`DEADLINE` seconds."""
+        connection = connection or self.connection
+        deadline = time.monotonic() + DEADLINE
+        for _ in range(100_000):
+            if done():
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):  # socket.timeout
+                connection.drain_events(timeout=min(remaining, 1.0))
+        pytest.fail(f"not done within {DEADLINE} s")
+
+    def close(self) -> None:
+        errors = (OSError, *self.connection.connection_errors)
+        for thing in reversed(self._closables):
+            with contextlib.suppress(*errors):  # the test closed the connection under it
+                thing.close()
+        for conn in self._extra:
+            conn.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """The name of the backend under test (one run per :data:`BACKENDS` entry)."""
+    return request.param
+
+
+@pytest.fixture
+def broker(backend_name: str, amqp_cleanup: Any, unique: str) -> Iterator[Broker]:
+    """A :class:`Broker` for the backend under test, with a fresh connection."""
+    reset = RESET.get(backend_name)
+    if reset is not None:
+        reset()
+    connection = BrokerConnection(**CONNECTION_ARGS[backend_name])
+    if backend_name not in ON_RABBITMQ:
+        amqp_cleanup = _NoCleanup()
+    b = Broker(backend_name, connection, amqp_cleanup, unique)
+    try:
+        yield b
+    finally:
+        b.close()
+        connection.close()
+        if reset is not None:
+            reset()
+
+
+class _NoCleanup:
+    def queue(self, name: str) -> str:
+        return name
+
+    def exchange(self, name: str) -> str:
+        return name
