@@ -26,7 +26,6 @@ extensions = [
 ]
 
 
-
 def _missing_module_pages() -> list[str]:
     """Reference pages (``reference/<module>.rst``) whose module is absent.
 
