@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import builtins
 import threading
+import time
 import warnings
 from copy import copy
 from typing import Any
 
+import amqp
 from amqp.exceptions import ConnectionError as AMQPConnectionException
 
 from carrot.backends import get_backend_cls
@@ -166,7 +168,14 @@ class BrokerConnection:
         if self._closed is True:
             return None
         if self._connection is None:
-            self._connection = self._get_backend().establish_connection()
+            connection = self._get_backend().establish_connection()
+            # compat: amqplib connected in its constructor, so backends
+            # written for carrot 0.10 (subclasses overriding
+            # establish_connection) return a py-amqp connection that has not
+            # connected yet.
+            if isinstance(connection, amqp.Connection) and not connection.connected:
+                connection.connect()
+            self._connection = connection
             self._closed = False
         return self._connection
 
@@ -305,6 +314,8 @@ class ConnectionPool:
         self.max = max
         self.preload = preload
         source_connection.pool = self
+        # acquire(connect_timeout=...) may change the source's; copies get this.
+        self._connect_timeout = source_connection.connect_timeout
         self._lock = threading.Condition()
         self._idle: list[BrokerConnection] = [source_connection]
         self._dirty: set[BrokerConnection] = set()
@@ -315,6 +326,7 @@ class ConnectionPool:
     def _copy(self) -> BrokerConnection:
         conn = copy(self.source_connection)
         conn.pool = self
+        conn.connect_timeout = self._connect_timeout
         return conn
 
     def _total(self) -> int:
@@ -335,6 +347,7 @@ class ConnectionPool:
         :raises carrot.exceptions.ConnectionLimitExceeded: ``max`` connections
             are out (after waiting, with ``block``).
         """
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             while True:
                 if self._idle:
@@ -343,8 +356,13 @@ class ConnectionPool:
                 if self.max is None or len(self._dirty) < self.max:
                     conn = self._copy()
                     break
-                if not block or not self._lock.wait(timeout):
+                if not block:
                     raise ConnectionLimitExceeded(self.max)
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise ConnectionLimitExceeded(self.max)
+                # Another thread may take the released connection first: loop.
+                self._lock.wait(remaining)
             self._dirty.add(conn)
         if connect_timeout is not None:
             conn.connect_timeout = connect_timeout
@@ -407,6 +425,8 @@ class DjangoBrokerConnection(BrokerConnection):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         settings = kwargs.pop("settings", None)
+        #: The settings object read (``None``: django.conf.settings).
+        self._django_settings = settings
         explicit = dict(zip(_CONN_ARGS, args, strict=False))
         explicit.update(kwargs)
         conninfo = get_django_conninfo(settings)
@@ -414,6 +434,11 @@ class DjangoBrokerConnection(BrokerConnection):
             conninfo.pop("backend_cls", None)
         conninfo.update((k, v) for k, v in explicit.items() if v is not None)
         super().__init__(**conninfo)
+
+    def __copy__(self) -> DjangoBrokerConnection:
+        info = self.info()
+        info.pop("transport_cls")
+        return self.__class__(pool=self.pool, settings=self._django_settings, **info)
 
 
 #: compat: carrot's first name for :class:`DjangoBrokerConnection`.
