@@ -80,7 +80,14 @@ class MissingConnectionSetting(CarrotError, KeyError):  # noqa: N818 -- compat: 
     """A connection setting the backend needs (hostname, userid, ...) is unset.
 
     A ``KeyError`` too, as carrot 0.10 raised ``KeyError`` here.
+
+    :param setting: the :class:`~carrot.connection.BrokerConnection`
+        argument that is missing (``"hostname"``, ``"userid"``, ``"password"``).
+    :param backend: the kind of connection, for the message.
     """
+
+    #: compat: carrot 0.10's wording for a setting in the message.
+    _WORDING = {"userid": "user id"}
 
     def __init__(self, setting: str, backend: str = "AMQP") -> None:
         self.setting = setting
@@ -88,7 +95,9 @@ class MissingConnectionSetting(CarrotError, KeyError):  # noqa: N818 -- compat: 
         super().__init__(setting)
 
     def __str__(self) -> str:
-        return f"Missing {self.setting} for {self.backend} connection."
+        # compat: carrot's text, e.g. "Missing user id for AMQP connection."
+        setting = self._WORDING.get(self.setting, self.setting)
+        return f"Missing {setting} for {self.backend} connection."
 
 
 class ConnectionLimitExceeded(CarrotError):  # noqa: N818 -- compat: carrot's (or a kept) name

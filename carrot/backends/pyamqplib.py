@@ -67,8 +67,8 @@ class _ContextSSLTransport(amqp_transport.SSLTransport):
         super().__init__(host, connect_timeout=connect_timeout, ssl=True, **kwargs)
 
     def _wrap_socket(self, sock: socket.socket, **sslopts: Any) -> Any:
-        hostname = self.host.rsplit(":", 1)[0].strip("[]")
-        server_hostname = hostname if self._context.check_hostname else None
+        # py-amqp has already split off the port (and an IPv6 literal's brackets).
+        server_hostname = self.host if self._context.check_hostname else None
         return self._context.wrap_socket(
             sock, server_hostname=server_hostname, do_handshake_on_connect=False
         )
@@ -203,7 +203,7 @@ class Backend(BaseBackend):
         if not conninfo.hostname:
             raise MissingConnectionSetting("hostname")
         if conninfo.userid is None:
-            raise MissingConnectionSetting("user id")
+            raise MissingConnectionSetting("userid")
         if conninfo.password is None:
             raise MissingConnectionSetting("password")
         port = conninfo.port or self.default_port
@@ -362,10 +362,12 @@ class Backend(BaseBackend):
 
     def cancel(self, consumer_tag: str) -> None:
         """Stop the consumer ``consumer_tag``."""
+        self._consumers.pop(consumer_tag, None)
+        if self._paused is not None and self._paused.pop(consumer_tag, None) is not None:
+            return  # flow(False) cancelled it at the broker; flow(True) must not restart it
         channel = self._channel
         if channel is None or channel.connection is None or not channel.is_open:
             return
-        self._consumers.pop(consumer_tag, None)
         channel.basic_cancel(consumer_tag)
 
     def ack(self, delivery_tag: Any) -> None:
@@ -455,6 +457,7 @@ class Backend(BaseBackend):
             for tag, (queue, no_ack, callback) in (paused or {}).items():
                 self.declare_consumer(queue, no_ack, callback, tag)
         elif self._paused is None:
-            self._paused = dict(self._consumers)
-            for tag in self._paused:
+            paused = dict(self._consumers)
+            for tag in paused:
                 self.cancel(tag)
+            self._paused = paused
