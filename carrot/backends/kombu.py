@@ -167,8 +167,12 @@ class _MemoryChannel(kombu_memory.Channel):
     ) -> None:
         if if_empty and self._size(queue):
             return
+        # kombu leaves the bindings in the exchanges' routing tables (so the
+        # next message routed there recreates the queue), and forgets the
+        # queue only when it had bindings.
+        for exchange, routing_key, arguments in list(self.state.queue_bindings(queue)):
+            self.queue_unbind(queue, exchange, routing_key, arguments)
         super().queue_delete(queue, if_unused=if_unused, if_empty=if_empty, **kwargs)
-        # kombu forgets the queue only when it had bindings.
         self.queues.pop(queue, None)
 
 
@@ -406,9 +410,9 @@ class Backend(BaseBackend):
         held = self._message_count(queue)
         if if_empty and held:
             return 0
-        channel.queue_delete(queue, if_unused=if_unused, if_empty=if_empty)
         # kombu deletes a queue's messages only through its bindings.
         channel.queue_purge(queue)
+        channel.queue_delete(queue, if_unused=if_unused, if_empty=if_empty)
         return held
 
     def queue_purge(self, queue: str, **kwargs: Any) -> int:
