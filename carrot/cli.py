@@ -1,0 +1,890 @@
+"""The ``carrot`` command line (also ``python -m carrot``).
+
+Commands::
+
+    carrot demo    [--broker URL] [--count N]
+    carrot ping    URL [--count N]
+    carrot publish URL [BODY] [--exchange X] [--routing-key K] [--serializer S]
+                   [--content-type T] [--content-encoding E] [--declare-queue Q]
+    carrot consume URL --queue Q [--count N] [--timeout S] [--no-ack]
+    carrot bench   [--broker URL] [--count N] [--size B]
+
+``carrot COMMAND --help`` describes each. ``--debug`` (before or after the
+command) shows the traceback of a failure; without it a failure is one line
+on stderr.
+
+Broker URLs (see :func:`parse_url`):
+
+* ``amqp://user:password@host:port/vhost``: RabbitMQ through py-amqp. A
+  missing user id or password is ``guest`` and a missing port 5672, as in
+  RabbitMQ's defaults; a missing host is ``localhost``. The virtual host is
+  the URL-decoded path without its leading slash: an empty path,
+  ``amqp://host/`` and ``amqp://host//`` all mean ``/``, as does
+  ``amqp://host/%2F``. ``?connect_timeout=S`` sets the connect timeout.
+* ``amqps://...``: the same over TLS (``ssl=True``), default port 5671.
+* ``memory://``: the in-process backend (:mod:`carrot.backends.queue`).
+
+A password is never printed: URLs echoed in output and errors show ``***``.
+
+Exit status: 0 on success; 1 when something failed at run time (cannot
+connect, refused by the broker, a demo round trip that does not match); 2 for
+usage errors (bad arguments, a malformed URL or unknown scheme), and for
+``consume`` when the timeout passed with no message; 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+from carrot import __version__, serialization
+from carrot.connection import BrokerConnection
+from carrot.exceptions import CarrotError, DecodeError, SerializerNotInstalled
+
+__all__ = [
+    "CommandError",
+    "InvalidURLError",
+    "ProgressBar",
+    "format_url",
+    "main",
+    "mask_url",
+    "parse_url",
+]
+
+#: scheme -> (default port, ssl) of the AMQP URL schemes.
+AMQP_SCHEMES = {"amqp": (5672, False), "amqps": (5671, True)}
+#: Schemes of the in-process backend.
+MEMORY_SCHEMES = frozenset({"memory"})
+#: What a masked password is shown as.
+MASK = "***"
+#: The broker ``demo`` and ``bench`` use by default.
+DEFAULT_BROKER = "memory://"
+#: Seconds ``demo`` and ``bench`` wait for each message before giving up.
+RECEIVE_TIMEOUT = 10.0
+
+
+class InvalidURLError(CarrotError, ValueError):
+    """A broker URL that cannot be used: malformed, or of an unknown scheme."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(url, reason)
+
+    def __str__(self) -> str:
+        return f"invalid broker URL {mask_url(self.url)!r}: {self.reason}"
+
+
+class CommandError(CarrotError):
+    """A command failed in a way the user should read as one line.
+
+    :param message: what went wrong.
+    :param exit_code: the process exit status (1: runtime failure, 2: usage).
+    """
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        self.message = message
+        self.exit_code = exit_code
+        super().__init__(message, exit_code)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# -- URLs -----------------------------------------------------------------------
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with its password, if any, replaced by ``***``.
+
+    Works on malformed URLs too: everything between the user id's colon and
+    the last ``@`` is masked, so a password containing ``/`` or ``@`` never
+    shows.
+
+    >>> mask_url("amqp://guest:secret@localhost:5672//")
+    'amqp://guest:***@localhost:5672//'
+    >>> mask_url("amqp://localhost//")
+    'amqp://localhost//'
+    """
+    _, sep, _ = url.partition("://")
+    start = url.index("://") + 3 if sep else 0
+    at = url.rfind("@", start)
+    if at == -1:
+        return url
+    userinfo = url[start:at]
+    if ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{url[:start]}{user}:{MASK}{url[at:]}"
+
+
+def parse_url(url: str) -> dict[str, Any]:
+    """Turn a broker URL into :class:`~carrot.connection.BrokerConnection` keyword arguments.
+
+    >>> parse_url("amqp://user:p%40ss@rabbit:5673/prod")["virtual_host"]
+    'prod'
+    >>> parse_url("amqps://rabbit")["port"], parse_url("amqps://rabbit")["ssl"]
+    (5671, True)
+    >>> parse_url("memory://")
+    {'backend_cls': 'memory'}
+
+    :param url: ``amqp://``, ``amqps://`` or ``memory://`` (see the module
+        docstring for the defaults).
+    :returns: hostname, userid, password, virtual_host, port, ssl and
+        backend_cls (and connect_timeout when the URL sets it); only
+        backend_cls for ``memory://``.
+    :raises InvalidURLError: (a ``ValueError``) the URL is malformed or its
+        scheme unknown; the message masks the password.
+    """
+    if not isinstance(url, str) or "://" not in url:
+        raise InvalidURLError(
+            str(url), "expected scheme://..., e.g. amqp://guest:guest@localhost:5672//"
+        )
+    if any(ch.isspace() or ord(ch) < 32 for ch in url):
+        raise InvalidURLError(url, "contains whitespace or control characters")
+    scheme = url.partition("://")[0].lower()
+    if scheme in MEMORY_SCHEMES:
+        rest = url.partition("://")[2]
+        if rest.strip("/"):
+            raise InvalidURLError(url, "memory:// takes no host, path or options")
+        return {"backend_cls": "memory"}
+    if scheme not in AMQP_SCHEMES:
+        known = ", ".join(f"{name}://" for name in (*AMQP_SCHEMES, *sorted(MEMORY_SCHEMES)))
+        raise InvalidURLError(url, f"unknown scheme {scheme!r} (known: {known})")
+    default_port, ssl = AMQP_SCHEMES[scheme]
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+        hostname = parts.hostname
+    except ValueError as exc:
+        raise InvalidURLError(url, str(exc).replace(url, mask_url(url))) from None
+    if parts.fragment:
+        raise InvalidURLError(url, "a broker URL has no #fragment")
+    if port == 0:
+        raise InvalidURLError(url, "port 0 is not a port")
+    hostname = hostname or "localhost"
+    if ":" in hostname:
+        hostname = f"[{hostname}]"  # IPv6, as py-amqp expects it in "host:port"
+    path = parts.path
+    params: dict[str, Any] = {
+        "hostname": hostname,
+        "userid": unquote(parts.username) if parts.username is not None else "guest",
+        "password": unquote(parts.password) if parts.password is not None else "guest",
+        "virtual_host": unquote(path[1:]) if len(path) > 1 else "/",
+        "port": port or default_port,
+        "ssl": ssl,
+        "backend_cls": "amqp",
+    }
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key != "connect_timeout":
+            raise InvalidURLError(url, f"unknown option {key!r} (known: connect_timeout)")
+        try:
+            timeout = float(value)
+        except ValueError:
+            timeout = -1.0
+        if not timeout > 0:
+            raise InvalidURLError(url, f"connect_timeout must be a positive number, not {value!r}")
+        params["connect_timeout"] = timeout
+    return params
+
+
+def format_url(params: dict[str, Any]) -> str:
+    """The URL for :func:`parse_url`'s result, with the password masked.
+
+    >>> format_url(parse_url("amqp://guest:guest@127.0.0.1:1"))
+    'amqp://guest:***@127.0.0.1:1//'
+    """
+    if params.get("backend_cls") == "memory":
+        return "memory://"
+    scheme = "amqps" if params.get("ssl") else "amqp"
+    vhost = params.get("virtual_host") or "/"
+    path = "/" if vhost == "/" else quote(vhost, safe="")
+    user = quote(params.get("userid") or "", safe="")
+    return f"{scheme}://{user}:{MASK}@{params['hostname']}:{params['port']}/{path}"
+
+
+# -- output -----------------------------------------------------------------------
+
+
+class ProgressBar:
+    """A progress bar drawn on ``stream`` (stderr) when it is a terminal.
+
+    :param total: the count that means done.
+    :param label: printed before the bar.
+    :keyword stream: where to draw (default ``sys.stderr``).
+    :keyword enabled: draw or not; default: only when ``stream`` is a TTY.
+    """
+
+    #: Characters of the bar itself.
+    width = 30
+    #: Seconds between redraws.
+    interval = 0.1
+
+    def __init__(
+        self,
+        total: int,
+        label: str,
+        stream: TextIO | None = None,
+        enabled: bool | None = None,
+    ) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        if enabled is None:
+            isatty = getattr(self.stream, "isatty", None)
+            enabled = bool(isatty and isatty())
+        self.enabled = enabled
+        self.total = max(1, total)
+        self.label = label
+        self.done = 0
+        self._drawn_at = 0.0
+
+    def update(self, n: int = 1) -> None:
+        """Count ``n`` more done; redraw at most every :attr:`interval` seconds."""
+        self.done += n
+        if self.enabled:
+            now = time.monotonic()
+            if now - self._drawn_at >= self.interval:
+                self._drawn_at = now
+                self.draw()
+
+    def draw(self) -> None:
+        """Draw the bar now."""
+        fraction = min(1.0, self.done / self.total)
+        filled = int(fraction * self.width)
+        bar = "#" * filled + "-" * (self.width - filled)
+        self.stream.write(f"\r{self.label} [{bar}] {self.done}/{self.total} {fraction:4.0%}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Draw the final state and end the line."""
+        if self.enabled:
+            self.draw()
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _out(line: str = "") -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _note(line: str) -> None:
+    sys.stderr.write(f"carrot: {line}\n")
+    sys.stderr.flush()
+
+
+def _describe(exc: BaseException) -> str:
+    """One line saying what ``exc`` means, without its class path."""
+    reply_text = getattr(exc, "reply_text", None)
+    if reply_text:
+        return str(reply_text)
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host name ({exc.strerror or exc})"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _show(value: Any, limit: int = 100) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# -- connecting -------------------------------------------------------------------
+
+
+def _is_memory(params: dict[str, Any]) -> bool:
+    return params.get("backend_cls") == "memory"
+
+
+def _connect(url: str) -> tuple[BrokerConnection, dict[str, Any], str]:
+    """Parse ``url`` and connect; a failure becomes one :class:`CommandError` line."""
+    params = parse_url(url)
+    shown = format_url(params)
+    conn = BrokerConnection(**params)
+    try:
+        conn.connect()
+    except Exception as exc:  # any failure here means "cannot connect"; --debug shows which
+        conn.close()
+        raise CommandError(f"cannot connect to {shown}: {_describe(exc)}") from exc
+    return conn, params, shown
+
+
+def _wait_for(conn: BrokerConnection, done: Callable[[], bool], timeout: float, what: str) -> None:
+    """Drain events until ``done()``, waiting at most ``timeout`` seconds in all."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise CommandError(f"timed out after {timeout:g} s waiting for {what}")
+        try:
+            conn.drain_events(timeout=remaining)
+        except TimeoutError:
+            continue
+
+
+# -- demo -----------------------------------------------------------------------------
+
+
+def _demo_cases(count: int) -> list[tuple[str, str | None, list[Any]]]:
+    def data(i: int) -> dict[str, Any]:
+        return {"text": "héllo wörld ✓", "n": i, "pi": 3.14159, "items": [1, 2, 3], "ok": True}
+
+    pickled = [{"tuple": (i, "two"), "set": {1, 2}, "bytes": b"\x00\xff"} for i in range(count)]
+    return [
+        ("json", "json", [data(i) for i in range(count)]),
+        ("pickle", "pickle", pickled),
+        ("yaml", "yaml", [data(i) for i in range(count)]),
+        ("msgpack", "msgpack", [data(i) for i in range(count)]),
+        ("raw bytes", None, [b"\x00\x01carrot\xfe\xff" + bytes([i % 256]) for i in range(count)]),
+    ]
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Round-trip messages with every available serializer; exit 1 on any mismatch."""
+    from carrot.messaging import Consumer, Publisher
+
+    conn, params, shown = _connect(args.broker)
+    backend_name = "memory" if _is_memory(params) else "amqp"
+    queue = f"carrot.demo.{uuid.uuid4().hex[:12]}"
+    received: list[Any] = []
+    sent = matched = 0
+    used = []
+    with conn:
+        # An exclusive queue on the default exchange: the broker deletes it
+        # when we disconnect.
+        consumer = Consumer(
+            conn, queue=queue, exclusive=True, durable=False, auto_delete=True, no_ack=True
+        )
+        consumer.register_callback(lambda data, message: received.append((data, message)))
+        publisher = Publisher(conn, exchange="", routing_key=queue, delivery_mode="transient")
+        consumer.consume()
+        _out(f"demo: {args.count} message(s) per serializer through {shown}")
+        for label, serializer, payloads in _demo_cases(args.count):
+            try:
+                serialization.encode(payloads[0], serializer=serializer)
+            except SerializerNotInstalled as exc:
+                _out(f"  {label:9} skipped: {exc}")
+                continue
+            used.append(label)
+            for payload in payloads:
+                content_type, content_encoding, body = serialization.encode(
+                    payload, serializer=serializer
+                )
+                publisher.send(body, content_type=content_type, content_encoding=content_encoding)
+                sent += 1
+                _out(f"  {label:9} -> {content_type} ({content_encoding}, {len(body)} bytes)")
+                _out(f"  {'':9}    sent:     {_show(payload)}")
+                _wait_for(conn, lambda: bool(received), RECEIVE_TIMEOUT, f"the {label} message")
+                data, message = received.pop(0)
+                ok = data == payload and message.content_type == content_type
+                matched += ok
+                _out(f"  {'':9}    received: {_show(data)}  [{'OK' if ok else 'MISMATCH'}]")
+        consumer.close()
+        publisher.close()
+    if matched != sent or not sent:
+        _out(
+            f"round trip FAILED: {sent - matched} of {sent} messages differ, backend {backend_name}"
+        )
+        return 1
+    _out(f"round trip OK: {sent} messages, {len(used)} serializers, backend {backend_name}")
+    return 0
+
+
+# -- ping -----------------------------------------------------------------------------
+
+
+def cmd_ping(args: argparse.Namespace) -> int:
+    """Connect, print the server's product and version and the round-trip time."""
+    conn, params, shown = _connect(args.url)
+    with conn:
+        connection = conn.connection
+        props = getattr(connection, "server_properties", None) or {}
+        product = _text(props.get("product", "unknown server"))
+        version = _text(props.get("version", "?"))
+        if _is_memory(params):
+            _out(f"{shown}: in-process ({product} {version}); no network, nothing to time")
+            return 0
+        platform = props.get("platform")
+        extra = f" on {_text(platform)}" if platform else ""
+        _out(f"connected to {shown}: {product} {version}{extra}")
+        samples = []
+        for _ in range(args.count):
+            started = time.perf_counter()
+            channel = connection.channel()
+            channel.close()
+            samples.append((time.perf_counter() - started) * 1000)
+        _out(
+            f"round trip (channel open + close) x{len(samples)}: "
+            f"min {min(samples):.2f} ms, avg {sum(samples) / len(samples):.2f} ms, "
+            f"max {max(samples):.2f} ms"
+        )
+    return 0
+
+
+# -- publish --------------------------------------------------------------------------
+
+
+def _read_stdin() -> str | bytes:
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+
+
+def _encode_body(args: argparse.Namespace, body: str | bytes) -> tuple[str, str, bytes]:
+    """The (content_type, content_encoding, bytes) to send for ``body``."""
+    if args.content_type:
+        if isinstance(body, str):
+            encoding = args.content_encoding or "utf-8"
+            try:
+                return args.content_type, encoding, body.encode(encoding)
+            except (LookupError, UnicodeError) as exc:
+                raise CommandError(f"cannot encode the body as {encoding!r}: {exc}", 2) from exc
+        return args.content_type, args.content_encoding or "binary", body
+    data: Any = body
+    if args.serializer and args.serializer != "raw" and isinstance(body, str):
+        # The body is a JSON literal when it parses as one, else a string.
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = body
+    try:
+        content_type, content_encoding, payload = serialization.encode(
+            data, serializer=args.serializer
+        )
+    except SerializerNotInstalled as exc:
+        raise CommandError(str(exc), 2) from exc
+    if args.content_encoding:
+        content_encoding = args.content_encoding
+    return content_type, content_encoding, payload
+
+
+def _exchange_exists(conn: BrokerConnection, exchange: str) -> bool:
+    from amqp.exceptions import NotFound
+
+    channel = conn.get_channel()
+    try:
+        channel.exchange_declare(exchange, "direct", passive=True)
+    except NotFound:
+        return False
+    finally:
+        if channel.is_open:
+            channel.close()
+    return True
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """Publish one message (body from the argument, or stdin)."""
+    from carrot.messaging import Publisher
+
+    if args.body in (None, "-"):
+        if sys.stdin.isatty():
+            _note("reading the message body from stdin (end it with Ctrl-D)")
+        body: str | bytes = _read_stdin()
+    else:
+        body = args.body
+    content_type, content_encoding, payload = _encode_body(args, body)
+    conn, params, shown = _connect(args.url)
+    exchange = args.exchange
+    routing_key = args.routing_key if args.routing_key is not None else args.declare_queue or ""
+    with conn:
+        memory = _is_memory(params)
+        if exchange and not memory and not _exchange_exists(conn, exchange):
+            raise CommandError(f"exchange {exchange!r} not found on {shown}")
+        backend = conn.create_backend()
+        if args.declare_queue:
+            backend.queue_declare(args.declare_queue, True, False, False)
+            if exchange:
+                backend.queue_bind(args.declare_queue, exchange, routing_key)
+        publisher = Publisher(
+            conn, exchange=exchange, routing_key=routing_key, backend=backend, auto_declare=False
+        )
+        publisher.send(payload, content_type=content_type, content_encoding=content_encoding)
+        publisher.close()
+    _out(
+        f"published {len(payload)} bytes ({content_type}, {content_encoding}) to "
+        f"exchange {exchange!r} with routing key {routing_key!r} on {shown}"
+    )
+    if memory:
+        _note("memory:// lives in this process: the message is gone when carrot exits")
+    return 0
+
+
+# -- consume --------------------------------------------------------------------------
+
+
+def _print_message(message: Any) -> None:
+    try:
+        data = message.payload
+    except (DecodeError, SerializerNotInstalled) as exc:
+        _note(f"cannot decode a {message.content_type} message ({exc}); printing the raw body")
+        data = message.body
+    _out(data if isinstance(data, str) else repr(data))
+
+
+def cmd_consume(args: argparse.Namespace) -> int:
+    """Print the messages of a queue, acking each after printing it."""
+    from carrot.messaging import Consumer
+
+    conn, params, shown = _connect(args.url)
+    timeout = args.timeout
+    if _is_memory(params) and timeout is None:
+        _note("memory:// lives in this process: nothing else can publish to it")
+        timeout = 0.0
+    printed = 0
+    with conn:
+        backend = conn.create_backend()
+        if not backend.queue_exists(args.queue):
+            raise CommandError(f"queue {args.queue!r} not found on {shown}")
+        consumer = Consumer(conn, queue=args.queue, backend=backend, auto_declare=False)
+        # basic.get, one message at a time: with --count (and with --no-ack)
+        # nothing beyond the count leaves the queue.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.01
+        while not args.count or printed < args.count:
+            message = consumer.fetch(no_ack=args.no_ack)
+            if message is None:
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    break
+                wait = pause if deadline is None else min(pause, deadline - now)
+                time.sleep(wait)
+                pause = min(pause * 2, 0.25)
+                continue
+            _print_message(message)
+            if not args.no_ack:
+                message.ack()
+            printed += 1
+            pause = 0.01
+            if timeout is not None:
+                deadline = time.monotonic() + timeout
+        consumer.close()
+    if printed:
+        return 0
+    _note(f"no message on queue {args.queue!r} within {timeout:g} s")
+    return 2
+
+
+# -- bench ----------------------------------------------------------------------------
+
+
+def run_bench(
+    conn: BrokerConnection, count: int, size: int, progress: bool | None = None
+) -> dict[str, float]:
+    """Publish ``count`` messages of ``size`` bytes, then consume them all.
+
+    Messages are transient, on an exclusive queue of the default exchange;
+    consuming acks each. The full comparison across backends and libraries
+    lives in ``benchmarks/``; this measures the one connection given.
+
+    :returns: ``publish_seconds``, ``consume_seconds`` and the rates
+        ``publish_rate``/``consume_rate`` in messages per second.
+    :raises CommandError: not all messages came back within
+        :data:`RECEIVE_TIMEOUT` seconds of the last one.
+    """
+    from carrot.messaging import Consumer, Publisher
+
+    queue = f"carrot.bench.{uuid.uuid4().hex[:12]}"
+    body = os.urandom(size)
+    consumer = Consumer(
+        conn, queue=queue, exclusive=True, durable=False, auto_delete=True, auto_ack=True
+    )
+    publisher = Publisher(conn, exchange="", routing_key=queue, delivery_mode="transient")
+    received = 0
+
+    def on_message(data: Any, message: Any) -> None:
+        nonlocal received
+        received += 1
+        bar.update()
+
+    consumer.register_callback(on_message)
+    bar = ProgressBar(count, "publish", enabled=progress)
+    started = time.perf_counter()
+    for _ in range(count):
+        # Hot loop: what is measured.
+        publisher.send(body, content_type="application/data", content_encoding="binary")
+        bar.update()
+    publish_seconds = time.perf_counter() - started
+    bar.close()
+
+    bar = ProgressBar(count, "consume", enabled=progress)
+    consumer.qos(0, min(count, 1000))
+    consumer.consume()
+    started = time.perf_counter()
+    while received < count:
+        before = received
+        try:
+            conn.drain_events(timeout=RECEIVE_TIMEOUT)
+        except TimeoutError:
+            if received == before:
+                bar.close()
+                raise CommandError(
+                    f"only {received} of {count} messages came back "
+                    f"(none in the last {RECEIVE_TIMEOUT:g} s)"
+                ) from None
+    consume_seconds = time.perf_counter() - started
+    bar.close()
+    consumer.close()
+    publisher.close()
+    return {
+        "publish_seconds": publish_seconds,
+        "consume_seconds": consume_seconds,
+        "publish_rate": count / publish_seconds if publish_seconds else float("inf"),
+        "consume_rate": count / consume_seconds if consume_seconds else float("inf"),
+    }
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Measure publish and consume throughput on one broker."""
+    conn, _, shown = _connect(args.broker)
+    with conn:
+        _out(f"bench: {args.count} messages of {args.size} bytes through {shown}")
+        result = run_bench(conn, args.count, args.size)
+    _out(
+        f"publish: {args.count} messages in {result['publish_seconds']:.3f} s = "
+        f"{result['publish_rate']:,.0f} msg/s"
+    )
+    _out(
+        f"consume: {args.count} messages in {result['consume_seconds']:.3f} s = "
+        f"{result['consume_rate']:,.0f} msg/s"
+    )
+    return 0
+
+
+# -- argument parsing -------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {text}")
+    return value
+
+
+_URL_HELP = (
+    "broker URL: amqp://user:password@host:port/vhost, amqps://... or memory:// "
+    "(user and password default to guest, the port to 5672)"
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``carrot`` and its commands."""
+    debug_help = "show the traceback when something fails"
+    # On each command too, so ``carrot ping URL --debug`` works; SUPPRESS
+    # keeps the command from resetting a --debug given before it.
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="carrot",
+        description="Talk to a message broker the way carrot does.",
+        epilog=(
+            "examples:\n"
+            "  carrot demo\n"
+            "  carrot ping amqp://guest:guest@localhost//\n"
+            "  carrot publish amqp://localhost// 'hello' --declare-queue hello\n"
+            "  carrot consume amqp://localhost// --queue hello --count 1\n"
+            "  carrot bench --broker amqp://localhost// --count 10000\n"
+            "\nexit status: 0 ok, 1 failed, 2 usage error (or consume timed out empty)"
+        ),
+        formatter_class=formatter,
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=False,
+        help="show the traceback when something fails",
+    )
+    parser.add_argument("--version", action="version", version=f"carrot {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    demo = commands.add_parser(
+        "demo",
+        parents=[debug],
+        help="round-trip messages with every serializer",
+        description=(
+            "Publish and consume messages with each serializer (json, pickle, yaml and "
+            "msgpack when installed, raw bytes), print what is sent and received, and "
+            "check they match. Uses an exclusive queue the broker deletes afterwards."
+        ),
+    )
+    demo.add_argument("--broker", default=DEFAULT_BROKER, metavar="URL", help=_URL_HELP)
+    demo.add_argument(
+        "--count", type=_positive_int, default=1, metavar="N", help="messages per serializer"
+    )
+    demo.set_defaults(func=cmd_demo)
+
+    ping = commands.add_parser(
+        "ping",
+        parents=[debug],
+        help="connect and time a round trip",
+        description=(
+            "Connect, print the server's product and version, and time a few "
+            "channel open/close round trips."
+        ),
+    )
+    ping.add_argument("url", metavar="URL", help=_URL_HELP)
+    ping.add_argument(
+        "--count", type=_positive_int, default=3, metavar="N", help="round trips to time"
+    )
+    ping.set_defaults(func=cmd_ping)
+
+    publish = commands.add_parser(
+        "publish",
+        parents=[debug],
+        help="publish one message",
+        description=(
+            "Publish one message. The body is BODY, or stdin when BODY is missing or "
+            "'-' (text when it is valid UTF-8, bytes otherwise). Without --serializer "
+            "or --content-type text goes as text/plain and bytes as application/data; "
+            "with --serializer a BODY that parses as JSON is sent as that value; "
+            "with --content-type the body is sent as it is. The exchange must exist."
+        ),
+    )
+    publish.add_argument("url", metavar="URL", help=_URL_HELP)
+    publish.add_argument("body", nargs="?", metavar="BODY", help="the message body")
+    publish.add_argument(
+        "--exchange", default="", metavar="X", help="exchange (default: the default exchange)"
+    )
+    publish.add_argument(
+        "--routing-key", default=None, metavar="K", help="routing key (default: --declare-queue)"
+    )
+    publish.add_argument("--serializer", metavar="S", help="json, pickle, yaml, msgpack or raw")
+    publish.add_argument("--content-type", metavar="T", help="send the body as this MIME type")
+    publish.add_argument("--content-encoding", metavar="E", help="the body's charset or binary")
+    publish.add_argument(
+        "--declare-queue",
+        metavar="Q",
+        help="declare durable queue Q first (bound to --exchange with the routing key)",
+    )
+    publish.set_defaults(func=cmd_publish)
+
+    consume = commands.add_parser(
+        "consume",
+        parents=[debug],
+        help="print the messages of a queue",
+        description=(
+            "Print each message's decoded body on its own line (repr for what is not "
+            "text) and ack it. Exits 0 once it printed a message and the count is "
+            "reached or the queue stays empty for --timeout seconds; exits 2 when "
+            "the timeout passes with nothing printed."
+        ),
+    )
+    consume.add_argument("url", metavar="URL", help=_URL_HELP)
+    consume.add_argument("--queue", required=True, metavar="Q", help="the queue to read")
+    consume.add_argument(
+        "--count", type=_non_negative_int, default=0, metavar="N", help="stop after N (0: no limit)"
+    )
+    consume.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=None,
+        metavar="S",
+        help="stop after S seconds without a message (default: wait for ever)",
+    )
+    consume.add_argument(
+        "--no-ack",
+        action="store_true",
+        help="take messages with no_ack: the broker removes them on delivery, no acks sent",
+    )
+    consume.set_defaults(func=cmd_consume)
+
+    bench = commands.add_parser(
+        "bench",
+        parents=[debug],
+        help="measure publish and consume throughput",
+        description=(
+            "Publish N transient messages of B bytes, then consume (and ack) them, "
+            "printing messages per second both ways. benchmarks/ holds the full "
+            "comparison across backends."
+        ),
+    )
+    bench.add_argument("--broker", default=DEFAULT_BROKER, metavar="URL", help=_URL_HELP)
+    bench.add_argument(
+        "--count", type=_positive_int, default=10000, metavar="N", help="messages to send"
+    )
+    bench.add_argument(
+        "--size", type=_non_negative_int, default=100, metavar="B", help="body size in bytes"
+    )
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``carrot`` command line; return the exit status.
+
+    :param argv: the arguments (default ``sys.argv[1:]``).
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 2)
+    debug = getattr(args, "debug", False)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        _note("interrupted")
+        return 130
+    except InvalidURLError as exc:
+        if debug:
+            traceback.print_exc()
+        _note(str(exc))
+        return 2
+    except CommandError as exc:
+        if debug:
+            traceback.print_exc()
+        _note(str(exc))
+        return exc.exit_code
+    except Exception as exc:  # one line per failure; the traceback is for --debug
+        if debug:
+            traceback.print_exc()
+        _note(f"{args.command} failed: {_describe(exc)}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
