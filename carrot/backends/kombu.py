@@ -28,15 +28,17 @@ Features:
   own copy with its own delivery tag (kombu alone shares one tag between the
   copies, and on Redis the ack of one copy forgets the other);
 * memory transport: idle queues are polled every 10 ms (kombu: every second);
-* Redis: priorities in AMQP's order (higher first), in four bands (7-9, 4-6,
-  1-3, 0); kombu alone consumes lower numbers first.
+* Redis: ``queue_delete`` also removes the bindings other connections made
+  (kombu alone forgets only its own).
 
 Limits:
 
 * no headers exchange (declaring one raises :exc:`UnsupportedExchangeTypeError`);
 * ``mandatory`` and ``immediate`` are ignored: an unroutable message is
   dropped and nothing is returned; no per-message or queue TTL, except Redis's
-  ``x-expires`` queue argument; priority is ignored by the memory transport;
+  ``x-expires`` queue argument; priority is ignored by the memory transport,
+  and Redis serves it in kombu's order: lower numbers first (0 is the
+  highest), in four bands (0-2, 3-5, 6-8, 9), the reverse of AMQP;
 * ``prefetch_size`` and ``apply_global`` are ignored; ``queue_delete``
   ignores ``if_unused``, and with ``if_empty`` leaves a queue holding messages
   in place (AMQP raises a channel error);
@@ -66,6 +68,7 @@ from amqp.exceptions import ChannelError, NotFound
 from kombu.transport import memory as kombu_memory
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
+from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps
 
 from carrot.backends.base import _NOT_DECODED, BaseBackend, BaseMessage
@@ -220,10 +223,22 @@ class _RedisChannel(kombu_redis.Channel):
         pipe.rpush(self._q_for_pri(queue, priority), dumps(payload))
         return None
 
-    def _get_message_priority(self, message: dict[str, Any], reverse: bool = False) -> int:
-        # kombu's Redis transport serves its lowest priority list first; flip
-        # the scale so higher priorities go first, as in AMQP.
-        return super()._get_message_priority(message, reverse=not reverse)
+    def queue_delete(
+        self, queue: str, if_unused: bool = False, if_empty: bool = False, **kwargs: Any
+    ) -> None:
+        if if_empty and self._size(queue):
+            return
+        super().queue_delete(queue, if_unused=if_unused, if_empty=if_empty, **kwargs)
+        # kombu removes only the bindings this connection made; those made by
+        # other connections (or processes) live in Redis alone.
+        table_prefix = self.keyprefix_queue % ""
+        with self.conn_or_acquire() as client:
+            for key in client.scan_iter(match=table_prefix + "*"):
+                exchange = bytes_to_str(key)[len(table_prefix) :]
+                for member in client.smembers(key):
+                    if bytes_to_str(member).rsplit(self.sep, 1)[-1] == queue:
+                        client.srem(key, member)
+                        client.srem(self.keyprefix_binding_permanent % (exchange,), member)
 
 
 class _RedisTransport(kombu_redis.Transport):
