@@ -1,0 +1,531 @@
+"""The carrot command line: URL parsing, commands on memory://, exit codes, error lines.
+
+Nothing here opens a socket: commands run on ``memory://`` (in-process, or in
+a subprocess), and connection failures are faked.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from carrot import cli
+from carrot.backends import queue as memory
+from carrot.connection import BrokerConnection
+
+REPO = Path(__file__).resolve().parents[2]
+COMMANDS = ["demo", "ping", "publish", "consume", "bench"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated() -> Iterator[None]:
+    memory.reset()
+    yield
+    memory.reset()
+
+
+def run_carrot(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run(
+        [sys.executable, "-m", "carrot", *args],
+        input=stdin,
+        capture_output=True,
+        cwd=REPO,
+        env=env,
+        timeout=60,
+    )
+
+
+# -- parse_url ----------------------------------------------------------------
+
+
+def test_parse_url_full_amqp():
+    assert cli.parse_url("amqp://user:pass@rabbit.example:5673/prod") == {
+        "hostname": "rabbit.example",
+        "userid": "user",
+        "password": "pass",
+        "virtual_host": "prod",
+        "port": 5673,
+        "ssl": False,
+        "backend_cls": "amqp",
+    }
+
+
+def test_parse_url_defaults_are_rabbitmq_defaults():
+    params = cli.parse_url("amqp://rabbit")
+    assert params["userid"] == "guest"
+    assert params["password"] == "guest"
+    assert params["port"] == 5672
+    assert params["virtual_host"] == "/"
+    assert params["ssl"] is False
+
+
+def test_parse_url_missing_host_is_localhost():
+    assert cli.parse_url("amqp://")["hostname"] == "localhost"
+
+
+@pytest.mark.parametrize(
+    "url, vhost",
+    [
+        ("amqp://h", "/"),
+        ("amqp://h/", "/"),
+        ("amqp://h//", "/"),
+        ("amqp://h/%2F", "/"),
+        ("amqp://h/%2f", "/"),
+        ("amqp://h/prod", "prod"),
+        ("amqp://h/a%2Fb", "a/b"),
+        ("amqp://h/caf%C3%A9", "café"),
+    ],
+)
+def test_parse_url_virtual_host(url, vhost):
+    assert cli.parse_url(url)["virtual_host"] == vhost
+
+
+def test_parse_url_decodes_user_and_password():
+    params = cli.parse_url("amqp://us%40er:p%40ss%3Aw%2Frd@h")
+    assert params["userid"] == "us@er"
+    assert params["password"] == "p@ss:w/rd"
+
+
+def test_parse_url_empty_password_stays_empty():
+    assert cli.parse_url("amqp://user:@h")["password"] == ""
+
+
+def test_parse_url_amqps():
+    params = cli.parse_url("amqps://user:pw@secure")
+    assert params["ssl"] is True
+    assert params["port"] == 5671
+    assert cli.parse_url("amqps://h:6000")["port"] == 6000
+
+
+def test_parse_url_scheme_is_case_insensitive():
+    assert cli.parse_url("AMQP://h")["port"] == 5672
+    assert cli.parse_url("Memory://") == {"backend_cls": "memory"}
+
+
+def test_parse_url_ipv6_host_keeps_brackets():
+    params = cli.parse_url("amqp://[::1]:5673/")
+    assert params["hostname"] == "[::1]"
+    assert params["port"] == 5673
+
+
+def test_parse_url_connect_timeout():
+    assert cli.parse_url("amqp://h/?connect_timeout=2.5")["connect_timeout"] == 2.5
+
+
+@pytest.mark.parametrize("url", ["memory://", "memory:///"])
+def test_parse_url_memory(url):
+    assert cli.parse_url(url) == {"backend_cls": "memory"}
+
+
+def test_parse_url_result_builds_a_broker_connection():
+    conn = BrokerConnection(**cli.parse_url("amqp://u:p@h:1234/v"))
+    info = conn.info()
+    assert (info["hostname"], info["userid"], info["password"]) == ("h", "u", "p")
+    assert (info["virtual_host"], info["port"]) == ("v", 1234)
+    memory_conn = BrokerConnection(**cli.parse_url("memory://"))
+    assert memory_conn.get_backend_cls() is memory.Backend
+
+
+@pytest.mark.parametrize(
+    "url, reason",
+    [
+        ("", "expected scheme://"),
+        ("localhost", "expected scheme://"),
+        ("guest:secret@localhost", "expected scheme://"),
+        ("redis://h", "unknown scheme 'redis'"),
+        ("http://h", "unknown scheme 'http'"),
+        ("amqp://h:abc", "Port"),
+        ("amqp://h:99999", "Port"),
+        ("amqp://h:0", "port 0"),
+        ("amqp://h/#frag", "fragment"),
+        ("amqp://h/?heartbeat=5", "unknown option 'heartbeat'"),
+        ("amqp://h/?connect_timeout=soon", "connect_timeout"),
+        ("amqp://h/?connect_timeout=-1", "connect_timeout"),
+        ("amqp://h /", "whitespace"),
+        ("memory://somehost", "memory://"),
+    ],
+)
+def test_parse_url_rejects_bad_urls(url, reason):
+    with pytest.raises(cli.InvalidURLError) as excinfo:
+        cli.parse_url(url)
+    assert reason in str(excinfo.value)
+    assert isinstance(excinfo.value, ValueError)
+
+
+def test_invalid_url_error_masks_the_password():
+    with pytest.raises(cli.InvalidURLError) as excinfo:
+        cli.parse_url("amqp://guest:s3cret@h:abc/")
+    assert "s3cret" not in str(excinfo.value)
+    assert "guest:***@h:abc" in str(excinfo.value)
+
+
+# -- mask_url / format_url ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url, masked",
+    [
+        ("amqp://guest:secret@localhost:5672//", "amqp://guest:***@localhost:5672//"),
+        ("amqp://localhost//", "amqp://localhost//"),
+        ("amqp://user@localhost//", "amqp://user@localhost//"),
+        ("amqp://u:p@ss@h/", "amqp://u:***@h/"),
+        ("amqp://u:pa/ss@h/", "amqp://u:***@h/"),
+        ("guest:secret@host", "guest:***@host"),
+        ("memory://", "memory://"),
+    ],
+)
+def test_mask_url(url, masked):
+    assert cli.mask_url(url) == masked
+
+
+def test_format_url_masks_and_shows_defaults():
+    assert cli.format_url(cli.parse_url("amqp://guest:guest@127.0.0.1:1")) == (
+        "amqp://guest:***@127.0.0.1:1//"
+    )
+    assert cli.format_url(cli.parse_url("amqps://u:p@h/a%2Fb")) == "amqps://u:***@h:5671/a%2Fb"
+    assert cli.format_url(cli.parse_url("memory://")) == "memory://"
+
+
+# -- main(), in process, on memory:// -----------------------------------------
+
+
+def test_demo_round_trip_on_memory(capsys):
+    assert cli.main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "round trip OK: 5 messages, 5 serializers, backend memory" in out
+    assert out.count("[OK]") == 5
+    assert "MISMATCH" not in out
+
+
+def test_demo_count(capsys):
+    assert cli.main(["demo", "--count", "3"]) == 0
+    assert "round trip OK: 15 messages, 5 serializers, backend memory" in capsys.readouterr().out
+
+
+def test_demo_reports_a_mismatch(monkeypatch, capsys):
+    # Tamper with json messages in flight: the consumer gets something else.
+    real_publish = memory.Backend.publish
+
+    def tampering_publish(self, message, exchange, routing_key, **kwargs):
+        if message[1] == "application/json":
+            message = self.prepare_message(b'{"tampered": true}', 1, None, message[1], message[2])
+        return real_publish(self, message, exchange, routing_key, **kwargs)
+
+    monkeypatch.setattr(memory.Backend, "publish", tampering_publish)
+    assert cli.main(["demo"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("MISMATCH") == 1
+    assert "round trip FAILED: 1 of 5 messages differ, backend memory" in out
+
+
+def test_ping_memory(capsys):
+    assert cli.main(["ping", "memory://"]) == 0
+    assert "in-process" in capsys.readouterr().out
+
+
+def test_publish_then_consume_on_memory(capsys):
+    assert cli.main(["publish", "memory://", "hello world"]) == 0
+    captured = capsys.readouterr()
+    assert "published 11 bytes (text/plain, utf-8)" in captured.out
+    assert "gone when carrot exits" in captured.err
+    assert cli.main(["consume", "memory://", "--queue", "any", "--count", "1"]) == 0
+    assert capsys.readouterr().out == "hello world\n"
+    assert memory.mqueue.qsize() == 0
+
+
+def test_publish_with_serializer_parses_json_literal(capsys):
+    assert cli.main(["publish", "memory://", '{"a": [1, 2]}', "--serializer", "pickle"]) == 0
+    message = BrokerConnection(backend_cls="memory").create_backend().get()
+    assert message.content_type == "application/x-python-serialize"
+    assert message.payload == {"a": [1, 2]}
+
+
+def test_publish_with_serializer_keeps_non_json_as_string(capsys):
+    assert cli.main(["publish", "memory://", "not json", "--serializer", "json"]) == 0
+    message = BrokerConnection(backend_cls="memory").create_backend().get()
+    assert message.content_type == "application/json"
+    assert message.payload == "not json"
+
+
+def test_publish_with_content_type_sends_body_as_is(capsys):
+    argv = ["publish", "memory://", "<x/>", "--content-type", "application/xml"]
+    assert cli.main([*argv, "--content-encoding", "latin-1", "--exchange", "e"]) == 0
+    message = BrokerConnection(backend_cls="memory").create_backend().get()
+    assert (message.body, message.content_type, message.content_encoding) == (
+        b"<x/>",
+        "application/xml",
+        "latin-1",
+    )
+    assert message.delivery_info["exchange"] == "e"
+
+
+def test_publish_reads_stdin(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"from stdin")))
+    assert cli.main(["publish", "memory://", "--routing-key", "k"]) == 0
+    message = BrokerConnection(backend_cls="memory").create_backend().get()
+    assert message.payload == "from stdin"
+    assert message.delivery_info["routing_key"] == "k"
+
+
+def test_publish_binary_stdin_goes_as_bytes(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\xff\x00")))
+    assert cli.main(["publish", "memory://", "-"]) == 0
+    message = BrokerConnection(backend_cls="memory").create_backend().get()
+    assert (message.body, message.content_type) == (b"\xff\x00", "application/data")
+
+
+def test_publish_unknown_serializer_is_usage_error(capsys):
+    assert cli.main(["publish", "memory://", "x", "--serializer", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("carrot: ") and "nope" in err
+    assert memory.mqueue.qsize() == 0
+
+
+def test_consume_prints_repr_for_non_text(capsys):
+    backend = BrokerConnection(backend_cls="memory").create_backend()
+    backend.publish(
+        backend.prepare_message(b"[1, 2]", 1, None, "application/json", "utf-8"), "", ""
+    )
+    backend.publish(backend.prepare_message(b"\x00", 1, None, "application/data", "binary"), "", "")
+    assert cli.main(["consume", "memory://", "--queue", "q"]) == 0
+    assert capsys.readouterr().out == "[1, 2]\nb'\\x00'\n"
+
+
+def test_consume_undecodable_body_prints_raw_with_note(capsys):
+    backend = BrokerConnection(backend_cls="memory").create_backend()
+    backend.publish(backend.prepare_message(b"{oops", 1, None, "application/json", "utf-8"), "", "")
+    assert cli.main(["consume", "memory://", "--queue", "q", "--count", "1"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "b'{oops'\n"
+    assert "cannot decode" in captured.err
+
+
+def test_consume_count_leaves_the_rest(capsys):
+    backend = BrokerConnection(backend_cls="memory").create_backend()
+    for i in range(3):
+        backend.publish(backend.prepare_message(str(i), 1, None, "text/plain", "utf-8"), "", "")
+    assert cli.main(["consume", "memory://", "--queue", "q", "--count", "2", "--no-ack"]) == 0
+    assert capsys.readouterr().out == "0\n1\n"
+    assert memory.mqueue.qsize() == 1
+
+
+def test_consume_nothing_exits_2_with_note(capsys):
+    assert cli.main(["consume", "memory://", "--queue", "q", "--timeout", "0.05"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "no message on queue 'q'" in captured.err
+
+
+def test_bench_on_memory(capsys):
+    assert cli.main(["bench", "--count", "200", "--size", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "publish: 200 messages" in out
+    assert "consume: 200 messages" in out
+    assert out.count("msg/s") == 2
+    assert memory.mqueue.qsize() == 0
+
+
+# -- errors -------------------------------------------------------------------
+
+
+def test_bad_url_is_one_line_exit_2(capsys):
+    assert cli.main(["ping", "amqp://guest:s3cret@h:abc/"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("carrot: invalid broker URL")
+    assert "s3cret" not in err
+    assert "Traceback" not in err
+
+
+def test_unknown_scheme_is_one_line_exit_2(capsys):
+    assert cli.main(["consume", "kafka://h", "--queue", "q"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "carrot: invalid broker URL 'kafka://h': unknown scheme 'kafka' "
+        "(known: amqp://, amqps://, memory://)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "exc, reason",
+    [
+        (ConnectionRefusedError(111, "Connection refused"), "Connection refused"),
+        (TimeoutError("timed out"), "timed out"),  # socket.timeout
+        (
+            socket.gaierror(-2, "Name or service not known"),
+            "cannot resolve the host name (Name or service not known)",
+        ),
+    ],
+)
+def test_connect_failure_is_one_line_exit_1(monkeypatch, capsys, exc, reason):
+    def refuse(self):
+        raise exc
+
+    monkeypatch.setattr(BrokerConnection, "connect", refuse)
+    assert cli.main(["ping", "amqp://guest:s3cret@127.0.0.1:1//"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"carrot: cannot connect to amqp://guest:***@127.0.0.1:1//: {reason}\n"
+
+
+def test_broker_refusal_reply_text_is_the_reason(monkeypatch, capsys):
+    from amqp.exceptions import AccessRefused
+
+    def refuse(self):
+        raise AccessRefused("ACCESS_REFUSED - Login was refused", method_sig=(10, 40))
+
+    monkeypatch.setattr(BrokerConnection, "connect", refuse)
+    assert cli.main(["publish", "amqp://u:wrong@h//", "x"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err
+        == "carrot: cannot connect to amqp://u:***@h:5672//: ACCESS_REFUSED - Login was refused\n"
+    )
+
+
+def test_debug_shows_the_traceback(monkeypatch, capsys):
+    def refuse(self):
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(BrokerConnection, "connect", refuse)
+    assert cli.main(["--debug", "ping", "amqp://h//"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err
+    assert "ConnectionRefusedError" in err
+    assert err.rstrip().endswith(
+        "carrot: cannot connect to amqp://guest:***@h:5672//: Connection refused"
+    )
+    # --debug after the command works too.
+    assert cli.main(["ping", "amqp://h//", "--debug"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_unexpected_failure_is_one_line_exit_1(monkeypatch, capsys):
+    def explode(self, *args, **kwargs):
+        raise RuntimeError("disk on fire\nsecond line")
+
+    monkeypatch.setattr(memory.Backend, "publish", explode)
+    assert cli.main(["publish", "memory://", "x"]) == 1
+    assert capsys.readouterr().err == "carrot: publish failed: disk on fire\n"
+
+
+def test_keyboard_interrupt_exits_130(monkeypatch, capsys):
+    def interrupt(url):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_connect", interrupt)
+    assert cli.main(["ping", "memory://"]) == 130
+    assert capsys.readouterr().err == "carrot: interrupted\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["nope"],
+        ["ping"],
+        ["consume", "memory://"],
+        ["demo", "--count", "0"],
+        ["consume", "memory://", "--queue", "q", "--timeout", "-1"],
+        ["bench", "--size", "lots"],
+    ],
+)
+def test_usage_errors_exit_2(argv, capsys):
+    assert cli.main(argv) == 2
+    assert "usage: carrot" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_for_every_command_in_process(command, capsys):
+    assert cli.main([command, "--help"]) == 0
+    assert f"usage: carrot {command}" in capsys.readouterr().out
+
+
+def test_version(capsys):
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("carrot 0.")
+
+
+# -- progress bar -------------------------------------------------------------
+
+
+class _TTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_draws_on_a_tty():
+    stream = _TTY()
+    bar = cli.ProgressBar(4, "work", stream=stream)
+    bar.interval = 0
+    for _ in range(4):
+        bar.update()
+    bar.close()
+    text = stream.getvalue()
+    assert "\rwork [" in text
+    assert "4/4 100%" in text
+    assert text.endswith("\n")
+    assert "#" * cli.ProgressBar.width in text
+
+
+def test_progress_bar_is_silent_off_a_tty():
+    stream = io.StringIO()
+    bar = cli.ProgressBar(10, "work", stream=stream)
+    for _ in range(10):
+        bar.update()
+    bar.close()
+    assert stream.getvalue() == ""
+    assert bar.done == 10
+
+
+# -- subprocesses (python -m carrot) ------------------------------------------
+
+
+def test_python_m_carrot_demo():
+    result = run_carrot("demo")
+    assert result.returncode == 0, result.stderr
+    assert b"round trip OK: 5 messages, 5 serializers, backend memory" in result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_python_m_carrot_help(command):
+    result = run_carrot(command, "--help")
+    assert result.returncode == 0
+    assert f"usage: carrot {command}".encode() in result.stdout
+
+
+def test_python_m_carrot_top_level_help_lists_commands():
+    result = run_carrot("--help")
+    assert result.returncode == 0
+    for command in COMMANDS:
+        assert command.encode() in result.stdout
+
+
+def test_python_m_carrot_bad_url_one_line_no_traceback():
+    result = run_carrot("ping", "amqp://guest:s3cret@host:port/")
+    assert result.returncode == 2
+    assert result.stderr.count(b"\n") == 1
+    assert result.stderr.startswith(b"carrot: invalid broker URL")
+    assert b"Traceback" not in result.stderr
+    assert b"s3cret" not in result.stderr
+
+
+def test_python_m_carrot_debug_shows_traceback():
+    result = run_carrot("--debug", "ping", "amqp://guest:s3cret@host:port/")
+    assert result.returncode == 2
+    assert b"Traceback (most recent call last)" in result.stderr
+    assert b"InvalidURLError" in result.stderr
+    assert b"s3cret" not in result.stderr
+
+
+def test_python_m_carrot_publish_stdin_on_memory():
+    result = run_carrot("publish", "memory://", stdin=b"piped body")
+    assert result.returncode == 0, result.stderr
+    assert b"published 10 bytes (text/plain, utf-8)" in result.stdout
