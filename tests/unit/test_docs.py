@@ -29,6 +29,8 @@ REFERENCE_MODULES = [
     "carrot.backends.pyamqplib",
     "carrot.backends.queue",
     "carrot.backends.librabbitmq",
+    "carrot.backends.kombu",
+    "carrot.cli",
 ]
 
 _CODE_BLOCK = re.compile(r"^\.\. code-block:: python\n((?:[ \t]*\n|   .*\n)+)", re.M)
