@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -391,3 +392,251 @@ def test_subclass_overriding_establish_connection(amqp_conninfo, unique, amqp_cl
         assert got[0].body == b"through the plugged transport"
         backend.close()
     assert not client.connected
+
+
+# -- TLS through a local TLS-terminating proxy ------------------------------------------------
+#
+# No TLS-enabled broker is available, so the tests put a small TLS proxy,
+# owned by the test, in front of the plain-TCP RabbitMQ. That proves our
+# transport selection and SSL wrapping end to end (handshake, SNI, hostname
+# checks) for each form of ``ssl``.
+
+
+def _make_certificates(directory) -> tuple[str, str, str]:
+    """A CA and a server certificate for localhost/127.0.0.1: (ca, cert, key) paths."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "carrot test CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path = directory / "ca.pem"
+    cert_path = directory / "server.pem"
+    key_path = directory / "server.key"
+    ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(ca_path), str(cert_path), str(key_path)
+
+
+class TLSProxy:
+    """Accepts TLS on a local port and relays the plain bytes to RabbitMQ."""
+
+    def __init__(self, cert: str, key: str) -> None:
+        import threading
+
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(8)
+        self.server.settimeout(0.1)
+        self.port = self.server.getsockname()[1]
+        self.stop = threading.Event()
+        self.handshakes = 0
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self.stop.is_set():
+            try:
+                raw, _ = self.server.accept()
+            except OSError:
+                continue
+            thread = threading.Thread(target=self._relay, args=(raw,), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _relay(self, raw: socket.socket) -> None:
+        import select
+
+        try:
+            raw.settimeout(5)
+            client = self.context.wrap_socket(raw, server_side=True)
+        except OSError:
+            raw.close()
+            return
+        self.handshakes += 1
+        upstream = socket.create_connection(("127.0.0.1", 5672), timeout=5)
+        client.setblocking(False)
+        upstream.setblocking(False)
+        peers = {client: upstream, upstream: client}
+        try:
+            while not self.stop.is_set():
+                readable, _, _ = select.select(list(peers), [], [], 0.1)
+                if client.pending():
+                    readable = [*readable, client]
+                for sock in readable:
+                    try:
+                        data = sock.recv(65536)
+                    except (ssl.SSLWantReadError, BlockingIOError):
+                        continue
+                    if not data:
+                        return
+                    peers[sock].setblocking(True)
+                    peers[sock].sendall(data)
+                    peers[sock].setblocking(False)
+        except OSError:
+            return
+        finally:
+            client.close()
+            upstream.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(5)
+        self.server.close()
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory) -> Iterator[tuple[TLSProxy, str]]:
+    """(proxy, CA file) of a TLS proxy in front of RabbitMQ."""
+    pytest.importorskip("cryptography")
+    ca, cert, key = _make_certificates(tmp_path_factory.mktemp("tls"))
+    proxy = TLSProxy(cert, key)
+    try:
+        yield proxy, ca
+    finally:
+        proxy.close()
+
+
+def tls_round_trip(conn: BrokerConnection, queue: str) -> bytes:
+    backend = conn.create_backend()
+    backend.queue_declare(queue, False, False, True)
+    send(backend, queue, b"over tls")
+    body = get_within(backend, queue, no_ack=True).body
+    backend.close()
+    return body
+
+
+def test_tls_with_an_ssl_context(tls, amqp_conninfo, unique, amqp_cleanup) -> None:
+    proxy, ca = tls
+    context = ssl.create_default_context(cafile=ca)
+    before = proxy.handshakes
+    conninfo = dict(amqp_conninfo, hostname="localhost", port=proxy.port, ssl=context)
+    with BrokerConnection(**conninfo) as conn:
+        client = conn.connection
+        assert isinstance(client.transport, amqp_transport.SSLTransport)
+        assert client.transport.sock.server_hostname == "localhost"  # SNI and hostname check
+        assert tls_round_trip(conn, amqp_cleanup.queue(unique)) == b"over tls"
+    assert proxy.handshakes == before + 1
+
+
+def test_tls_with_a_dict_of_options(tls, amqp_conninfo, unique, amqp_cleanup) -> None:
+    proxy, ca = tls
+    options = {"ca_certs": ca, "cert_reqs": ssl.CERT_REQUIRED, "server_hostname": "localhost"}
+    conninfo = dict(amqp_conninfo, hostname="localhost", port=proxy.port, ssl=options)
+    with BrokerConnection(**conninfo) as conn:
+        assert isinstance(conn.connection.transport, amqp_transport.SSLTransport)
+        assert tls_round_trip(conn, amqp_cleanup.queue(unique)) == b"over tls"
+
+
+def test_tls_true_verifies_against_the_system_cas(tls, amqp_conninfo) -> None:
+    # ssl=True is py-amqp's default TLS: the certificate must be trusted by
+    # the system, which our test CA is not.
+    proxy, _ = tls
+    conninfo = dict(amqp_conninfo, hostname="localhost", port=proxy.port, ssl=True)
+    conn = BrokerConnection(**conninfo)
+    with pytest.raises(ssl.SSLError):
+        conn.connect()
+    assert isinstance(ssl.SSLError(), conn.connection_errors)
+
+
+def test_tls_context_checks_the_hostname(tls, amqp_conninfo) -> None:
+    proxy, ca = tls
+    context = ssl.create_default_context(cafile=ca)
+    # The certificate names localhost and 127.0.0.1, not this name.
+    conninfo = dict(amqp_conninfo, hostname="127.0.0.2", port=proxy.port, ssl=context)
+    conn = BrokerConnection(**conninfo)
+    with pytest.raises((ssl.SSLError, OSError)):
+        conn.connect()
+
+
+def test_tls_handshake_honours_connect_timeout(amqp_conninfo) -> None:
+    # A server that accepts TCP and never answers the TLS handshake.
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    port = server.getsockname()[1]
+    outcome: list[BaseException | None] = []
+    conninfo = dict(amqp_conninfo, port=port, ssl=ssl.create_default_context(), connect_timeout=0.5)
+    conn = BrokerConnection(**conninfo)
+
+    def connect() -> None:
+        try:
+            conn.connect()
+        except BaseException as exc:  # handed back to the test
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(30)
+    server.close()
+    assert not thread.is_alive(), "connect() ignored connect_timeout during the TLS handshake"
+    assert isinstance(outcome[0], conn.connection_errors)
