@@ -180,10 +180,26 @@ class BrokerConnection:
         return self._connection
 
     def connect(self) -> Any:
-        """Establish the connection now (again, after :meth:`close`) and return it."""
+        """Establish the connection now (again, after :meth:`close`) and return it.
+
+        .. versionchanged:: 0.11
+           A connection known to be lost (its socket failed) is replaced by
+           a new one, so :meth:`ensure_connection` really reconnects; carrot
+           0.10 kept returning the dead connection.
+        """
         if self._closed is True:
             self._closed = None
+        connection = self._connection
+        if connection is not None and not getattr(connection, "connected", True):
+            self._connection = None
+            self._close_quietly(connection)
         return self.connection
+
+    def _close_quietly(self, connection: Any) -> None:
+        try:
+            self._get_backend().close_connection(connection)
+        except (OSError, *self.connection_errors):
+            pass
 
     def get_channel(self) -> Any:
         """Open a new channel on the underlying connection."""
@@ -241,9 +257,7 @@ class BrokerConnection:
         connection, self._connection = self._connection, None
         try:
             if connection is not None:
-                self._get_backend().close_connection(connection)
-        except (OSError, *self.connection_errors):
-            pass
+                self._close_quietly(connection)
         finally:
             self._backend = None
             self._closed = True

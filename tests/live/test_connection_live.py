@@ -328,3 +328,22 @@ def test_pool_from_eight_threads(amqp_conninfo, unique, amqp_cleanup) -> None:
     finally:
         for conn in seen | {source}:
             conn.close()
+
+
+def test_ensure_connection_replaces_a_lost_connection(
+    amqp_connection, unique, amqp_cleanup
+) -> None:
+    lost = amqp_connection.connect()
+    lost.transport.sock.shutdown(socket.SHUT_RDWR)  # the network drops us
+    with pytest.raises(amqp_connection.connection_errors):
+        amqp_connection.drain_events(timeout=5)
+    assert not lost.connected
+    calls: list[object] = []
+    amqp_connection.ensure_connection(errback=lambda *a: calls.append(a), max_retries=3)
+    assert calls == []
+    fresh = amqp_connection.connection
+    assert fresh is not lost
+    assert fresh.connected
+    channel = amqp_connection.get_channel()
+    assert channel.queue_declare(amqp_cleanup.queue(unique), auto_delete=True)[0] == unique
+    channel.close()

@@ -638,3 +638,25 @@ def test_django_connection_copy_keeps_its_settings(backend_cls) -> None:
     assert clone.info() == c.info()
     pool = ConnectionPool(c, min=2)
     assert all(conn.hostname == "h" for conn in (pool.acquire(), pool.acquire()))
+
+
+def test_connect_replaces_a_lost_connection(conn: BrokerConnection, backend_cls) -> None:
+    first = conn.connect()
+    assert conn.connect() is first  # alive: kept
+    first.connected = False  # what py-amqp sets when the socket fails
+    backend_cls.close_raises = OSError("already dead")
+    second = conn.connect()
+    assert second is not first
+    assert conn.connection is second
+    assert backend_cls.opened == [first, second]
+
+
+def test_ensure_connection_reconnects_a_lost_connection(conn, backend_cls, sleeps) -> None:
+    first = conn.connect()
+    first.connected = False
+    backend_cls.failures = [OSError("broker still restarting")]
+    calls: list[float] = []
+    conn.ensure_connection(errback=lambda exc, interval: calls.append(interval))
+    assert calls == [2]
+    assert conn.connection is backend_cls.opened[-1]
+    assert conn.connection is not first
