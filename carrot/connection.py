@@ -364,11 +364,8 @@ class ConnectionPool:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             while True:
-                if self._idle:
-                    conn = self._idle.pop()
-                    break
                 if self.max is None or len(self._dirty) < self.max:
-                    conn = self._copy()
+                    conn = self._idle.pop() if self._idle else self._copy()
                     break
                 if not block:
                     raise ConnectionLimitExceeded(self.max)

@@ -660,3 +660,11 @@ def test_ensure_connection_reconnects_a_lost_connection(conn, backend_cls, sleep
     assert calls == [2]
     assert conn.connection is backend_cls.opened[-1]
     assert conn.connection is not first
+
+
+def test_pool_limit_holds_with_more_idle_than_max(source) -> None:
+    pool = ConnectionPool(source, min=5, max=2)
+    pool.acquire()
+    pool.acquire()
+    with pytest.raises(ConnectionLimitExceeded):
+        pool.acquire()
