@@ -53,6 +53,9 @@ html_theme = "alabaster"
 html_theme_options = {
     "description": "carrot 0.10's API on Python 3 and py-amqp",
     "fixed_sidebar": True,
+    # Room for 88-column code blocks and the long module names in the sidebar.
+    "page_width": "1200px",
+    "sidebar_width": "300px",
 }
 
 default_role = "py:obj"
