@@ -29,7 +29,8 @@ Features:
   copies, and on Redis the ack of one copy forgets the other);
 * memory transport: idle queues are polled every 10 ms (kombu: every second);
 * Redis: ``queue_delete`` also removes the bindings other connections made
-  (kombu alone forgets only its own).
+  (kombu alone forgets only its own); closing a channel from a message
+  callback works (kombu alone blocks for ever).
 
 Limits:
 
@@ -239,6 +240,15 @@ class _RedisChannel(kombu_redis.Channel):
                     if bytes_to_str(member).rsplit(self.sep, 1)[-1] == queue:
                         client.srem(key, member)
                         client.srem(self.keyprefix_binding_permanent % (exchange,), member)
+
+    def close(self) -> None:
+        cycle = getattr(self.connection, "cycle", None)
+        if not self.closed and getattr(cycle, "_in_protected_read", False):
+            # Closed from a message callback: kombu would wait for the reply
+            # of a read it is still handling, for ever. Close once it is done.
+            cycle.after_read.add(self.close)
+            return
+        super().close()
 
 
 class _RedisTransport(kombu_redis.Transport):

@@ -10,6 +10,7 @@ runs for each entry of :data:`BACKENDS`. To add a backend:
 * list what it supports beyond the common contract in :data:`FEATURES`
   (tests needing a feature it lacks skip, naming the feature);
 * if it stores queues on the local RabbitMQ, add it to :data:`ON_RABBITMQ`;
+  otherwise, to delete its queues after each test, to :data:`CLEANUP`;
 * optionally, a function in :data:`RESET` run before each test (isolation)
   and one in :data:`READY_COUNT` counting the ready messages of a queue.
 """
@@ -38,12 +39,16 @@ _AMQP_ARGS = {
 BACKENDS: list[Any] = [
     pytest.param("amqp", marks=pytest.mark.rabbitmq, id="amqp"),
     pytest.param("memory", id="memory"),
+    pytest.param("kombu", id="kombu"),
+    pytest.param("redis", marks=pytest.mark.redis, id="redis"),
 ]
 
 #: backend name -> keyword arguments for its BrokerConnection.
 CONNECTION_ARGS: dict[str, dict[str, Any]] = {
     "amqp": {**_AMQP_ARGS, "backend_cls": "amqp"},
     "memory": {"backend_cls": "memory"},
+    "kombu": {"backend_cls": "kombu"},
+    "redis": {"hostname": "127.0.0.1", "port": 6379, "virtual_host": "/", "backend_cls": "redis"},
 }
 
 #: backend name -> what it supports beyond publish/get/consume/ack:
@@ -68,6 +73,9 @@ FEATURES: dict[str, set[str]] = {
         "channel_id",
     },
     "memory": {"requeue", "reject", "properties"},
+    # kombu's virtual transports have no headers exchange (carrot.backends.kombu).
+    "kombu": {"routing", "redelivery", "reject", "requeue", "prefetch", "properties", "channel_id"},
+    "redis": {"routing", "redelivery", "reject", "requeue", "prefetch", "properties", "channel_id"},
 }
 
 
@@ -91,6 +99,14 @@ def _amqp_ready_count(broker: Broker, queue: str) -> int:
         channel.close()
 
 
+def _kombu_ready_count(broker: Broker, queue: str) -> int:
+    backend = broker.connection.create_backend()
+    try:
+        return backend._message_count(queue)
+    finally:
+        backend.close()
+
+
 #: backend name -> function run before each test, for isolation.
 RESET: dict[str, Callable[[], None]] = {"memory": _reset_memory}
 
@@ -98,11 +114,40 @@ RESET: dict[str, Callable[[], None]] = {"memory": _reset_memory}
 READY_COUNT: dict[str, Callable[[Broker, str], int]] = {
     "amqp": _amqp_ready_count,
     "memory": _memory_ready_count,
+    "kombu": _kombu_ready_count,
+    "redis": _kombu_ready_count,
 }
 
 #: Backends whose queues and exchanges live on the local RabbitMQ and are
 #: deleted after each test (fixture ``amqp_cleanup``).
 ON_RABBITMQ: set[str] = {"amqp"}
+
+
+class _KombuCleanup:
+    """Deletes the queues a test on a kombu backend declared (memory is process-wide)."""
+
+    def __init__(self, backend_name: str) -> None:
+        self.backend_name = backend_name
+        self.queues: list[str] = []
+
+    def queue(self, name: str) -> str:
+        self.queues.append(name)
+        return name
+
+    def exchange(self, name: str) -> str:
+        return name
+
+    def run(self) -> None:
+        with BrokerConnection(**CONNECTION_ARGS[self.backend_name]) as conn:
+            backend = conn.create_backend()
+            for name in self.queues:
+                backend.queue_delete(name)
+            backend.close()
+
+
+#: backend name -> cleanup for backends not on RabbitMQ: ``queue(name)``,
+#: ``exchange(name)`` record names, ``run()`` deletes them after the test.
+CLEANUP: dict[str, Callable[[str], Any]] = {"kombu": _KombuCleanup, "redis": _KombuCleanup}
 
 #: Seconds a test waits for something that should happen.
 DEADLINE = 10.0
@@ -217,13 +262,17 @@ def broker(backend_name: str, amqp_cleanup: Any, unique: str) -> Iterator[Broker
         reset()
     connection = BrokerConnection(**CONNECTION_ARGS[backend_name])
     if backend_name not in ON_RABBITMQ:
-        amqp_cleanup = _NoCleanup()
+        amqp_cleanup = (
+            CLEANUP[backend_name](backend_name) if backend_name in CLEANUP else _NoCleanup()
+        )
     b = Broker(backend_name, connection, amqp_cleanup, unique)
     try:
         yield b
     finally:
         b.close()
         connection.close()
+        if backend_name in CLEANUP:
+            amqp_cleanup.run()
         if reset is not None:
             reset()
 

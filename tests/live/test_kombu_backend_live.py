@@ -307,3 +307,25 @@ def test_consumer_set_round_trip(conn: BrokerConnection, names: Names) -> None:
     assert sorted(got) == [("to-a", "for a"), ("to-b", "for b")]
     publisher.close()
     cset.close()
+
+
+def test_close_from_a_callback_ends_consume(conn: BrokerConnection, names: Names) -> None:
+    backend = conn.create_backend()
+    q = names.queue("q")
+    backend.queue_declare(q, True, False, False)
+    seen: list[bytes] = []
+
+    def on_delivery(raw: Any) -> None:
+        message = backend.message_to_python(raw)
+        message.ack()
+        seen.append(message.body)
+        backend.close()
+
+    backend.declare_consumer(q, False, on_delivery, "closer")
+    send(backend, b"last", "", q)
+    send(backend, b"stays", "", q)
+    assert list(backend.consume(limit=10)) == [True]
+    assert seen == [b"last"]
+    other = conn.create_backend()
+    assert drain(other, q) == [b"stays"]
+    other.close()
