@@ -348,14 +348,20 @@ class Consumer:
         """
         if self.channel_open:
             return
-        self.backend.declare_consumer(
-            queue=self.queue,
-            no_ack=no_ack or self.no_ack,
-            callback=self._receive_callback,
-            consumer_tag=self.consumer_tag,
-            nowait=True,
-        )
+        # Set first: deliveries may reach the callbacks (which may cancel)
+        # before declare_consumer returns.
         self.channel_open = True
+        try:
+            self.backend.declare_consumer(
+                queue=self.queue,
+                no_ack=no_ack or self.no_ack,
+                callback=self._receive_callback,
+                consumer_tag=self.consumer_tag,
+                nowait=True,
+            )
+        except BaseException:
+            self.channel_open = False
+            raise
 
     def wait(self, limit: int | None = None) -> list[Any]:
         """Consume, dispatching to the callbacks, until ``limit`` messages arrived.
@@ -840,26 +846,35 @@ class ConsumerSet:
             callback(message_data, message)
 
     def _declare_consumer(self, consumer: Consumer, nowait: bool) -> None:
-        self.backend.declare_consumer(
-            queue=consumer.queue,
-            no_ack=consumer.no_ack,
-            callback=self._receive_callback,
-            consumer_tag=consumer.consumer_tag,
-            nowait=nowait,
-        )
+        # Registered first: while waiting for the broker's answer, deliveries
+        # may already reach the callbacks, which may cancel or close the set.
+        tag = consumer.consumer_tag
+        self._open_consumers[tag] = consumer
         consumer.channel_open = True
-        self._open_consumers[consumer.consumer_tag] = consumer
+        try:
+            self.backend.declare_consumer(
+                queue=consumer.queue,
+                no_ack=consumer.no_ack,
+                callback=self._receive_callback,
+                consumer_tag=tag,
+                nowait=nowait,
+            )
+        except BaseException:
+            self._open_consumers.pop(tag, None)
+            consumer.channel_open = False
+            raise
 
     def consume(self) -> None:
         """Register every consumer not yet registered with the broker.
 
         Consumers added since the last call start receiving too.
         """
-        pending = [c for c in self.consumers if c.consumer_tag not in self._open_consumers]
-        for index, consumer in enumerate(pending):
-            # The last one waits for the broker's answer, so a missing queue
-            # raises here rather than at the next drain.
-            self._declare_consumer(consumer, nowait=index < len(pending) - 1)
+        # nowait for every one (carrot waited for the broker's answer to the
+        # last): py-amqp would run the callbacks for messages already waiting
+        # while it waits, outside the caller's drain loop.
+        for consumer in self.consumers:
+            if consumer.consumer_tag not in self._open_consumers:
+                self._declare_consumer(consumer, nowait=True)
 
     def iterconsume(self, limit: int | None = None) -> Iterator[Any]:
         """Start consuming and return an iterator over the deliveries.

@@ -508,7 +508,7 @@ def test_consumer_set_shares_one_backend(conn):
     cset.consume()
     declared = [kw for name, _, kw in cset.backend.calls if name == "declare_consumer"]
     assert [d["queue"] for d in declared] == ["c", "a"]
-    assert [d["nowait"] for d in declared] == [True, False]
+    assert [d["nowait"] for d in declared] == [True, True]
     assert all(d["callback"] == cset._receive_callback for d in declared)
 
 
