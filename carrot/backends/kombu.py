@@ -16,6 +16,8 @@ Features:
 
 * direct, topic and fanout exchanges, routed as the kombu transport routes
   them; queues, bindings, ``get``, consumers with callbacks;
+* memory and Redis transports: headers exchanges too (kombu has none), with
+  RabbitMQ's matching (``x-match`` ``all`` or ``any``);
 * ack / reject / requeue; ``queue_purge`` and ``queue_delete`` return counts;
   ``qos`` (``prefetch_count`` only); ``flow`` (emulated, see :meth:`Backend.flow`);
 * ``delivery_info`` with exchange, routing_key, redelivered, delivery_tag,
@@ -34,7 +36,8 @@ Features:
 
 Limits:
 
-* no headers exchange (declaring one raises :exc:`UnsupportedExchangeTypeError`);
+* an exchange type the transport cannot route (headers, on other kombu
+  transports) raises :exc:`UnsupportedExchangeTypeError` when declared;
 * ``mandatory`` and ``immediate`` are ignored: an unroutable message is
   dropped and nothing is returned; no per-message or queue TTL, except Redis's
   ``x-expires`` queue argument; priority is ignored by the memory transport,
@@ -59,6 +62,7 @@ Limits:
 
 from __future__ import annotations
 
+import json
 import warnings
 from itertools import count
 from typing import Any
@@ -69,6 +73,7 @@ from amqp.exceptions import ChannelError, NotFound
 from kombu.transport import memory as kombu_memory
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
+from kombu.transport.virtual.exchange import STANDARD_EXCHANGE_TYPES, ExchangeType
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps
 
@@ -111,6 +116,45 @@ class UnsupportedExchangeTypeError(CarrotError, NotImplementedError):
 # -- carrot's fixes to kombu's memory and Redis transports --------------------
 
 
+class _HeadersExchange(ExchangeType):
+    # AMQP's headers exchange, which kombu's virtual transports lack. The
+    # binding's arguments are kept, as JSON, where other types keep a pattern.
+
+    type = "headers"
+
+    def prepare_bind(
+        self, queue: str, exchange: str, routing_key: str, arguments: dict[str, Any] | None
+    ) -> tuple[str, str, str]:
+        return routing_key, json.dumps(arguments or {}, sort_keys=True), queue
+
+    def lookup(self, table: Any, exchange: str, routing_key: str, default: Any) -> set[str]:
+        # Routing needs the message's headers: see deliver().
+        return set()
+
+    def deliver(
+        self, message: dict[str, Any], exchange: str, routing_key: str, **kwargs: Any
+    ) -> None:
+        headers = message.get("headers") or {}
+        for queue in {
+            q for _, args, q in self.channel.get_table(exchange) if _match(args, headers)
+        }:
+            self.channel._put(queue, message, **kwargs)
+
+
+def _match(binding_json: str, headers: dict[str, Any]) -> bool:
+    # RabbitMQ's rules: x-match "all" (default) or "any"; keys starting with
+    # "x-" are not matched; a binding value of None asks only for the key.
+    arguments = json.loads(binding_json) if binding_json else {}
+    wanted = [(k, v) for k, v in arguments.items() if not k.startswith("x-")]
+    found = (k in headers and (v is None or headers[k] == v) for k, v in wanted)
+    if arguments.get("x-match") == "any":
+        return any(found)
+    return all(found)
+
+
+_EXCHANGE_TYPES = {**STANDARD_EXCHANGE_TYPES, "headers": _HeadersExchange}
+
+
 def _redelivered_copy(message: Any, queue: str) -> dict[str, Any]:
     # A stored copy of a received kombu message, marked redelivered.
     payload = message.serializable()
@@ -127,6 +171,7 @@ class _MemoryChannel(kombu_memory.Channel):
     # kombu's memory channel drops unacknowledged messages on close; restoring
     # them is safe here because _restore puts them back where they came from.
     do_restore = True
+    exchange_types = _EXCHANGE_TYPES
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
         # kombu puts one dict into every matching queue: give each its own
@@ -187,6 +232,8 @@ class _MemoryTransport(kombu_memory.Transport):
 
 
 class _RedisChannel(kombu_redis.Channel):
+    exchange_types = _EXCHANGE_TYPES
+
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
         # Each queue's copy gets its own delivery tag: tags key the shared
         # "unacked" hash, where two copies under one tag would overwrite each

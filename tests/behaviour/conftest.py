@@ -73,8 +73,17 @@ FEATURES: dict[str, set[str]] = {
         "channel_id",
     },
     "memory": {"requeue", "reject", "properties"},
-    # kombu's virtual transports have no headers exchange (carrot.backends.kombu).
-    "kombu": {"routing", "redelivery", "reject", "requeue", "prefetch", "properties", "channel_id"},
+    "kombu": {
+        "routing",
+        "exchange_types",
+        "redelivery",
+        "reject",
+        "requeue",
+        "prefetch",
+        "properties",
+        "channel_id",
+    },
+    # Redis fanout is PUB/SUB: only running consumers get it, never get() (carrot.backends.kombu).
     "redis": {"routing", "redelivery", "reject", "requeue", "prefetch", "properties", "channel_id"},
 }
 

@@ -329,3 +329,21 @@ def test_close_from_a_callback_ends_consume(conn: BrokerConnection, names: Names
     other = conn.create_backend()
     assert drain(other, q) == [b"stays"]
     other.close()
+
+
+def test_headers_exchange(conn: BrokerConnection, names: Names) -> None:
+    backend = conn.create_backend()
+    pdf, any_ = names.queue("pdf"), names.queue("any")
+    ex = names.exchange("headers")
+    backend.exchange_declare(ex, "headers", True, False)
+    for queue, arguments in (
+        (pdf, {"format": "pdf"}),
+        (any_, {"format": "txt", "lang": "en", "x-match": "any"}),
+    ):
+        backend.queue_declare(queue, True, False, False)
+        backend.queue_bind(queue, ex, "", arguments=arguments)
+    send(backend, b"p", ex, "", headers={"format": "pdf"})
+    send(backend, b"en", ex, "", headers={"lang": "en", "format": "zip"})
+    assert drain(backend, pdf) == [b"p"]
+    assert drain(backend, any_) == [b"en"]
+    backend.close()

@@ -210,12 +210,37 @@ def test_default_exchange_routes_by_queue_name(backend: Backend, queues: Queues)
     assert drain(backend, q) == [b"x"]
 
 
-def test_headers_exchange_is_unsupported(backend: Backend, unique: str) -> None:
-    with pytest.raises(UnsupportedExchangeTypeError, match="headers") as excinfo:
-        backend.exchange_declare(unique, "headers", False, False)
+def test_unknown_exchange_type_is_unsupported(backend: Backend, unique: str) -> None:
+    with pytest.raises(UnsupportedExchangeTypeError, match="x-delayed-message") as excinfo:
+        backend.exchange_declare(unique, "x-delayed-message", False, False)
     assert isinstance(excinfo.value, (CarrotError, NotImplementedError))
+    assert "headers" in str(excinfo.value)
     # The backend is still usable.
     assert backend.queue_exists(unique) is False
+
+
+def test_headers_routing(backend: Backend, queues: Queues) -> None:
+    pdf, zip_all, any_, bare = queues("pdf"), queues("zip"), queues("any"), queues("bare")
+    ex = queues.prefix + ".headers"
+    backend.exchange_declare(ex, "headers", False, False)
+    bindings = {
+        pdf: {"format": "pdf"},
+        zip_all: {"format": "zip", "size": "big", "x-match": "all"},
+        any_: {"format": "txt", "lang": "en", "x-match": "any"},
+        bare: {"flag": None},
+    }
+    for queue, arguments in bindings.items():
+        backend.queue_declare(queue, False, False, False)
+        backend.queue_bind(queue, ex, "", arguments=arguments)
+    send(backend, b"p", ex, "", headers={"format": "pdf"})
+    send(backend, b"z-small", ex, "", headers={"format": "zip", "size": "small"})
+    send(backend, b"z-big", ex, "", headers={"format": "zip", "size": "big", "flag": 1})
+    send(backend, b"en", ex, "", headers={"lang": "en"})
+    send(backend, b"none", ex, "")
+    assert drain(backend, pdf) == [b"p"]
+    assert drain(backend, zip_all) == [b"z-big"]
+    assert drain(backend, any_) == [b"en"]
+    assert drain(backend, bare) == [b"z-big"]
 
 
 def test_bind_to_undeclared_exchange_is_a_channel_error(backend: Backend, queues: Queues) -> None:
