@@ -47,7 +47,9 @@ Limits:
   ignores ``if_unused``, and with ``if_empty`` leaves a queue holding messages
   in place (AMQP raises a channel error);
 * durability is the transport's: the memory transport keeps nothing past the
-  process, Redis keeps everything whatever ``durable`` says;
+  process, Redis keeps everything whatever ``durable`` says; ``exclusive``
+  and ``auto_delete`` are not enforced (Redis deletes an auto-delete queue
+  bound to a fanout exchange when its channel closes);
 * Redis: a fanout exchange is Redis PUB/SUB, so only queues with a consumer
   running at the time receive the message (``get`` never sees it), one queue
   per fanout exchange on a channel; exchange types are known to the connection
