@@ -309,17 +309,17 @@ class Consumer:
         if self.no_ack or self.auto_ack:
             raise FilterWithAutoAckError()
         discarded = 0
-        kept = []
+        kept = []  # fetched and not discarded: requeued at the end, whatever happens
         try:
             while True:
                 message = self.fetch()
                 if message is None:
                     break
+                kept.append(message)
                 if filterfunc(message):
+                    kept.pop()
                     message.ack()
                     discarded += 1
-                else:
-                    kept.append(message)
         finally:
             for message in kept:
                 message.requeue()

@@ -277,6 +277,22 @@ def test_discard_all_filter_acks_matches_and_requeues_the_rest(conn):
     assert requeued == [2, 4]
 
 
+def test_discard_all_filter_error_requeues_what_was_fetched(conn):
+    c = Consumer(conn, queue="q")
+    c.backend.waiting.extend(json_message(c.backend, i, tag=i) for i in range(1, 4))
+
+    def filterfunc(message):
+        if message.payload == 2:
+            raise RuntimeError("bad filter")
+        return False
+
+    with pytest.raises(RuntimeError):
+        c.discard_all(filterfunc=filterfunc)
+    requeued = [args[0] for name, args, _ in c.backend.calls if name == "requeue"]
+    assert requeued == [1, 2]
+    assert "ack" not in c.backend.names()
+
+
 @pytest.mark.parametrize("option", ["auto_ack", "no_ack"])
 def test_discard_all_filter_refused_with_auto_ack(conn, option):
     c = Consumer(conn, queue="q", **{option: True})
