@@ -73,7 +73,6 @@ from urllib.parse import urlsplit
 import kombu
 from amqp.exceptions import ChannelError, NotFound
 from kombu.transport import memory as kombu_memory
-from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.transport.virtual.exchange import STANDARD_EXCHANGE_TYPES, ExchangeType
 from kombu.utils.encoding import bytes_to_str
@@ -82,6 +81,14 @@ from kombu.utils.json import dumps
 from carrot.backends.base import _NOT_DECODED, BaseBackend, BaseMessage
 from carrot.backends.pyamqplib import QueueAlreadyExistsWarning
 from carrot.exceptions import CarrotError, ClientNotInstalled, MissingConnectionSetting
+
+try:
+    import redis  # noqa: F401 -- imported only to learn whether the client is installed
+except ImportError:
+    # kombu's Redis module cannot even be imported without the client.
+    kombu_redis: Any = None
+else:
+    from kombu.transport import redis as kombu_redis
 
 __all__ = [
     "REDIS_DEFAULT_PORT",
@@ -233,7 +240,13 @@ class _MemoryTransport(kombu_memory.Transport):
     polling_interval = 0.01
 
 
-class _RedisChannel(kombu_redis.Channel):
+# Without the client the Redis classes still exist (unusable: RedisBackend
+# raises ClientNotInstalled first), so this module always imports.
+_RedisChannelBase: Any = kombu_redis.Channel if kombu_redis is not None else virtual.Channel
+_RedisTransportBase: Any = kombu_redis.Transport if kombu_redis is not None else virtual.Transport
+
+
+class _RedisChannel(_RedisChannelBase):
     exchange_types = _EXCHANGE_TYPES
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
@@ -300,7 +313,7 @@ class _RedisChannel(kombu_redis.Channel):
         super().close()
 
 
-class _RedisTransport(kombu_redis.Transport):
+class _RedisTransport(_RedisTransportBase):
     Channel = _RedisChannel
 
 
@@ -309,7 +322,7 @@ _TRANSPORTS: dict[str, type] = {"memory": _MemoryTransport, "redis": _RedisTrans
 
 
 def _redis_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
-    if kombu_redis.redis is None:
+    if kombu_redis is None:
         # The client is missing; RedisBackend raises ClientNotInstalled when used.
         return (*virtual.Transport.connection_errors, OSError), tuple(
             virtual.Transport.channel_errors
@@ -414,7 +427,7 @@ class Backend(BaseBackend):
             if not hostname and name != "memory":
                 raise MissingConnectionSetting("hostname", name)
         if name in ("redis", "rediss"):
-            if kombu_redis.redis is None:
+            if kombu_redis is None:
                 raise ClientNotInstalled("redis", "redis")
             options.setdefault("socket_connect_timeout", conninfo.connect_timeout)
         connection = kombu.Connection(

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kombu.transport import redis as kombu_redis
 
 from carrot.backends import get_backend_cls
+from carrot.backends import kombu as kombu_backend
 from carrot.backends.kombu import (
     Backend,
     Message,
@@ -152,12 +154,31 @@ def test_password_not_in_memory_connection_repr() -> None:
 
 
 def test_redis_without_client_raises_client_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kombu_redis, "redis", None)
+    monkeypatch.setattr(kombu_backend, "kombu_redis", None)
     conn = BrokerConnection(hostname="127.0.0.1", backend_cls="redis")
     with pytest.raises(ClientNotInstalled) as excinfo:
         conn.create_backend().establish_connection()
     assert isinstance(excinfo.value, ImportError)
     assert "pip install redis" in str(excinfo.value)
+
+
+def test_module_imports_without_the_redis_client() -> None:
+    # A fresh interpreter where ``import redis`` fails, as when it is not installed.
+    code = (
+        "import sys; sys.modules['redis'] = None\n"
+        "import carrot.backends.kombu as m\n"
+        "from carrot.connection import BrokerConnection\n"
+        "assert OSError in m.RedisBackend.connection_errors\n"
+        "try:\n"
+        "    BrokerConnection(hostname='h', backend_cls='redis').connect()\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "pip install redis" in result.stdout
 
 
 def test_redis_without_hostname_is_a_missing_setting() -> None:
