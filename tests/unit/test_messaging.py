@@ -646,3 +646,56 @@ def test_message_payload_cached_when_falsy(conn, monkeypatch):
     assert message.payload == 0
     assert message.payload == 0
     assert len(decodes) == 1
+
+
+# -- end to end through the in-memory backend (no socket) ---------------------
+
+
+@pytest.fixture
+def memory_conn():
+    from carrot.backends import queue as memory
+    from carrot.connection import BrokerConnection
+
+    memory.reset()
+    conn = BrokerConnection(backend_cls="memory")
+    try:
+        yield conn
+    finally:
+        conn.close()
+        memory.reset()
+
+
+def test_memory_send_fetch_consume(memory_conn):
+    consumer = Consumer(memory_conn, queue="q", exchange="x", routing_key="rk")
+    publisher = Publisher(memory_conn, exchange="x", routing_key="rk")
+    publisher.send({"n": 1})
+    message = consumer.fetch()
+    assert message.payload == {"n": 1}
+    assert message.delivery_info["routing_key"] == "rk"
+    message.ack()
+    seen = []
+    consumer.register_callback(lambda data, m: (seen.append(data), m.ack()))
+    publisher.send({"n": 2})
+    publisher.send({"n": 3})
+    assert consumer.wait(limit=2) == [True, True]
+    assert seen == [{"n": 2}, {"n": 3}]
+    consumer.close()
+    assert consumer._closed
+    assert not consumer.channel_open
+
+
+def test_memory_consumer_set_and_messaging(memory_conn):
+    cset = ConsumerSet(memory_conn, from_dict={"a": {}, "b": {}})
+    seen = []
+    cset.register_callback(lambda data, m: seen.append(data))
+    publisher = Publisher(memory_conn, exchange="x")
+    publisher.send("one")
+    publisher.send("two")
+    it = cset.iterconsume(limit=2)
+    assert all(it)
+    assert seen == ["one", "two"]
+    cset.close()
+    messaging = Messaging(memory_conn, queue="m", exchange="m", routing_key="m")
+    messaging.send("via messaging")
+    assert messaging.fetch().payload == "via messaging"
+    messaging.close()
