@@ -29,12 +29,14 @@ A password is never printed: URLs echoed in output and errors show ``***``.
 Exit status: 0 on success; 1 when something failed at run time (cannot
 connect, refused by the broker, a demo round trip that does not match); 2 for
 usage errors (bad arguments, a malformed URL or unknown scheme), and for
-``consume`` when the timeout passed with no message; 130 when interrupted.
+``consume`` when the timeout passed with no message; 130 when interrupted;
+141 when the reader of stdout went away (``carrot consume ... | head -1``).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import socket
@@ -852,6 +854,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _silence_stdout() -> None:
+    # Python would report the broken pipe again when flushing stdout at exit.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``carrot`` command line; return the exit status.
 
@@ -869,6 +880,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _note("interrupted")
         return 130
+    except BrokenPipeError:
+        # The reader went away (``carrot consume ... | head -1``): stop
+        # quietly, as a process killed by SIGPIPE would (the message being
+        # printed was not acked, so the broker keeps it).
+        _silence_stdout()
+        return 141
     except InvalidURLError as exc:
         if debug:
             traceback.print_exc()

@@ -425,6 +425,20 @@ def test_keyboard_interrupt_exits_130(monkeypatch, capsys):
     assert capsys.readouterr().err == "carrot: interrupted\n"
 
 
+def test_broken_pipe_stops_quietly(monkeypatch, capsys):
+    backend = BrokerConnection(backend_cls="memory").create_backend()
+    backend.publish(backend.prepare_message("first", 1, None, "text/plain", "utf-8"), "", "")
+
+    def closed_pipe(line=""):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "_out", closed_pipe)
+    assert cli.main(["consume", "memory://", "--queue", "q", "--count", "1"]) == 141
+    err = capsys.readouterr().err
+    assert "pipe" not in err.lower()
+    assert "failed" not in err
+
+
 @pytest.mark.parametrize(
     "argv",
     [
