@@ -110,13 +110,14 @@ class _MessageQueue(queue_module.Queue):
 #: compat: carrot 0.10's module-level queue, shared by every backend of the
 #: process. It holds :class:`PreparedMessage` tuples, which unpack as
 #: ``body, content_type, content_encoding`` as carrot's did.
-mqueue: queue_module.Queue = _MessageQueue()
+mqueue: _MessageQueue = _MessageQueue()
 
 #: Guards the consumer registry; notified when consumers come, go or pause.
 _registry = threading.Condition()
-#: Backends that have at least one consumer (weakly: a forgotten backend's
-#: consumers go away with it).
-_consuming: weakref.WeakSet[Backend] = weakref.WeakSet()
+#: Backends that have at least one consumer. Held strongly, as a broker
+#: holds a consumer: it receives until cancelled or closed (or :func:`reset`),
+#: even when the code that started it keeps no reference.
+_consuming: set[Backend] = set()
 #: Delivery tags, unique in the process.
 _delivery_tags = itertools.count(1)
 #: delivery_tag -> the Message handed out, while someone holds it (for requeue).

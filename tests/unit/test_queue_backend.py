@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 import threading
 import time
@@ -495,6 +496,21 @@ def test_broker_connection_drain_events_delivers_to_its_backends(conn):
     assert sorted(body for _, body in got) == [0, 1, 2, 3]
     assert {who for who, _ in got} == {"first", "second"}
     stranger_conn.close()
+
+
+def test_consumer_without_references_keeps_receiving(conn):
+    received = []
+
+    def start_consumer():
+        consumer = Consumer(connection=conn, queue="q")
+        consumer.register_callback(lambda data, message: received.append(data))
+        consumer.consume()
+
+    start_consumer()
+    gc.collect()
+    Publisher(connection=conn).send({"still": "here"})
+    conn.drain_events(timeout=5)
+    assert received == [{"still": "here"}]
 
 
 def test_broker_connection_close_cancels_consumers(conn):
