@@ -834,6 +834,12 @@ class ConsumerSet:
 
         :raises NotImplementedError: neither the set nor the consumer has a
             callback.
+
+        .. versionchanged:: 0.11
+           A consumer with callbacks of its own gets its messages through the
+           set (auto_ack and ``on_decode_error`` apply), and the set's
+           callbacks run too, before the consumer's; carrot 0.10 handed
+           such a consumer's messages to its callbacks only.
         """
         callbacks = self.callbacks
         child = self._open_consumers.get(message.delivery_info.get("consumer_tag"))
@@ -868,6 +874,12 @@ class ConsumerSet:
         """Register every consumer not yet registered with the broker.
 
         Consumers added since the last call start receiving too.
+
+        .. versionchanged:: 0.11
+           Every consumer is registered without waiting for the broker's
+           answer (carrot 0.10 waited for the last one), so no message is
+           dispatched before the caller starts draining events; an error
+           (such as a missing queue) surfaces at the next drain.
         """
         # nowait for every one (carrot waited for the broker's answer to the
         # last): py-amqp would run the callbacks for messages already waiting
