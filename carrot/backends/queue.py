@@ -469,6 +469,10 @@ class Backend(BaseBackend):
 
         :param queue: ignored: there is one queue.
         :param no_ack: ignored: a message taken is off the queue either way.
+
+        .. versionchanged:: 0.11
+           Never blocks: carrot 0.10 checked the size, then waited on the
+           queue, and hung when another thread took the last message between.
         """
         try:
             record = mqueue.get_nowait()
@@ -488,6 +492,10 @@ class Backend(BaseBackend):
 
         The queue name is recorded but does not select messages. A tag used
         again on this backend replaces the earlier consumer.
+
+        .. versionchanged:: 0.11
+           A backend holds several consumers, which take turns; carrot 0.10
+           kept only the last callback declared, and ``cancel`` did nothing.
         """
         with _registry:
             self._closed = False
@@ -563,6 +571,9 @@ class Backend(BaseBackend):
 
         Works while the :class:`Message` is still referenced; an unknown tag
         is ignored.
+
+        .. versionchanged:: 0.11
+           carrot 0.10 did nothing here, so a requeued message was lost.
         """
         message = _delivered.pop(delivery_tag, None)
         record = getattr(message, "_record", None)
@@ -616,6 +627,10 @@ class Backend(BaseBackend):
         :keyword headers: stored as ``properties["application_headers"]``.
         :raises TypeError: ``message`` is not a ``(body, content_type,
             content_encoding)`` tuple.
+
+        .. versionchanged:: 0.11
+           Anything else raises here; carrot 0.10 queued it and the consumer
+           failed on it later.
         """
         # Hot path (every publish): one tuple and one put.
         if not isinstance(message, (tuple, list)) or len(message) != 3:

@@ -333,6 +333,17 @@ def test_bench_on_memory(capsys):
     assert memory.mqueue.qsize() == 0
 
 
+def test_bench_progress_bars_when_enabled(capsys):
+    with BrokerConnection(backend_cls="memory") as conn:
+        result = cli.run_bench(conn, 50, 8, progress=True)
+    err = capsys.readouterr().err
+    assert "\rpublish [" in err
+    assert "\rconsume [" in err
+    assert "50/50 100%" in err
+    assert result["publish_seconds"] > 0
+    assert result["consume_rate"] > 0
+
+
 # -- errors -------------------------------------------------------------------
 
 
