@@ -10,7 +10,9 @@ The tree::
      ├── MessageStateError
      ├── SerializerNotInstalled
      ├── EncodeError                (also TypeError and ValueError)
-     └── DecodeError                (also ValueError)
+     ├── DecodeError                (also ValueError)
+     ├── FilterWithAutoAckError     (also ValueError)
+     └── UnknownDeliveryModeError   (also ValueError)
 
 Where carrot 0.10 raised a builtin (``KeyError`` for a missing hostname,
 ``ImportError`` for a missing backend), our class subclasses that builtin too,
@@ -125,3 +127,28 @@ class EncodeError(CarrotError, TypeError, ValueError):
 
 class DecodeError(CarrotError, ValueError):
     """A received message body could not be decoded."""
+
+
+class FilterWithAutoAckError(CarrotError, ValueError):
+    """:meth:`~carrot.messaging.Consumer.discard_all` got a filter on an auto/no-ack consumer.
+
+    Messages that do not match the filter could not be kept, as they are
+    acknowledged on receipt. carrot 0.10 raised a bare :exc:`Exception` here;
+    this class still is one.
+    """
+
+    def __str__(self) -> str:
+        return "discard_all: can't use a filter with auto_ack or no_ack"
+
+
+class UnknownDeliveryModeError(CarrotError, ValueError):
+    """A delivery mode name that is not in ``Publisher.DELIVERY_MODES``."""
+
+    def __init__(self, name, valid=("transient", "persistent", "non-persistent")) -> None:
+        self.name = name
+        self.valid = tuple(valid)
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        valid = ", ".join(repr(name) for name in self.valid)
+        return f"unknown delivery mode {self.name!r} (valid names: {valid}; or 1 or 2)"

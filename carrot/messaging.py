@@ -19,7 +19,11 @@ from collections.abc import Callable, Iterator
 from itertools import count
 from typing import Any
 
-from carrot.exceptions import CarrotError, EncodeError
+from carrot.exceptions import (
+    EncodeError,
+    FilterWithAutoAckError,
+    UnknownDeliveryModeError,
+)
 from carrot.serialization import encode as _encode
 
 __all__ = [
@@ -35,30 +39,6 @@ __all__ = [
 Callback = Callable[[Any, Any], Any]
 
 _consumer_counter = count(1)
-
-
-class FilterWithAutoAckError(CarrotError, ValueError):
-    """:meth:`Consumer.discard_all` was given a filter on an auto/no-ack consumer.
-
-    Messages that do not match the filter could not be kept, as they are
-    acknowledged on receipt. carrot 0.10 raised a bare :exc:`Exception` here;
-    this class still is one.
-    """
-
-    def __str__(self) -> str:
-        return "discard_all: can't use a filter with auto_ack or no_ack"
-
-
-class UnknownDeliveryModeError(CarrotError, ValueError):
-    """A delivery mode name that is not in :attr:`Publisher.DELIVERY_MODES`."""
-
-    def __init__(self, name: Any) -> None:
-        self.name = name
-        super().__init__(name)
-
-    def __str__(self) -> str:
-        valid = ", ".join(repr(name) for name in Publisher.DELIVERY_MODES)
-        return f"unknown delivery mode {self.name!r} (valid names: {valid}; or 1 or 2)"
 
 
 def _generate_consumer_tag(cls: type) -> str:
@@ -511,7 +491,7 @@ class Publisher:
             try:
                 return self.DELIVERY_MODES[value]
             except KeyError:
-                raise UnknownDeliveryModeError(value) from None
+                raise UnknownDeliveryModeError(value, self.DELIVERY_MODES) from None
         return value
 
     def declare(self) -> None:
