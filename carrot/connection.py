@@ -122,9 +122,13 @@ class BrokerConnection:
         self._backend = None
 
     def __repr__(self) -> str:
-        # Never the password.
+        # Never the password, not even inside a URL given as the host name.
+        hostname = self.hostname
+        if hostname and "://" in hostname and "@" in hostname:
+            scheme, _, rest = hostname.partition("://")
+            hostname = f"{scheme}://***@{rest.rpartition('@')[2]}"
         return (
-            f"<{type(self).__name__} {self.userid}@{self.hostname}:{self.port or ''}"
+            f"<{type(self).__name__} {self.userid}@{hostname}:{self.port or ''}"
             f"{self.virtual_host} backend={self.backend_cls or 'amqp'}>"
         )
 

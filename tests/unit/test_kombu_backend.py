@@ -130,6 +130,12 @@ def test_url_in_hostname_picks_the_transport(monkeypatch: pytest.MonkeyPatch) ->
     assert "s3cret-pw" not in kconn.as_uri()
 
 
+def test_password_in_url_hostname_not_in_connection_repr() -> None:
+    conn = BrokerConnection(hostname="redis://:pw-in-url@redis.example:6379/0", backend_cls="redis")
+    assert "pw-in-url" not in repr(conn)
+    assert "redis.example:6379/0" in repr(conn)
+
+
 def test_fields_build_the_redis_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     import kombu
 
