@@ -29,6 +29,7 @@ from amqp import transport as amqp_transport
 from amqp.exceptions import ChannelError, NotFound
 from amqp.exceptions import ConnectionError as AMQPConnectionError
 
+from carrot.backends._fastpath import FastConnection
 from carrot.backends.base import _NOT_DECODED, BaseBackend, BaseMessage
 from carrot.exceptions import MissingConnectionSetting
 
@@ -74,8 +75,12 @@ class _ContextSSLTransport(amqp_transport.SSLTransport):
         )
 
 
-class Connection(amqp.Connection):
-    """A py-amqp connection with the waiting calls carrot 0.10 offered."""
+class Connection(FastConnection):
+    """A py-amqp connection with the waiting calls carrot 0.10 offered.
+
+    It is an :class:`amqp.Connection` whose hot paths (publish, deliver,
+    ack) are replaced by :mod:`carrot.backends._fastpath`.
+    """
 
     _last_channel_id: int | None = None
 
@@ -429,9 +434,16 @@ class Backend(BaseBackend):
         if immediate:
             message.properties["expiration"] = "0"
             mandatory = True
-        self.channel.basic_publish(
-            message, exchange=exchange, routing_key=routing_key, mandatory=bool(mandatory)
-        )
+        channel = self.channel
+        # Hot path: the fast publish of carrot.backends._fastpath when this
+        # backend opened the connection, py-amqp's basic_publish otherwise.
+        fast_publish = getattr(channel, "fast_publish", None)
+        if fast_publish is not None:
+            fast_publish(message, exchange, routing_key, bool(mandatory))
+        else:
+            channel.basic_publish(
+                message, exchange=exchange, routing_key=routing_key, mandatory=bool(mandatory)
+            )
 
     # -- flow control ------------------------------------------------------
 

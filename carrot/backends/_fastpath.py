@@ -1,0 +1,725 @@
+"""The py-amqp backend's fast path: publishing, delivering and acking.
+
+py-amqp spends most of its per-message CPU in generic code: a
+``drain_events(timeout=0)`` check before every ``basic_publish``, generic
+property and argument serialization, one small ``recv`` per frame part and
+one ``basic.ack`` frame per message. The classes here keep py-amqp's objects
+(a :class:`FastConnection` *is* an :class:`amqp.Connection`, a
+:class:`FastChannel` *is* an :class:`amqp.Channel`) and replace only those
+hot paths:
+
+* **publish** (:meth:`FastChannel.fast_publish`): the method frame is
+  cached per (exchange, routing key, mandatory), the properties per set of
+  values, and the three frames go out in one socket write. Instead of
+  asking the socket before every publish whether the broker sent
+  ``connection.blocked``, the connection tracks it from the frames it reads
+  and looks for incoming frames every :data:`CHECK_EVERY` publishes; while
+  blocked it does not write.
+* **deliver** (:meth:`FastConnection.drain_events`): reads are large
+  (``recv_into`` a reusable buffer) and parsed in place; ``basic.deliver``
+  and its header and body frames are assembled here, with the properties
+  decoded once per distinct header and cached. Every other frame
+  (heartbeats, ``channel.close``, ``basic.cancel``, ``basic.return``,
+  ``basic.get-ok``, ``connection.blocked``, confirms) goes to py-amqp's own
+  frame handler, so correctness never depends on this module knowing a
+  method.
+* **ack** (:meth:`FastChannel.basic_ack`): consecutive acks are combined
+  into one ``basic.ack(multiple=True)``; see :class:`AckTracker` for the
+  rule. Pending acks are written before any other frame on the connection,
+  before the client waits on the socket, once everything read so far has
+  been handled, and when :data:`ACK_FLUSH_AT` of them are pending.
+
+Anything unexpected (a channel in confirm mode, a non-bytes body, a
+connection another library built) takes py-amqp's own code path.
+Like py-amqp, a connection is meant for one thread at a time; writes are
+made under one lock, so a fast-path write never interleaves with another
+thread's frame.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import errno
+import select
+import socket
+import threading
+from struct import Struct
+from typing import Any
+
+import amqp
+from amqp import spec
+from amqp.exceptions import UnexpectedFrame
+from amqp.method_framing import frame_writer as amqp_frame_writer
+from amqp.serialization import decode_properties_basic, dumps
+
+__all__ = [
+    "ACK_FLUSH_AT",
+    "CHECK_EVERY",
+    "AckTracker",
+    "FastChannel",
+    "FastConnection",
+    "PublishFramer",
+    "publish_frames",
+]
+
+#: Publishes between two looks at the socket for frames the broker sent
+#: (``connection.blocked``, ``channel.close``, ``basic.return``).
+CHECK_EVERY = 64
+#: Pending combined acks written out once this many have accumulated.
+ACK_FLUSH_AT = 256
+#: Bytes asked for per ``recv_into`` (grown when a frame is larger).
+READ_SIZE = 256 * 1024
+#: Distinct property headers remembered, per connection (publish and deliver).
+PROPERTY_CACHE_SIZE = 256
+
+_FRAME_HEADER = Struct(">BHI")
+_CONTENT_HEADER = Struct(">BHIHHQ")
+_ACK = Struct(">BHIHHQBB")
+_DELIVER_SIG = b"\x00\x3c\x00\x3c"  # basic.deliver: class 60, method 60
+_FRAME_END = b"\xce"
+_UNAVAILABLE = {errno.EAGAIN, errno.EINTR, errno.ENOENT, errno.EWOULDBLOCK}
+_DELIVER = spec.Basic.Deliver
+
+
+def _bounded_set(cache: dict, key: Any, value: Any) -> None:
+    if len(cache) >= PROPERTY_CACHE_SIZE:
+        cache.clear()
+    cache[key] = value
+
+
+# -- publishing ---------------------------------------------------------------------
+
+
+class PublishFramer:
+    """Builds the frames of ``basic.publish`` byte for byte as py-amqp does.
+
+    :param frame_max: the connection's negotiated maximum frame size.
+    """
+
+    def __init__(self, frame_max: int) -> None:
+        self.frame_max = frame_max
+        # (channel_id, exchange, routing_key, mandatory, immediate) -> method frame.
+        self._methods: dict[tuple, bytes] = {}
+        # tuple(properties.items()) -> serialized property flags and list.
+        self._properties: dict[tuple, bytes] = {}
+
+    def method_frame(
+        self, channel_id: int, exchange: str, routing_key: str, mandatory: bool, immediate: bool
+    ) -> bytes:
+        """The complete ``basic.publish`` method frame, cached."""
+        key = (channel_id, exchange, routing_key, mandatory, immediate)
+        frame = self._methods.get(key)
+        if frame is None:
+            payload = b"\x00\x3c\x00\x28" + dumps(
+                "Bssbb", (0, exchange, routing_key, mandatory, immediate)
+            )
+            frame = _FRAME_HEADER.pack(1, channel_id, len(payload)) + payload + _FRAME_END
+            _bounded_set(self._methods, key, frame)
+        return frame
+
+    def properties(self, message: Any) -> bytes:
+        """The serialized properties of ``message``, cached per distinct set of values."""
+        props = message.properties
+        try:
+            key = tuple(props.items())
+            encoded = self._properties.get(key)
+        except TypeError:  # an unhashable value, such as a headers table
+            return message._serialize_properties()
+        if encoded is None:
+            encoded = message._serialize_properties()
+            _bounded_set(self._properties, key, encoded)
+        return encoded
+
+    def frames(
+        self,
+        channel_id: int,
+        message: Any,
+        exchange: str,
+        routing_key: str,
+        mandatory: bool = False,
+        immediate: bool = False,
+    ) -> bytes:
+        """Every frame of one publish, joined, ready for one socket write.
+
+        A ``str`` body is encoded with the message's ``content_encoding``
+        (set to ``"utf-8"`` when missing), as py-amqp does.
+        """
+        # Hot path: runs once per published message.
+        body = message.body
+        if body.__class__ is str:
+            body = body.encode(message.properties.setdefault("content_encoding", "utf-8"))
+        props = self.properties(message)
+        size = len(body)
+        parts = [
+            self.method_frame(channel_id, exchange, routing_key, mandatory, immediate),
+            _CONTENT_HEADER.pack(2, channel_id, 12 + len(props), 60, 0, size),
+            props,
+            _FRAME_END,
+        ]
+        chunk = self.frame_max - 8
+        if size <= chunk:
+            if size:
+                parts += (_FRAME_HEADER.pack(3, channel_id, size), body, _FRAME_END)
+        else:
+            view = memoryview(body)
+            for offset in range(0, size, chunk):
+                piece = view[offset : offset + chunk]
+                parts += (_FRAME_HEADER.pack(3, channel_id, len(piece)), piece, _FRAME_END)
+        return b"".join(parts)
+
+
+def publish_frames(
+    channel_id: int,
+    frame_max: int,
+    message: Any,
+    exchange: str,
+    routing_key: str,
+    mandatory: bool = False,
+    immediate: bool = False,
+) -> bytes:
+    """The bytes of one ``basic.publish`` (uncached; for tests and tools)."""
+    return PublishFramer(frame_max).frames(
+        channel_id, message, exchange, routing_key, mandatory, immediate
+    )
+
+
+# -- acknowledgements ----------------------------------------------------------
+
+
+class AckTracker:
+    """Which deliveries on one channel await settlement, and which acks are pending.
+
+    The rule: an ack is held back (pending) only while it can be combined
+    correctly. ``basic.ack(tag, multiple=True)`` acknowledges *every*
+    unacknowledged delivery up to ``tag`` on the channel, so a held-back ack
+    of tag *t* becomes part of the combined ack only when *t* is the oldest
+    delivery the caller has not settled yet (every earlier one was acked,
+    rejected or requeued). An ack of any other outstanding tag is held as a
+    single ack. When written, single acks go first, then the one combined
+    ack, so no tag is ever acknowledged twice. Rejects and requeues, and
+    acks of tags this tracker never saw, are written at once, after the
+    pending acks.
+    """
+
+    __slots__ = ("live", "multiple", "order", "pending", "singles")
+
+    def __init__(self) -> None:
+        #: Tags delivered and not yet settled by the caller.
+        self.live: set[int] = set()
+        #: The same tags in delivery order (settled ones removed lazily).
+        self.order: collections.deque[int] = collections.deque()
+        #: Highest tag to acknowledge with ``multiple=True`` (0: none).
+        self.multiple = 0
+        #: Tags to acknowledge one by one, before :attr:`multiple`.
+        self.singles: list[int] = []
+        #: How many acks are held back.
+        self.pending = 0
+
+    def delivered(self, tag: int) -> None:
+        """Record a delivery that needs settling."""
+        self.live.add(tag)
+        self.order.append(tag)
+
+    def ack(self, tag: int) -> bool:
+        """Hold back an ack of ``tag``; ``False`` when it must be sent now instead."""
+        # Hot path: once per acked message.
+        live = self.live
+        if tag not in live:
+            return False
+        live.remove(tag)
+        order = self.order
+        while order and order[0] not in live and order[0] != tag:
+            order.popleft()
+        if order and order[0] == tag:
+            order.popleft()
+            self.multiple = tag
+        else:
+            self.singles.append(tag)
+        self.pending += 1
+        return True
+
+    def settled(self, tag: int) -> None:
+        """Forget ``tag`` (rejected, requeued, or acked outside the tracker)."""
+        self.live.discard(tag)
+
+    def settled_upto(self, tag: int) -> None:
+        """Forget every tag up to ``tag`` (an explicit ``multiple=True`` ack)."""
+        self.live = {t for t in self.live if t > tag}
+
+    def take(self) -> tuple[list[int], int]:
+        """Return and clear the pending ``(singles, multiple)``."""
+        singles, multiple = self.singles, self.multiple
+        self.singles, self.multiple, self.pending = [], 0, 0
+        return singles, multiple
+
+    def reset(self) -> None:
+        """Forget everything (the channel was (re)opened: tags start again at 1)."""
+        self.live.clear()
+        self.order.clear()
+        self.singles, self.multiple, self.pending = [], 0, 0
+
+
+def ack_frames(channel_id: int, singles: list[int], multiple: int) -> bytes:
+    """The ``basic.ack`` frames for held-back acks, singles first."""
+    frames = [_ACK.pack(1, channel_id, 13, 60, 80, tag, 0, 0xCE) for tag in singles]
+    if multiple:
+        frames.append(_ACK.pack(1, channel_id, 13, 60, 80, multiple, 1, 0xCE))
+    return b"".join(frames)
+
+
+class FastChannel(amqp.Channel):
+    """A py-amqp channel with a fast ``publish`` and combined acks.
+
+    It is a plain :class:`amqp.Channel` for everything else; the methods it
+    overrides keep their py-amqp signatures and effects.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        #: Deliveries awaiting settlement and the acks held back.
+        self.acks = AckTracker()
+        super().__init__(*args, **kwargs)
+
+    def _on_open_ok(self) -> None:
+        # Delivery tags start again at 1 on a (re)opened channel.
+        self.acks.reset()
+        super()._on_open_ok()
+
+    def collect(self) -> None:
+        self.acks.reset()
+        super().collect()
+
+    # -- publish ---------------------------------------------------------------
+
+    def fast_publish(
+        self,
+        message: Any,
+        exchange: str = "",
+        routing_key: str = "",
+        mandatory: bool = False,
+        immediate: bool = False,
+    ) -> None:
+        """``basic_publish`` without its per-message overhead (same frames, same effect).
+
+        Falls back to :meth:`basic_publish` for confirm mode and for bodies
+        that are neither ``bytes`` nor ``str``.
+        """
+        # Hot path: runs once per published message.
+        conn = self.connection
+        if (
+            conn is None
+            or not self.is_open
+            or self._confirm_selected
+            or conn.confirm_publish
+            or not isinstance(conn, FastConnection)
+            or not isinstance(message.body, (bytes, str))
+        ):
+            return self.basic_publish(
+                message,
+                exchange=exchange,
+                routing_key=routing_key,
+                mandatory=mandatory,
+                immediate=immediate,
+            )
+        data = conn.framer.frames(
+            self.channel_id, message, exchange, routing_key, mandatory, immediate
+        )
+        conn.write_publish(data)
+
+    # -- acks ------------------------------------------------------------------
+
+    def basic_ack(self, delivery_tag: Any, multiple: bool = False, argsig: str = "Lb") -> Any:
+        """Acknowledge; consecutive single acks are combined (see :class:`AckTracker`)."""
+        # Hot path: once per acked message.
+        conn = self.connection
+        if not multiple and conn is not None and self.acks.ack(delivery_tag):
+            conn.ack_pending(self)
+            return None
+        if multiple:
+            self.acks.settled_upto(delivery_tag)
+        return super().basic_ack(delivery_tag, multiple, argsig)
+
+    def basic_reject(self, delivery_tag: Any, requeue: bool, argsig: str = "Lb") -> Any:
+        self.acks.settled(delivery_tag)
+        return super().basic_reject(delivery_tag, requeue, argsig)
+
+    def basic_nack(
+        self, delivery_tag: Any, multiple: bool = False, requeue: bool = True, **kw: Any
+    ) -> Any:
+        if multiple:
+            self.acks.settled_upto(delivery_tag)
+        else:
+            self.acks.settled(delivery_tag)
+        return super().basic_nack(delivery_tag, multiple, requeue, **kw)
+
+    def basic_get(self, queue: str = "", no_ack: bool = False, argsig: str = "Bsb") -> Any:
+        message = super().basic_get(queue, no_ack, argsig)
+        if message is not None and not no_ack:
+            self.acks.delivered(message.delivery_info["delivery_tag"])
+        return message
+
+    def _on_basic_deliver(
+        self,
+        consumer_tag: str,
+        delivery_tag: int,
+        redelivered: bool,
+        exchange: str,
+        routing_key: str,
+        msg: Any,
+    ) -> None:
+        # Deliveries py-amqp assembled (the fast path handed them over).
+        if consumer_tag not in self.no_ack_consumers:
+            self.acks.delivered(delivery_tag)
+        super()._on_basic_deliver(
+            consumer_tag, delivery_tag, redelivered, exchange, routing_key, msg
+        )
+
+
+# -- the connection ------------------------------------------------------------
+
+
+class FastConnection(amqp.Connection):
+    """A py-amqp connection with buffered reads, fast deliveries and flow tracking.
+
+    :keyword socket_settings: as py-amqp's; ``TCP_USER_TIMEOUT`` defaults
+        to 0 (the system's) instead of py-amqp's 1 second, which kills a
+        publisher whose writes the broker throttles.
+    """
+
+    Channel = FastChannel
+
+    #: True between the broker's ``connection.blocked`` and ``connection.unblocked``.
+    is_blocked = False
+    #: The reason the broker gave for blocking.
+    blocked_reason: str | None = None
+    #: The channel of the last method dispatched.
+    _last_channel_id: int | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        settings = dict(kwargs.get("socket_settings") or {})
+        if hasattr(socket, "TCP_USER_TIMEOUT"):
+            settings.setdefault(socket.TCP_USER_TIMEOUT, 0)
+        kwargs["socket_settings"] = settings
+        kwargs.setdefault("frame_writer", _locked_frame_writer)
+        self.write_lock = threading.Lock()
+        self._ack_channels: list[FastChannel] = []
+        self._acks_pending = 0
+        self._since_check = 0
+        self._poller: Any = None
+        self._rbuf = bytearray(READ_SIZE)
+        self._rview = memoryview(self._rbuf)
+        self._rstart = 0
+        self._rend = 0
+        self._partial: dict[int, list] = {}
+        self._props_cache: dict[bytes, dict] = {}
+        self.framer = PublishFramer(131072)
+        super().__init__(*args, **kwargs)
+
+    def _on_tune(self, *args: Any, **kwargs: Any) -> Any:
+        result = super()._on_tune(*args, **kwargs)
+        self.framer = PublishFramer(self.frame_max)
+        return result
+
+    # -- flow control -------------------------------------------------------------
+
+    def _on_blocked(self, reason: str | None = None, *args: Any) -> Any:
+        self.is_blocked = True
+        self.blocked_reason = reason
+        return super()._on_blocked()
+
+    def _on_unblocked(self) -> Any:
+        self.is_blocked = False
+        self.blocked_reason = None
+        return super()._on_unblocked()
+
+    def _check_inbound(self) -> None:
+        """Handle whatever frames the broker has sent, without waiting."""
+        self._since_check = 0
+        if self._rend - self._rstart < 8:
+            poller = self._poller
+            if poller is None:
+                poller = self._poller = select.poll()
+                poller.register(self.transport.sock, select.POLLIN)
+            if not poller.poll(0):
+                return
+        try:
+            while True:
+                self.drain_events(timeout=0)
+        except TimeoutError:
+            pass
+
+    def write_publish(self, data: bytes) -> None:
+        """Write one publish's frames; first honour ``connection.blocked``."""
+        # Hot path: once per published message.
+        self._since_check += 1
+        if self._since_check >= CHECK_EVERY:
+            self._check_inbound()
+        while self.is_blocked:
+            # The broker asked publishers to stop: wait for connection.unblocked.
+            self.drain_events(timeout=None)
+        with self.write_lock:
+            if self._acks_pending:
+                self._flush_acks()
+            self.transport.write(data)
+        self.bytes_sent += 1
+
+    # -- acks ---------------------------------------------------------------------
+
+    def ack_pending(self, channel: FastChannel) -> None:
+        """An ack on ``channel`` is held back; write them all when there are many."""
+        if channel not in self._ack_channels:
+            self._ack_channels.append(channel)
+        self._acks_pending += 1
+        if self._acks_pending >= ACK_FLUSH_AT:
+            self.flush_acks()
+
+    def flush_acks(self) -> None:
+        """Write every held-back ack now."""
+        if self._acks_pending:
+            with self.write_lock:
+                self._flush_acks()
+
+    def _flush_acks(self) -> None:
+        # Called with write_lock held.
+        channels, self._ack_channels = self._ack_channels, []
+        self._acks_pending = 0
+        data = b"".join(
+            ack_frames(ch.channel_id, *ch.acks.take())
+            for ch in channels
+            if ch.channel_id is not None and ch.connection is not None
+        )
+        if data:
+            self.transport.write(data)
+            self.bytes_sent += 1
+
+    def close(self, *args: Any, **kwargs: Any) -> Any:
+        if self._acks_pending and self.connected:
+            with contextlib.suppress(OSError):
+                self.flush_acks()
+        return super().close(*args, **kwargs)
+
+    # -- reading ------------------------------------------------------------------
+
+    def _fill(self, timeout: float | None) -> None:
+        """Read more bytes into the buffer, waiting up to ``timeout``."""
+        if self._acks_pending:
+            # About to wait on the socket: held-back acks must be out first.
+            self.flush_acks()
+        start, end = self._rstart, self._rend
+        buf = self._rbuf
+        if start:
+            # Move the partial frame to the front.
+            buf[: end - start] = buf[start:end]
+            end -= start
+            self._rstart = 0
+            self._rend = end
+        if end >= len(buf) - 64:
+            # A frame larger than the buffer: grow it.
+            buf.extend(bytes(len(buf)))
+            self._rview = memoryview(buf)
+        transport = self.transport
+        try:
+            with transport.having_timeout(timeout):
+                n = transport.sock.recv_into(self._rview[end:])
+        except TimeoutError:
+            raise
+        except OSError as exc:
+            if exc.errno not in _UNAVAILABLE:
+                transport.connected = False
+            raise
+        if not n:
+            transport.connected = False
+            raise OSError("Server unexpectedly closed connection")
+        self._rend = end + n
+
+    def blocking_read(self, timeout: float | None = None) -> Any:
+        """Read and handle one frame; true once a method was dispatched."""
+        return self._next_frame(timeout)
+
+    def drain_events(self, timeout: float | None = None) -> None:
+        """Wait for one method (or delivery) and dispatch it.
+
+        :keyword timeout: seconds to wait for each read; :exc:`socket.timeout`
+            when it passes.
+        """
+        # Hot path: runs once per delivered message.
+        next_frame = self._next_frame
+        while not next_frame(timeout):
+            pass
+        if self._acks_pending and self._rend - self._rstart < 8:
+            # Everything read has been handled: send the acks it produced.
+            self.flush_acks()
+
+    def _next_frame(self, timeout: float | None) -> bool:
+        # Hot path: parses one frame from the buffer (reading when it has none).
+        while True:
+            start = self._rstart
+            if self._rend - start >= 7:
+                buf = self._rbuf
+                ftype, channel_id, size = _FRAME_HEADER.unpack_from(buf, start)
+                end = start + 7 + size
+                if end < self._rend:
+                    if buf[end] != 0xCE:
+                        raise UnexpectedFrame(
+                            f"Received frame_end {buf[end]:#04x} while expecting 0xce"
+                        )
+                    self._rstart = end + 1
+                    return self._on_frame(ftype, channel_id, buf, start + 7, size)
+            self._fill(timeout)
+
+    def _on_frame(
+        self, ftype: int, channel_id: int, buf: bytearray, offset: int, size: int
+    ) -> bool:
+        # Hot path: once per frame.
+        partial = self._partial.get(channel_id)
+        if partial is not None:
+            return self._on_content(partial, ftype, channel_id, buf, offset, size)
+        if ftype == 1 and buf[offset : offset + 4] == _DELIVER_SIG:
+            channel = self.channels.get(channel_id)
+            if (
+                channel is not None
+                and channel.__class__ is FastChannel
+                and not channel.is_closing
+                and _DELIVER not in channel._pending
+            ):
+                self.bytes_recv += 1
+                self._partial[channel_id] = _parse_deliver(channel, buf, offset + 4)
+                return False
+        # Everything else is py-amqp's.
+        return self.on_inbound_frame(
+            (ftype, channel_id, bytes(self._rview[offset : offset + size]))
+        )
+
+    def _on_content(
+        self, partial: list, ftype: int, channel_id: int, buf: bytearray, offset: int, size: int
+    ) -> bool:
+        # Hot path: the header and body frames of a delivery.
+        # partial: [channel, consumer_tag, delivery_tag, redelivered, exchange,
+        #           routing_key, properties, body_size, chunks, received]
+        self.bytes_recv += 1
+        if ftype == 2:
+            if partial[6] is not None:
+                raise UnexpectedFrame("Received a second content header while expecting a body")
+            (body_size,) = _BODY_SIZE.unpack_from(buf, offset + 4)
+            key = bytes(self._rview[offset + 12 : offset + size])
+            cached = self._props_cache.get(key)
+            if cached is None:
+                props, _ = decode_properties_basic(key, 0)
+                if "application_headers" not in props:
+                    _bounded_set(self._props_cache, key, props)
+                    props = dict(props)
+            else:
+                props = dict(cached)
+            partial[6] = props
+            partial[7] = body_size
+            if body_size:
+                return False
+            body = b""
+        elif ftype == 3:
+            if partial[6] is None:
+                raise UnexpectedFrame("Received a content body while expecting a header")
+            chunk = bytes(self._rview[offset : offset + size])
+            received = partial[9] + size
+            if received < partial[7]:
+                partial[8].append(chunk)
+                partial[9] = received
+                return False
+            if partial[8]:
+                partial[8].append(chunk)
+                body = b"".join(partial[8])
+            else:
+                body = chunk
+        elif ftype == 8:
+            return False
+        else:
+            raise UnexpectedFrame(f"Received frame {ftype} while expecting content")
+        del self._partial[channel_id]
+        # As py-amqp's on_inbound_method would see it (wait_multi reads it).
+        self._last_channel_id = channel_id
+        self._deliver(partial, body)
+        return True
+
+    def _deliver(self, partial: list, body: bytes) -> None:
+        # Hot path: hands one assembled delivery to its consumer's callback.
+        channel, consumer_tag, delivery_tag, redelivered, exchange, routing_key, props = partial[:7]
+        msg = _new_message(amqp.Message)
+        msg.frame_method = _DELIVER
+        msg.frame_args = None
+        msg.properties = props
+        msg._pending_chunks = []
+        msg.body_received = msg.body_size = len(body)
+        msg.ready = True
+        if channel.auto_decode and "content_encoding" in props:
+            try:  # noqa: SIM105 -- hot path: try/except costs less than suppress()
+                body = body.decode(props["content_encoding"])
+            except Exception:
+                pass
+        msg.body = body
+        callback = channel.callbacks.get(consumer_tag)
+        if callback is None:
+            # py-amqp logs and requeues deliveries for unknown consumers.
+            msg.delivery_info = None
+            msg.channel = None
+            channel._on_basic_deliver(
+                consumer_tag, delivery_tag, redelivered, exchange, routing_key, msg
+            )
+            return
+        if consumer_tag not in channel.no_ack_consumers:
+            acks = channel.acks
+            acks.live.add(delivery_tag)
+            acks.order.append(delivery_tag)
+        msg.channel = channel
+        msg.delivery_info = {
+            "consumer_tag": consumer_tag,
+            "delivery_tag": delivery_tag,
+            "redelivered": redelivered,
+            "exchange": exchange,
+            "routing_key": routing_key,
+        }
+        callback(msg)
+
+
+_BODY_SIZE = Struct(">Q")
+_TAG_FLAG = Struct(">QB")
+_new_message = object.__new__
+
+
+def _parse_deliver(channel: FastChannel, buf: bytearray, offset: int) -> list:
+    """Parse ``basic.deliver``'s arguments into a partial delivery."""
+    # Hot path: once per delivery.
+    n = buf[offset]
+    consumer_tag = buf[offset + 1 : offset + 1 + n].decode()
+    offset += 1 + n
+    delivery_tag, redelivered = _TAG_FLAG.unpack_from(buf, offset)
+    offset += 9
+    n = buf[offset]
+    exchange = buf[offset + 1 : offset + 1 + n].decode()
+    offset += 1 + n
+    n = buf[offset]
+    routing_key = buf[offset + 1 : offset + 1 + n].decode()
+    return [
+        channel,
+        consumer_tag,
+        delivery_tag,
+        bool(redelivered & 1),
+        exchange,
+        routing_key,
+        None,
+        0,
+        [],
+        0,
+    ]
+
+
+def _locked_frame_writer(connection: Any, transport: Any) -> Any:
+    """py-amqp's frame writer, under the connection's write lock, after held-back acks."""
+    write = amqp_frame_writer(connection, transport)
+    lock = connection.write_lock
+
+    def write_frame(type_: int, channel: int, method_sig: Any, args: Any, content: Any) -> Any:
+        with lock:
+            if connection._acks_pending:
+                connection._flush_acks()
+            return write(type_, channel, method_sig, args, content)
+
+    return write_frame
