@@ -107,7 +107,11 @@ _QUEUE_KEY = "carrot_queue"
 
 
 class UnsupportedExchangeTypeError(CarrotError, NotImplementedError):
-    """The kombu transport cannot route this exchange type (e.g. headers)."""
+    """The kombu transport cannot route this exchange type.
+
+    For example a headers exchange on a kombu transport other than memory or
+    Redis, or a RabbitMQ plugin's type such as ``x-delayed-message``.
+    """
 
     def __init__(self, exchange: str, type: str, supported: list[str]) -> None:  # noqa: A002 -- carrot's parameter name
         self.exchange = exchange
@@ -334,6 +338,13 @@ def _redis_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseExc
 _REDIS_CONNECTION_ERRORS, _REDIS_CHANNEL_ERRORS = _redis_errors()
 
 
+def _recoverable(errors: tuple[type[BaseException], ...]) -> tuple[type[BaseException], ...]:
+    # Worth retrying: not the KeyError kombu lists for Redis (a stale socket,
+    # but also any bug). A refused Redis login is retried all the same: its
+    # error subclasses redis's ConnectionError.
+    return tuple(dict.fromkeys(e for e in errors if e is not KeyError))
+
+
 # -- carrot's message and backend ---------------------------------------------
 
 
@@ -388,11 +399,21 @@ class Backend(BaseBackend):
     default_port: int | None = None
     Message = Message
 
-    #: Errors meaning the connection is gone.
-    connection_errors = (*virtual.Transport.connection_errors, OSError)
+    #: Errors meaning the connection is gone (Redis's too, for a ``redis://`` URL).
+    connection_errors = tuple(
+        dict.fromkeys(
+            (
+                *virtual.Transport.connection_errors,
+                OSError,
+                *(exc for exc in _REDIS_CONNECTION_ERRORS if exc is not KeyError),
+            )
+        )
+    )
+    #: Connection errors worth retrying.
+    recoverable_connection_errors = _recoverable(connection_errors)
     #: Errors meaning an operation on the channel failed.
     channel_errors = (
-        *virtual.Transport.channel_errors,
+        *dict.fromkeys((*virtual.Transport.channel_errors, *_REDIS_CHANNEL_ERRORS)),
         virtual.NotEquivalentError,
         UnsupportedExchangeTypeError,
     )
@@ -716,9 +737,5 @@ class RedisBackend(Backend):
         virtual.NotEquivalentError,
         UnsupportedExchangeTypeError,
     )
-    #: Connection errors worth retrying (not a refused login).
-    recoverable_connection_errors = tuple(
-        exc
-        for exc in _REDIS_CONNECTION_ERRORS
-        if exc is not KeyError and exc.__name__ != "AuthenticationError"
-    )
+    #: Connection errors worth retrying.
+    recoverable_connection_errors = _recoverable(_REDIS_CONNECTION_ERRORS)
