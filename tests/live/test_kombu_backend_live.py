@@ -97,6 +97,20 @@ def test_refused_connection_is_a_connection_error() -> None:
     conn.close()
 
 
+def test_ensure_connection_retries_then_raises() -> None:
+    conn = BrokerConnection(hostname="127.0.0.1", port=1, backend_cls="redis", connect_timeout=2)
+    retries: list[float] = []
+    with pytest.raises(conn.connection_errors):
+        conn.ensure_connection(
+            errback=lambda exc, interval: retries.append(interval),
+            max_retries=2,
+            interval_start=0.01,
+            interval_step=0.01,
+        )
+    assert len(retries) == 2
+    conn.close()
+
+
 def test_database_from_virtual_host(names: Names) -> None:
     q = names.queue("db")
     with BrokerConnection(**{**REDIS, "virtual_host": "/2"}) as db2:
