@@ -640,3 +640,19 @@ def test_tls_handshake_honours_connect_timeout(amqp_conninfo) -> None:
     server.close()
     assert not thread.is_alive(), "connect() ignored connect_timeout during the TLS handshake"
     assert isinstance(outcome[0], conn.connection_errors)
+
+
+def test_backend_recovers_after_ensure_connection(amqp_connection, unique, amqp_cleanup) -> None:
+    backend = amqp_connection.create_backend()
+    queue = amqp_cleanup.queue(unique)
+    backend.queue_declare(queue, False, False, False)
+    old_channel = backend.channel
+    amqp_connection.connection.transport.sock.shutdown(socket.SHUT_RDWR)
+    with pytest.raises(amqp_connection.connection_errors):
+        amqp_connection.drain_events(timeout=5)
+    amqp_connection.ensure_connection(max_retries=3)
+    # The backend opens a new channel on the new connection.
+    send(backend, queue, b"after reconnect")
+    assert backend.channel is not old_channel
+    assert get_within(backend, queue, no_ack=True).body == b"after reconnect"
+    backend.close()
