@@ -152,9 +152,17 @@ class BrokerConnection:
     def _default_port(self) -> int | None:
         return getattr(self.get_backend_cls(), "default_port", None)
 
-    def get_backend_cls(self) -> type:
-        """Get the backend class this connection uses."""
-        return get_backend_cls(self.backend_cls)
+    def get_backend_cls(self) -> Any:
+        """Get the backend class this connection uses.
+
+        An alias or dotted path is resolved; anything else that is not a
+        string (a class, or a factory called as ``factory(connection=self)``)
+        is used as it is, as carrot 0.10 did.
+        """
+        backend_cls = self.backend_cls
+        if backend_cls and not isinstance(backend_cls, str):
+            return backend_cls
+        return get_backend_cls(backend_cls)
 
     def create_backend(self) -> Any:
         """Create a new instance of the backend, bound to this connection."""
@@ -253,8 +261,8 @@ class BrokerConnection:
         return self
 
     def _recoverable_connection_errors(self) -> tuple[type[BaseException], ...]:
-        backend_cls = self.get_backend_cls()
-        return getattr(backend_cls, "recoverable_connection_errors", backend_cls.connection_errors)
+        recoverable = getattr(self.get_backend_cls(), "recoverable_connection_errors", None)
+        return self.connection_errors if recoverable is None else tuple(recoverable)
 
     def close(self) -> None:
         """Close the connection if open; socket errors on the way are ignored."""
@@ -294,12 +302,12 @@ class BrokerConnection:
     @property
     def connection_errors(self) -> tuple[type[BaseException], ...]:
         """Exception classes the backend raises when the connection fails."""
-        return tuple(self.get_backend_cls().connection_errors)
+        return tuple(getattr(self.get_backend_cls(), "connection_errors", ()))
 
     @property
     def channel_errors(self) -> tuple[type[BaseException], ...]:
         """Exception classes the backend raises when a channel operation fails."""
-        return tuple(self.get_backend_cls().channel_errors)
+        return tuple(getattr(self.get_backend_cls(), "channel_errors", ()))
 
 
 #: compat: carrot's first name for :class:`BrokerConnection`.

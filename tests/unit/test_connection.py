@@ -668,3 +668,17 @@ def test_pool_limit_holds_with_more_idle_than_max(source) -> None:
     pool.acquire()
     with pytest.raises(ConnectionLimitExceeded):
         pool.acquire()
+
+
+def test_backend_factory_is_used_as_is(backend_cls) -> None:
+    # compat: carrot 0.10 used any non-string backend_cls without lookup.
+    import functools
+
+    factory = functools.partial(backend_cls, extra_options={"x": 1})
+    conn = BrokerConnection("h", backend_cls=factory)
+    assert conn.get_backend_cls() is factory
+    backend = conn.create_backend()
+    assert isinstance(backend, backend_cls)
+    assert backend.extra_options == {"x": 1}
+    assert conn.connection_errors == ()
+    assert conn.connect() is backend_cls.opened[-1]
