@@ -249,6 +249,9 @@ class Backend(BaseBackend):
     def close(self) -> None:
         """Close the channel (the connection stays open)."""
         channel, self._channel = self._channel, None
+        # Its consumers end with it; flow(True) must not restart them elsewhere.
+        self._consumers.clear()
+        self._paused = None
         if channel is not None and channel.is_open and channel.connection is not None:
             try:
                 channel.close()

@@ -511,3 +511,12 @@ def test_empty_password_and_userid_are_allowed(monkeypatch) -> None:
     monkeypatch.setattr(pyamqplib, "Connection", NoNetwork)
     conn = BrokerConnection("h", "", "")
     assert isinstance(conn.connection, NoNetwork)
+
+
+def test_close_forgets_the_channels_consumers(backend: Backend) -> None:
+    backend.declare_consumer("q", False, print, "t1")
+    backend.flow(False)
+    backend.close()
+    backend.flow(True)
+    fresh = backend.channel
+    assert "basic_consume" not in fresh.names()
