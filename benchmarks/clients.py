@@ -59,7 +59,7 @@ class Carrot:
             backend_cls=backend,
         )
 
-    def publish(self, n: int) -> None:
+    def publish(self, n: int, delivery_mode: int = 2) -> None:
         from carrot.messaging import Publisher
 
         t = self.target
@@ -69,7 +69,7 @@ class Carrot:
         send = publisher.send
         payload = PAYLOAD
         for _ in range(n):
-            send(payload)
+            send(payload, delivery_mode=delivery_mode)
         publisher.close()
 
     def make_consumer(self) -> Any:
@@ -129,7 +129,7 @@ class RawAmqp:
         self.conn = amqp.Connection(f"{target.host}:{target.port}", "guest", "guest")
         self.conn.connect()
 
-    def publish(self, n: int) -> None:
+    def publish(self, n: int, delivery_mode: int = 2) -> None:
         t = self.target
         ch = self.conn.channel()
         publish = ch.basic_publish
@@ -141,7 +141,7 @@ class RawAmqp:
                 dumps(payload).encode(),
                 content_type="application/json",
                 content_encoding="utf-8",
-                delivery_mode=2,
+                delivery_mode=delivery_mode,
             )
             publish(msg, exchange=t.exchange, routing_key=t.routing_key)
         ch.close()
@@ -189,14 +189,14 @@ class Kombu:
             target.queue, self.exchange, routing_key=target.routing_key, durable=True
         )
 
-    def publish(self, n: int) -> None:
+    def publish(self, n: int, delivery_mode: int = 2) -> None:
         channel = self.conn.channel()
         producer = self.kombu.Producer(channel, exchange=self.exchange, serializer="json")
         publish = producer.publish
         payload = PAYLOAD
         rk = self.target.routing_key
         for _ in range(n):
-            publish(payload, routing_key=rk, delivery_mode=2, declare=[self.exchange])
+            publish(payload, routing_key=rk, delivery_mode=delivery_mode, declare=[self.exchange])
         channel.close()
 
     def consume(self, n: int, ack: bool) -> int:
@@ -238,7 +238,7 @@ class Pika:
         params = pika.ConnectionParameters(host=target.host, port=target.port)
         self.conn = pika.BlockingConnection(params)
 
-    def publish(self, n: int) -> None:
+    def publish(self, n: int, delivery_mode: int = 2) -> None:
         t = self.target
         ch = self.conn.channel()
         publish = ch.basic_publish
@@ -247,7 +247,9 @@ class Pika:
         payload = PAYLOAD
         for _ in range(n):
             props = BasicProperties(
-                content_type="application/json", content_encoding="utf-8", delivery_mode=2
+                content_type="application/json",
+                content_encoding="utf-8",
+                delivery_mode=delivery_mode,
             )
             publish(t.exchange, t.routing_key, dumps(payload).encode(), props)
         ch.close()

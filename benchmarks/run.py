@@ -41,6 +41,7 @@ from clients import CLIENTS, PAYLOAD, Broker, Carrot, Target  # noqa: E402 -- af
 #: Scenario name -> what it measures, in table order.
 SCENARIOS = {
     "publish": "publish, persistent, ~100 B JSON",
+    "publish_transient": "publish, transient (delivery_mode 1)",
     "consume_ack": "consume + per-message ack()",
     "consume_no_ack": "consume, no_ack",
 }
@@ -67,13 +68,15 @@ def log(*args: Any) -> None:
 # -- throughput -------------------------------------------------------------------
 
 
-def time_publish(cls: type, target: Target, broker: Broker, n: int) -> dict[str, float]:
+def time_publish(
+    cls: type, target: Target, broker: Broker, n: int, delivery_mode: int = 2
+) -> dict[str, float]:
     broker.purge(target.queue)
     client = cls(target)
     try:
         gc.collect()
         t0, c0 = time.perf_counter(), time.process_time()
-        client.publish(n)
+        client.publish(n, delivery_mode)
         c1 = time.process_time()
         held = broker.wait_count(target.queue, n)
         t1 = time.perf_counter()
@@ -112,8 +115,9 @@ def run_throughput(args: argparse.Namespace, broker: Broker, target: Target) -> 
             n = args.n
             for name in order:
                 cls = CLIENTS[name]
-                if scenario == "publish":
-                    res = time_publish(cls, target, broker, n)
+                if scenario.startswith("publish"):
+                    mode = 1 if scenario == "publish_transient" else 2
+                    res = time_publish(cls, target, broker, n, mode)
                 else:
                     res = time_consume(cls, target, broker, n, ack=scenario == "consume_ack")
                 results[scenario][name].append(res)

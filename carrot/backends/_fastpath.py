@@ -614,7 +614,7 @@ class FastConnection(amqp.Connection):
             partial[7] = body_size
             if body_size:
                 return False
-            body = b""
+            body = ""  # as py-amqp: a message without a body has body ""
         elif ftype == 3:
             if partial[6] is None:
                 raise UnexpectedFrame("Received a content body while expecting a header")
@@ -649,7 +649,7 @@ class FastConnection(amqp.Connection):
         msg._pending_chunks = []
         msg.body_received = msg.body_size = len(body)
         msg.ready = True
-        if channel.auto_decode and "content_encoding" in props:
+        if channel.auto_decode and body and "content_encoding" in props:
             try:  # noqa: SIM105 -- hot path: try/except costs less than suppress()
                 body = body.decode(props["content_encoding"])
             except Exception:

@@ -1,0 +1,632 @@
+"""The py-amqp fast path without a socket: frames, delivery parsing, ack combining.
+
+The frames it writes are compared byte for byte with what py-amqp's own
+``frame_writer`` writes for the same message; the reader is fed byte streams
+built with py-amqp's writer, cut at every kind of boundary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import random
+import socket
+from typing import Any
+
+import amqp
+import pytest
+from amqp import spec
+from amqp.method_framing import frame_handler, frame_writer
+from amqp.serialization import dumps
+
+from carrot.backends import _fastpath
+from carrot.backends._fastpath import (
+    AckTracker,
+    FastChannel,
+    FastConnection,
+    PublishFramer,
+    _locked_frame_writer,
+    ack_frames,
+)
+
+# -- fakes -----------------------------------------------------------------------
+
+
+class FakeSocket:
+    """Hands out pre-cut chunks of a byte stream to ``recv_into``."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def feed(self, data: bytes, cuts: list[int] | None = None) -> None:
+        if not cuts:
+            self.chunks.append(data)
+            return
+        last = 0
+        for cut in [*sorted(cuts), len(data)]:
+            if cut > last:
+                self.chunks.append(data[last:cut])
+                last = cut
+
+    def recv_into(self, view: memoryview) -> int:
+        if not self.chunks:
+            raise TimeoutError("timed out")
+        chunk = self.chunks.pop(0)
+        if len(chunk) > len(view):
+            self.chunks.insert(0, chunk[len(view) :])
+            chunk = chunk[: len(view)]
+        view[: len(chunk)] = chunk
+        return len(chunk)
+
+
+class FakeTransport:
+    """Records writes; reads come from a :class:`FakeSocket`."""
+
+    connected = True
+
+    def __init__(self) -> None:
+        self.sock = FakeSocket()
+        self.written: list[bytes] = []
+
+    def write(self, data: Any) -> None:
+        self.written.append(bytes(data))
+
+    @contextlib.contextmanager
+    def having_timeout(self, timeout: float | None) -> Any:
+        yield self.sock
+
+    def take(self) -> bytes:
+        data, self.written = b"".join(self.written), []
+        return data
+
+
+class FakeWriterConnection:
+    """What py-amqp's frame_writer needs of a connection."""
+
+    def __init__(self, frame_max: int) -> None:
+        self.frame_max = frame_max
+        self.bytes_sent = 0
+
+
+def amqp_bytes(frame_max: int, *frames: tuple) -> bytes:
+    """The bytes py-amqp's own frame_writer writes for ``frames``."""
+    transport = FakeTransport()
+    write = frame_writer(FakeWriterConnection(frame_max), transport)
+    for frame in frames:
+        write(*frame)
+    return transport.take()
+
+
+def make_connection(frame_max: int = 131072) -> tuple[FastConnection, FakeTransport]:
+    """A FastConnection wired to a fake transport, handshake skipped."""
+    conn = FastConnection(host="fake:5672", frame_max=frame_max)
+    transport = FakeTransport()
+    conn._transport = transport
+    conn.on_inbound_frame = frame_handler(conn, conn.on_inbound_method)
+    conn.frame_writer = _locked_frame_writer(conn, transport)
+    conn.framer = PublishFramer(frame_max)
+    return conn, transport
+
+
+def open_channel(conn: FastConnection, channel_id: int = 1) -> FastChannel:
+    channel = FastChannel(conn, channel_id)
+    channel.is_open = True
+    return channel
+
+
+def deliver_bytes(
+    frame_max: int,
+    channel_id: int,
+    consumer_tag: str,
+    delivery_tag: int,
+    message: amqp.Message,
+    exchange: str = "ex",
+    routing_key: str = "rk",
+    redelivered: bool = False,
+) -> bytes:
+    """A ``basic.deliver`` with its content, as the broker would send it."""
+    args = dumps("sLbss", (consumer_tag, delivery_tag, redelivered, exchange, routing_key))
+    return amqp_bytes(frame_max, (1, channel_id, spec.Basic.Deliver, args, message))
+
+
+# -- publish frames ----------------------------------------------------------------
+
+PROPERTY_SETS = [
+    {},
+    {"content_type": "application/json", "content_encoding": "utf-8", "delivery_mode": 2},
+    {"content_type": "text/plain", "delivery_mode": 1, "priority": 9},
+    {"priority": 0, "delivery_mode": 2, "content_type": None, "content_encoding": None},
+    {
+        "application_headers": {"a": 1, "b": "two", "nested": {"x": [1, 2, 3]}, "f": 1.5},
+        "correlation_id": "corr",
+        "reply_to": "reply.q",
+        "expiration": "60000",
+        "message_id": "m-1",
+        "timestamp": 1700000000,
+        "type": "kind",
+        "user_id": "guest",
+        "app_id": "carrot",
+        "cluster_id": "c",
+    },
+    {"application_headers": {}, "content_type": "application/x-python-serialize"},
+    {"content_type": "application/json", "content_encoding": "latin-1"},
+]
+BODIES = [b"", b"x", b'{"task": "t", "args": [1, 2]}', bytes(range(256)) * 40, "h\u00e9llo \u2603"]
+
+
+@pytest.mark.parametrize("frame_max", [4096, 131072])
+@pytest.mark.parametrize("props", PROPERTY_SETS)
+@pytest.mark.parametrize("body", BODIES)
+@pytest.mark.parametrize("flags", [(False, False), (True, False), (False, True)])
+def test_publish_frames_are_byte_identical_to_py_amqp(frame_max, props, body, flags):
+    mandatory, immediate = flags
+    framer = PublishFramer(frame_max)
+    for exchange, routing_key in [("", "q"), ("carrot.x", "a.b.c"), ("\u00e9x", "")]:
+        try:
+            expected = amqp_bytes(
+                frame_max,
+                (
+                    1,
+                    3,
+                    spec.Basic.Publish,
+                    dumps("Bssbb", (0, exchange, routing_key, mandatory, immediate)),
+                    amqp.Message(body, **props),
+                ),
+            )
+        except (TypeError, UnicodeError) as exc:
+            # py-amqp cannot encode this str body; neither do we, the same way.
+            with pytest.raises(type(exc)):
+                framer.frames(3, amqp.Message(body, **props), exchange, routing_key)
+            continue
+        for _ in range(2):  # the second time from the caches
+            ours = framer.frames(
+                3, amqp.Message(body, **props), exchange, routing_key, mandatory, immediate
+            )
+            assert ours == expected
+
+
+@pytest.mark.parametrize("size_offset", [-1, 0, 1])
+@pytest.mark.parametrize("frame_max", [4096, 8192])
+def test_publish_frames_at_the_frame_size_boundary(frame_max, size_offset):
+    # Bodies just under, at and just over one frame, and over several.
+    for body_size in (frame_max - 8 + size_offset, 3 * (frame_max - 8) + size_offset):
+        body = bytes([size_offset % 256]) * body_size
+        msg_args = {"content_type": "application/octet-stream", "delivery_mode": 2}
+        expected = amqp_bytes(
+            frame_max,
+            (
+                1,
+                1,
+                spec.Basic.Publish,
+                dumps("Bssbb", (0, "x", "k", False, False)),
+                amqp.Message(body, **msg_args),
+            ),
+        )
+        ours = PublishFramer(frame_max).frames(1, amqp.Message(body, **msg_args), "x", "k")
+        assert ours == expected
+
+
+def test_str_body_gets_content_encoding_like_py_amqp():
+    message = amqp.Message("caf\u00e9")
+    PublishFramer(131072).frames(1, message, "", "q")
+    assert message.properties["content_encoding"] == "utf-8"
+
+
+def test_property_cache_is_bounded():
+    framer = PublishFramer(131072)
+    for i in range(_fastpath.PROPERTY_CACHE_SIZE * 3):
+        framer.frames(1, amqp.Message(b"x", message_id=str(i)), "", "q")
+    assert len(framer._properties) <= _fastpath.PROPERTY_CACHE_SIZE
+
+
+@pytest.mark.parametrize("tag", [1, 255, 2**40])
+@pytest.mark.parametrize("multiple", [False, True])
+def test_ack_frames_are_byte_identical_to_py_amqp(tag, multiple):
+    expected = amqp_bytes(131072, (1, 7, spec.Basic.Ack, dumps("Lb", (tag, multiple)), None))
+    if multiple:
+        assert ack_frames(7, [], tag) == expected
+    else:
+        assert ack_frames(7, [tag], 0) == expected
+
+
+def test_fast_publish_writes_one_write_per_message():
+    conn, transport = make_connection()
+    channel = open_channel(conn)
+    channel.fast_publish(amqp.Message(b"body", delivery_mode=2), "x", "k")
+    assert len(transport.written) == 1
+    assert transport.written[0] == amqp_bytes(
+        131072,
+        (
+            1,
+            1,
+            spec.Basic.Publish,
+            dumps("Bssbb", (0, "x", "k", False, False)),
+            amqp.Message(b"body", delivery_mode=2),
+        ),
+    )
+
+
+def test_fast_publish_falls_back_in_confirm_mode(monkeypatch):
+    conn, transport = make_connection()
+    channel = open_channel(conn)
+    channel._confirm_selected = True
+    calls = []
+    monkeypatch.setattr(channel, "basic_publish", lambda *a, **kw: calls.append((a, kw)))
+    channel.fast_publish(amqp.Message(b"b"), "x", "k")
+    assert len(calls) == 1
+    assert transport.written == []
+
+
+# -- reading deliveries -----------------------------------------------------------
+
+
+def py_amqp_parse(data: bytes, frame_max: int) -> list[tuple]:
+    """What py-amqp's own reader makes of ``data``: (method, args payload, message)."""
+    seen = []
+
+    class Conn:
+        bytes_recv = 0
+
+    handler = frame_handler(Conn(), lambda ch, sig, payload, content: seen.append(content))
+    offset = 0
+    while offset < len(data):
+        ftype = data[offset]
+        channel = int.from_bytes(data[offset + 1 : offset + 3], "big")
+        size = int.from_bytes(data[offset + 3 : offset + 7], "big")
+        handler((ftype, channel, data[offset + 7 : offset + 7 + size]))
+        offset += 8 + size
+    return seen
+
+
+def collect_deliveries(conn: FastConnection, channel: FastChannel, tag: str) -> list[Any]:
+    got: list[Any] = []
+    channel.callbacks[tag] = got.append
+    return got
+
+
+def drain_all(conn: FastConnection, limit: int = 1000) -> int:
+    """Drain until the fake socket is empty; returns how many methods were dispatched."""
+    for count in range(limit):
+        try:
+            conn.drain_events(timeout=0)
+        except TimeoutError:
+            return count
+    raise AssertionError("drain did not stop")
+
+
+@pytest.mark.parametrize("frame_max", [4096, 131072])
+def test_deliveries_match_py_amqp_whatever_the_read_boundaries(frame_max):
+    rng = random.Random(frame_max)
+    messages = [
+        amqp.Message(body, **props)
+        for body, props in itertools.product(
+            [b"", b"abc", bytes(range(256)) * 50], PROPERTY_SETS[:5]
+        )
+    ]
+    stream = b"".join(
+        deliver_bytes(frame_max, 1, "ctag", i + 1, m, redelivered=bool(i % 2))
+        for i, m in enumerate(messages)
+    )
+    expected = py_amqp_parse(stream, frame_max)
+    for attempt in range(5):
+        conn, transport = make_connection(frame_max)
+        channel = open_channel(conn)
+        channel.auto_decode = False
+        got = collect_deliveries(conn, channel, "ctag")
+        cuts = [rng.randrange(len(stream)) for _ in range(attempt * 40)]
+        transport.sock.feed(stream, cuts)
+        assert drain_all(conn) == len(messages)
+        assert len(got) == len(expected)
+        for i, (ours, theirs) in enumerate(zip(got, expected, strict=True)):
+            assert isinstance(ours, amqp.Message)
+            assert ours.body == theirs.body
+            assert ours.properties == theirs.properties
+            assert ours.channel is channel
+            assert ours.delivery_info == {
+                "consumer_tag": "ctag",
+                "delivery_tag": i + 1,
+                "redelivered": bool(i % 2),
+                "exchange": "ex",
+                "routing_key": "rk",
+            }
+            assert ours.delivery_tag == i + 1
+
+
+def test_delivered_properties_are_not_shared_between_messages():
+    conn, transport = make_connection()
+    channel = open_channel(conn)
+    got = collect_deliveries(conn, channel, "c")
+    msg = amqp.Message(b"x", content_type="text/plain", delivery_mode=2)
+    transport.sock.feed(
+        deliver_bytes(131072, 1, "c", 1, msg) + deliver_bytes(131072, 1, "c", 2, msg)
+    )
+    drain_all(conn)
+    got[0].properties["content_type"] = "changed"
+    assert got[1].properties["content_type"] == "text/plain"
+
+
+def test_auto_decode_like_py_amqp():
+    conn, transport = make_connection()
+    channel = open_channel(conn)
+    got = collect_deliveries(conn, channel, "c")
+    transport.sock.feed(
+        deliver_bytes(131072, 1, "c", 1, amqp.Message("h\u00e9".encode(), content_encoding="utf-8"))
+        + deliver_bytes(131072, 1, "c", 2, amqp.Message(b"\xff\xfe", content_encoding="utf-8"))
+        + deliver_bytes(131072, 1, "c", 3, amqp.Message(b"raw"))
+    )
+    drain_all(conn)
+    assert [m.body for m in got] == ["h\u00e9", b"\xff\xfe", b"raw"]
+
+
+def test_heartbeats_between_content_frames_are_skipped():
+    conn, transport = make_connection(4096)
+    channel = open_channel(conn)
+    got = collect_deliveries(conn, channel, "c")
+    data = deliver_bytes(4096, 1, "c", 1, amqp.Message(b"y" * 10000, delivery_mode=2))
+    heartbeat = b"\x08\x00\x00\x00\x00\x00\x00\xce"
+    # Cut after each frame and put a heartbeat there.
+    frames, offset = [], 0
+    while offset < len(data):
+        size = int.from_bytes(data[offset + 3 : offset + 7], "big")
+        frames.append(data[offset : offset + 8 + size])
+        offset += 8 + size
+    assert len(frames) == 5  # method, header, three body frames
+    transport.sock.feed(heartbeat + heartbeat.join(frames) + heartbeat)
+    before = conn.bytes_recv
+    drain_all(conn)
+    assert [m.body for m in got] == [b"y" * 10000]
+    # Every frame counts for heartbeat accounting: 5 content frames, 6 heartbeats.
+    assert conn.bytes_recv - before == 2 * len(frames) + 1
+
+
+def test_other_methods_go_to_py_amqp():
+    conn, transport = make_connection()
+    channel = open_channel(conn)
+    cancelled = []
+    channel.callbacks["c"] = lambda m: None
+    channel.cancel_callbacks["c"] = cancelled.append
+    # basic.cancel from the broker, then connection.blocked / unblocked on channel 0.
+    stream = amqp_bytes(
+        131072,
+        (1, 1, spec.Basic.Cancel, dumps("sb", ("c", False)), None),
+        (1, 0, spec.Connection.Blocked, dumps("s", ("low on memory",)), None),
+    )
+    transport.sock.feed(stream)
+    drain_all(conn)
+    assert cancelled == ["c"]
+    assert "c" not in channel.callbacks
+    assert conn.is_blocked
+    transport.sock.feed(amqp_bytes(131072, (1, 0, spec.Connection.Unblocked, b"", None)))
+    drain_all(conn)
+    assert not conn.is_blocked
+
+
+def test_delivery_for_unknown_consumer_is_requeued_like_py_amqp():
+    conn, transport = make_connection()
+    open_channel(conn)
+    transport.sock.feed(deliver_bytes(131072, 1, "nobody", 5, amqp.Message(b"x")))
+    drain_all(conn)
+    assert transport.take() == amqp_bytes(
+        131072, (1, 1, spec.Basic.Reject, dumps("Lb", (5, True)), None)
+    )
+
+
+def test_bad_frame_end_raises():
+    conn, transport = make_connection()
+    open_channel(conn)
+    data = bytearray(deliver_bytes(131072, 1, "c", 1, amqp.Message(b"x")))
+    data[-1] = 0
+    transport.sock.feed(bytes(data))
+    with pytest.raises(amqp.exceptions.UnexpectedFrame):
+        drain_all(conn)
+
+
+def test_closed_socket_raises_and_marks_disconnected():
+    conn, transport = make_connection()
+    transport.sock.recv_into = lambda view: 0
+    with pytest.raises(OSError):
+        conn.drain_events(timeout=1)
+    assert transport.connected is False
+
+
+def test_publish_waits_while_blocked():
+    conn, transport = make_connection()
+    channel = open_channel(conn)
+    conn.is_blocked = True
+    transport.sock.feed(amqp_bytes(131072, (1, 0, spec.Connection.Unblocked, b"", None)))
+    channel.fast_publish(amqp.Message(b"m"), "", "q")
+    assert not conn.is_blocked
+    assert len(transport.written) == 1
+
+
+def test_publish_looks_for_inbound_frames_every_few_messages(monkeypatch):
+    conn, _transport = make_connection()
+    channel = open_channel(conn)
+    checks = []
+    monkeypatch.setattr(
+        conn, "_check_inbound", lambda: (checks.append(1), setattr(conn, "_since_check", 0))
+    )
+    for _ in range(_fastpath.CHECK_EVERY * 3):
+        channel.fast_publish(amqp.Message(b"m"), "", "q")
+    assert len(checks) == 3
+
+
+# -- ack combining ----------------------------------------------------------------
+
+
+def test_in_order_acks_combine_into_one_multiple_ack():
+    tracker = AckTracker()
+    for tag in range(1, 6):
+        tracker.delivered(tag)
+    for tag in range(1, 6):
+        assert tracker.ack(tag)
+    assert tracker.take() == ([], 5)
+
+
+def test_out_of_order_ack_is_sent_alone():
+    tracker = AckTracker()
+    for tag in (1, 2, 3):
+        tracker.delivered(tag)
+    assert tracker.ack(2)  # 1 is not settled: 2 cannot be combined
+    assert tracker.take() == ([2], 0)
+    assert tracker.ack(1)
+    assert tracker.ack(3)
+    assert tracker.take() == ([], 3)
+
+
+def test_unknown_or_repeated_tag_is_not_held_back():
+    tracker = AckTracker()
+    tracker.delivered(1)
+    assert not tracker.ack(9)
+    assert tracker.ack(1)
+    assert not tracker.ack(1)
+
+
+def test_rejected_tag_lets_later_acks_combine():
+    tracker = AckTracker()
+    for tag in (1, 2, 3):
+        tracker.delivered(tag)
+    tracker.settled(1)
+    assert tracker.ack(2)
+    assert tracker.ack(3)
+    assert tracker.take() == ([], 3)
+
+
+def simulate(tracker_ops: list[tuple[str, int]], tags: list[int]) -> None:
+    """Check the ack rule against a model broker for one sequence of operations."""
+    tracker = AckTracker()
+    broker_unacked: set[int] = set()
+    caller_acked: set[int] = set()
+    settled: set[int] = set()
+
+    def apply(frames_singles: list[int], multiple: int) -> None:
+        for tag in frames_singles:
+            assert tag in broker_unacked, f"single ack of {tag} not outstanding"
+            broker_unacked.remove(tag)
+        if multiple:
+            covered = {t for t in broker_unacked if t <= multiple}
+            assert multiple in covered
+            # A combined ack must cover only tags the caller acked.
+            assert covered <= caller_acked, f"multiple={multiple} acks {covered - caller_acked}"
+            broker_unacked.difference_update(covered)
+
+    for tag in tags:
+        tracker.delivered(tag)
+        broker_unacked.add(tag)
+    for op, tag in tracker_ops:
+        if tag in settled:
+            continue
+        settled.add(tag)
+        if op == "ack":
+            caller_acked.add(tag)
+            if not tracker.ack(tag):
+                apply(*tracker.take())
+                apply([tag], 0)
+        else:  # reject / requeue: pending acks go first
+            apply(*tracker.take())
+            tracker.settled(tag)
+            broker_unacked.remove(tag)
+        if random.random() < 0.2:
+            apply(*tracker.take())
+    apply(*tracker.take())
+    assert broker_unacked == set(tags) - settled
+    assert tracker.pending == 0
+
+
+def test_ack_rule_against_a_model_broker():
+    rng = random.Random(1234)
+    random.seed(99)
+    for _ in range(300):
+        tags = list(range(1, rng.randrange(1, 40)))
+        ops = [(rng.choice(["ack", "ack", "ack", "reject"]), rng.choice(tags)) for _ in tags * 2]
+        simulate(ops, tags)
+
+
+def test_channel_acks_are_written_before_other_frames_and_combined():
+    conn, transport = make_connection()
+    channel = open_channel(conn)
+    got = collect_deliveries(conn, channel, "c")
+    stream = b"".join(deliver_bytes(131072, 1, "c", t, amqp.Message(b"m")) for t in (1, 2, 3))
+    transport.sock.feed(stream)
+    # Acks made inside the callback are held until everything read was handled.
+    channel.callbacks["c"] = lambda m: (got.append(m), channel.basic_ack(m.delivery_tag))
+    drain_all(conn)
+    assert len(got) == 3
+    assert transport.take() == ack_frames(1, [], 3)
+
+
+def test_pending_acks_go_out_before_a_reject():
+    conn, transport = make_connection()
+    channel = open_channel(conn)
+    got = collect_deliveries(conn, channel, "c")
+    transport.sock.feed(
+        b"".join(deliver_bytes(131072, 1, "c", t, amqp.Message(b"m")) for t in (1, 2, 3))
+    )
+    drain_all(conn)
+    channel.basic_ack(1)
+    assert transport.written == []
+    channel.basic_reject(3, requeue=True)
+    assert transport.take() == ack_frames(1, [], 1) + amqp_bytes(
+        131072, (1, 1, spec.Basic.Reject, dumps("Lb", (3, True)), None)
+    )
+    assert len(got) == 3
+
+
+def test_pending_acks_flushed_before_waiting_on_the_socket():
+    conn, transport = make_connection()
+    channel = open_channel(conn)
+    collect_deliveries(conn, channel, "c")
+    transport.sock.feed(deliver_bytes(131072, 1, "c", 1, amqp.Message(b"m")))
+    drain_all(conn)
+    channel.basic_ack(1)
+    assert transport.written == []
+    with pytest.raises(socket.timeout):
+        conn.drain_events(timeout=0)
+    assert transport.take() == ack_frames(1, [], 1)
+
+
+def test_acks_flush_at_threshold():
+    conn, transport = make_connection()
+    channel = open_channel(conn)
+    for tag in range(1, _fastpath.ACK_FLUSH_AT + 1):
+        channel.acks.delivered(tag)
+    for tag in range(1, _fastpath.ACK_FLUSH_AT + 1):
+        channel.basic_ack(tag)
+    assert transport.take() == ack_frames(1, [], _fastpath.ACK_FLUSH_AT)
+
+
+def test_no_ack_deliveries_are_not_tracked():
+    conn, transport = make_connection()
+    channel = open_channel(conn)
+    collect_deliveries(conn, channel, "c")
+    channel.no_ack_consumers.add("c")
+    transport.sock.feed(deliver_bytes(131072, 1, "c", 1, amqp.Message(b"m")))
+    drain_all(conn)
+    assert channel.acks.live == set()
+
+
+def test_explicit_multiple_ack_is_sent_at_once():
+    conn, transport = make_connection()
+    channel = open_channel(conn)
+    for tag in (1, 2, 3):
+        channel.acks.delivered(tag)
+    channel.basic_ack(2, multiple=True)
+    assert transport.take() == ack_frames(1, [], 2)
+    assert channel.acks.live == {3}
+
+
+def test_reopened_channel_forgets_tags():
+    conn, _transport = make_connection()
+    channel = open_channel(conn)
+    channel.acks.delivered(1)
+    channel._on_open_ok()
+    assert channel.acks.live == set()
+    assert not channel.acks.ack(1)
+
+
+def test_tcp_user_timeout_overridden():
+    conn = FastConnection(host="fake:5672")
+    if hasattr(socket, "TCP_USER_TIMEOUT"):
+        assert conn.socket_settings[socket.TCP_USER_TIMEOUT] == 0
+    conn = FastConnection(host="fake:5672", socket_settings={socket.TCP_NODELAY: 1})
+    assert conn.socket_settings[socket.TCP_NODELAY] == 1
