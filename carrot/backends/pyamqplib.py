@@ -35,12 +35,12 @@ from carrot.exceptions import MissingConnectionSetting
 
 __all__ = [
     "DEFAULT_PORT",
+    "AMQPChannelException",
+    "AMQPConnectionException",
+    "Backend",
     "Connection",
     "Message",
-    "Backend",
     "QueueAlreadyExistsWarning",
-    "AMQPConnectionException",
-    "AMQPChannelException",
 ]
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,9 @@ class Connection(FastConnection):
         """
         return super().drain_events(timeout=timeout)
 
-    def on_inbound_method(self, channel_id: int, method_sig: Any, payload: Any, content: Any) -> Any:
+    def on_inbound_method(
+        self, channel_id: int, method_sig: Any, payload: Any, content: Any
+    ) -> Any:
         self._last_channel_id = channel_id
         return super().on_inbound_method(channel_id, method_sig, payload, content)
 
@@ -132,7 +134,7 @@ class Connection(FastConnection):
             if self._last_channel_id in wanted:
                 return result
             if deadline is not None and time.monotonic() >= deadline:
-                raise socket.timeout("timed out")
+                raise TimeoutError("timed out")  # socket.timeout is TimeoutError
 
 
 class Message(BaseMessage):
@@ -242,9 +244,13 @@ class Backend(BaseBackend):
     def _on_return(self, exc: Any, exchange: str, routing_key: str, message: Any) -> None:
         logger.warning(
             "message returned by the broker: %s (exchange=%r routing_key=%r)",
-            exc, exchange, routing_key,
+            exc,
+            exchange,
+            routing_key,
         )
-        self.returned_messages.append((exc.reply_code, exc.reply_text, exchange, routing_key, message))
+        self.returned_messages.append(
+            (exc.reply_code, exc.reply_text, exchange, routing_key, message)
+        )
 
     def close(self) -> None:
         """Close the channel (the connection stays open)."""
@@ -301,9 +307,7 @@ class Backend(BaseBackend):
         """
         if warn_if_exists and self.queue_exists(queue):
             warnings.warn(
-                QueueAlreadyExistsWarning(
-                    f"{QueueAlreadyExistsWarning.__doc__} (queue {queue!r})"
-                ),
+                QueueAlreadyExistsWarning(f"{QueueAlreadyExistsWarning.__doc__} (queue {queue!r})"),
                 stacklevel=2,
             )
         return self.channel.queue_declare(
