@@ -323,7 +323,9 @@ class ConnectionPool:
     :param preload: make the ``min - 1`` copies now rather than on demand.
 
     .. versionchanged:: 0.11
-       ``max=None`` means no limit (carrot 0.10 crashed comparing with None).
+       ``max=None`` means no limit (carrot 0.10 crashed comparing with None);
+       no more than ``max`` connections are out even when more are idle; a
+       connection closed before its release connects again when acquired.
     """
 
     def __init__(
@@ -389,6 +391,10 @@ class ConnectionPool:
             self._dirty.add(conn)
         if connect_timeout is not None:
             conn.connect_timeout = connect_timeout
+        if conn._closed is True:
+            # Closed before it was released: it connects again on first use
+            # instead of handing out a connection whose .connection is None.
+            conn._closed = None
         return conn
 
     def release(self, connection: BrokerConnection) -> None:

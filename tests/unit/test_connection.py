@@ -682,3 +682,15 @@ def test_backend_factory_is_used_as_is(backend_cls) -> None:
     assert backend.extra_options == {"x": 1}
     assert conn.connection_errors == ()
     assert conn.connect() is backend_cls.opened[-1]
+
+
+def test_pool_connection_closed_before_release_reconnects(source, backend_cls) -> None:
+    pool = ConnectionPool(source, min=1, max=1)
+    conn = pool.acquire()
+    first = conn.connect()
+    conn.close()
+    conn.release()
+    again = pool.acquire()
+    assert again is conn
+    assert again.connection is not None
+    assert again.connection is not first
