@@ -520,3 +520,70 @@ def test_close_forgets_the_channels_consumers(backend: Backend) -> None:
     backend.flow(True)
     fresh = backend.channel
     assert "basic_consume" not in fresh.names()
+
+
+# -- Connection.drain_events and wait_multi, with scripted events -------------------------
+
+
+class ScriptedConnection(Connection):
+    """Never connects; each drain_events "receives" the next scripted channel id."""
+
+    def __init__(self, script: list[int | None]) -> None:
+        super().__init__(host="nowhere:5672")
+        self.script = list(script)
+        self.timeouts: list[float | None] = []
+
+    def drain_events(self, allowed_methods=None, timeout=None):
+        self.timeouts.append(timeout)
+        if not self.script:
+            raise TimeoutError("timed out")
+        channel_id = self.script.pop(0)
+        if channel_id is None:
+            raise TimeoutError("timed out")
+        self._last_channel_id = channel_id
+        return channel_id
+
+
+def channels(*ids: int) -> list[types.SimpleNamespace]:
+    return [types.SimpleNamespace(channel_id=i) for i in ids]
+
+
+def test_drain_events_ignores_allowed_methods(monkeypatch) -> None:
+    calls: list[dict] = []
+    parent = Connection.__mro__[1]
+    monkeypatch.setattr(parent, "drain_events", lambda self, **kw: calls.append(kw) or "ok")
+    conn = Connection(host="nowhere:5672")
+    assert conn.drain_events(allowed_methods=[(60, 60)], timeout=1.5) == "ok"
+    assert conn.drain_events() == "ok"
+    assert calls == [{"timeout": 1.5}, {"timeout": None}]
+
+
+def test_on_inbound_method_records_the_channel(monkeypatch) -> None:
+    parent = Connection.__mro__[1]
+    monkeypatch.setattr(parent, "on_inbound_method", lambda self, *a: "handled")
+    conn = Connection(host="nowhere:5672")
+    assert conn.on_inbound_method(3, (60, 60), b"", None) == "handled"
+    assert conn._last_channel_id == 3
+
+
+def test_wait_multi_returns_on_a_wanted_channel() -> None:
+    conn = ScriptedConnection([5, 0, 2])
+    assert conn.wait_multi(channels(1, 2), timeout=10) == 2
+    assert conn.script == []
+    assert len(conn.timeouts) == 3
+    assert all(t is not None and 0 <= t <= 10 for t in conn.timeouts)
+
+
+def test_wait_multi_without_timeout_waits_for_ever() -> None:
+    conn = ScriptedConnection([7, 1])
+    assert conn.wait_multi(channels(1)) == 1
+    assert conn.timeouts == [None, None]
+
+
+def test_wait_multi_times_out() -> None:
+    conn = ScriptedConnection([None])
+    with pytest.raises(TimeoutError):
+        conn.wait_multi(channels(1), timeout=0.01)
+    conn = ScriptedConnection([9] * 1000)  # only other channels' events
+    with pytest.raises(TimeoutError):
+        conn.wait_multi(channels(1), timeout=0)
