@@ -60,6 +60,7 @@ __all__ = [
     "FastChannel",
     "FastConnection",
     "PublishFramer",
+    "new_message",
     "publish_frames",
 ]
 
@@ -74,7 +75,10 @@ READ_SIZE = 256 * 1024
 PROPERTY_CACHE_SIZE = 256
 
 _FRAME_HEADER = Struct(">BHI")
-_CONTENT_HEADER = Struct(">BHIHHQ")
+_HEADER_START = Struct(">BHIHH")
+_BODY_START = Struct(">BH")
+_SIZE = Struct(">Q")
+_FRAME_SIZE = Struct(">I")
 _ACK = Struct(">BHIHHQBB")
 _DELIVER_SIG = b"\x00\x3c\x00\x3c"  # basic.deliver: class 60, method 60
 _FRAME_END = b"\xce"
@@ -91,6 +95,23 @@ def _bounded_set(cache: dict, key: Any, value: Any) -> None:
 # -- publishing ---------------------------------------------------------------------
 
 
+def new_message(body: Any, properties: dict[str, Any]) -> amqp.Message:
+    """An :class:`amqp.Message` equal to ``amqp.Message(body, **properties)``, built faster."""
+    # Hot path: once per published message; sets what Message.__init__ sets.
+    message = _new_message(amqp.Message)
+    message.frame_method = None
+    message.frame_args = None
+    message.properties = properties
+    message._pending_chunks = []
+    message.body_received = 0
+    message.body_size = 0
+    message.ready = False
+    message.delivery_info = None
+    message.body = body
+    message.channel = None
+    return message
+
+
 class PublishFramer:
     """Builds the frames of ``basic.publish`` byte for byte as py-amqp does.
 
@@ -103,6 +124,9 @@ class PublishFramer:
         self._methods: dict[tuple, bytes] = {}
         # tuple(properties.items()) -> serialized property flags and list.
         self._properties: dict[tuple, bytes] = {}
+        # (channel, exchange, routing key, flags, *properties) ->
+        # (method frame + header frame start, properties, properties + body frame start).
+        self._heads: dict[tuple, tuple[bytes, bytes, bytes]] = {}
 
     def method_frame(
         self, channel_id: int, exchange: str, routing_key: str, mandatory: bool, immediate: bool
@@ -149,23 +173,41 @@ class PublishFramer:
         body = message.body
         if body.__class__ is str:
             body = body.encode(message.properties.setdefault("content_encoding", "utf-8"))
-        props = self.properties(message)
+        try:
+            key = (
+                channel_id,
+                exchange,
+                routing_key,
+                mandatory,
+                immediate,
+                *message.properties.items(),
+            )
+            cached = self._heads.get(key)
+        except TypeError:  # an unhashable property value, such as a headers table
+            key = cached = None
+        if cached is None:
+            props = self.properties(message)
+            cached = (
+                self.method_frame(channel_id, exchange, routing_key, mandatory, immediate)
+                + _HEADER_START.pack(2, channel_id, 12 + len(props), 60, 0),
+                props,
+                props + _FRAME_END + _BODY_START.pack(3, channel_id),
+            )
+            if key is not None:
+                _bounded_set(self._heads, key, cached)
+        head, props, middle = cached
         size = len(body)
-        parts = [
-            self.method_frame(channel_id, exchange, routing_key, mandatory, immediate),
-            _CONTENT_HEADER.pack(2, channel_id, 12 + len(props), 60, 0, size),
-            props,
-            _FRAME_END,
-        ]
         chunk = self.frame_max - 8
-        if size <= chunk:
-            if size:
-                parts += (_FRAME_HEADER.pack(3, channel_id, size), body, _FRAME_END)
-        else:
-            view = memoryview(body)
-            for offset in range(0, size, chunk):
-                piece = view[offset : offset + chunk]
-                parts += (_FRAME_HEADER.pack(3, channel_id, len(piece)), piece, _FRAME_END)
+        if 0 < size <= chunk:
+            # The common case: method, header and body frame in one piece.
+            return b"".join(
+                (head, _SIZE.pack(size), middle, _FRAME_SIZE.pack(size), body, _FRAME_END)
+            )
+        parts = [head, _SIZE.pack(size), props, _FRAME_END]
+        view = memoryview(body)
+        for offset in range(0, size, chunk):
+            piece = view[offset : offset + chunk]
+            parts += (_FRAME_HEADER.pack(3, channel_id, len(piece)), piece, _FRAME_END)
         return b"".join(parts)
 
 

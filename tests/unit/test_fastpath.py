@@ -217,6 +217,28 @@ def test_property_cache_is_bounded():
     for i in range(_fastpath.PROPERTY_CACHE_SIZE * 3):
         framer.frames(1, amqp.Message(b"x", message_id=str(i)), "", "q")
     assert len(framer._properties) <= _fastpath.PROPERTY_CACHE_SIZE
+    assert len(framer._heads) <= _fastpath.PROPERTY_CACHE_SIZE
+
+
+def test_new_message_equals_py_amqps_constructor():
+    props = {"delivery_mode": 2, "priority": None, "content_type": "a/b", "content_encoding": "x"}
+    ours = _fastpath.new_message(b"body", dict(props))
+    theirs = amqp.Message(b"body", **props)
+    assert type(ours) is amqp.Message
+    for slot in (
+        "frame_method",
+        "frame_args",
+        "properties",
+        "_pending_chunks",
+        "body_received",
+        "body_size",
+        "ready",
+        "delivery_info",
+        "body",
+        "channel",
+    ):
+        assert getattr(ours, slot) == getattr(theirs, slot), slot
+    assert ours.content_type == "a/b"  # properties readable as attributes, as py-amqp's
 
 
 @pytest.mark.parametrize("tag", [1, 255, 2**40])
