@@ -22,6 +22,8 @@ EXTRAS = {
 EXTRAS["test"] = sorted(
     {
         "pytest>=7",
+        # the TLS tests make their own certificates
+        "cryptography>=41",
         *EXTRAS["django"],
         *EXTRAS["yaml"],
         *EXTRAS["msgpack"],
