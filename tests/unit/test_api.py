@@ -332,3 +332,222 @@ def test_exceptions_are_the_same_objects_at_every_home() -> None:
 
     assert connection.ConnectionLimitExceeded is exceptions.ConnectionLimitExceeded
     assert base.MessageStateError is exceptions.MessageStateError
+
+
+# -- carrot.messaging, carrot.serialization, carrot.backends.queue ----------
+
+MESSAGING_NAMES = {
+    "carrot.messaging": ["Consumer", "Publisher", "Messaging", "ConsumerSet"],
+    "carrot.serialization": [
+        "SerializerNotInstalled",
+        "SerializerRegistry",
+        "registry",
+        "encode",
+        "decode",
+        "raw_encode",
+        "register_json",
+        "register_yaml",
+        "register_pickle",
+        "register_msgpack",
+    ],
+    "carrot.backends.queue": ["Backend", "Message", "mqueue"],
+}
+
+#: dotted name -> SPEC's parameter list, for the messaging layer and serialization.
+MESSAGING_SIGNATURES = {
+    "carrot.messaging.Consumer": (
+        "connection, queue=None, exchange=None, routing_key=None, **kwargs"
+    ),
+    "carrot.messaging.Consumer.declare": "",
+    "carrot.messaging.Consumer.fetch": "no_ack=None, auto_ack=None, enable_callbacks=False",
+    "carrot.messaging.Consumer.process_next": "",
+    "carrot.messaging.Consumer.receive": "message_data, message",
+    "carrot.messaging.Consumer.register_callback": "callback",
+    "carrot.messaging.Consumer.purge": "",
+    "carrot.messaging.Consumer.discard_all": "filterfunc=None",
+    "carrot.messaging.Consumer.iterconsume": "limit=None, no_ack=None",
+    "carrot.messaging.Consumer.consume": "no_ack=None",
+    "carrot.messaging.Consumer.wait": "limit=None",
+    "carrot.messaging.Consumer.iterqueue": "limit=None, infinite=False",
+    "carrot.messaging.Consumer.cancel": "",
+    "carrot.messaging.Consumer.close": "",
+    "carrot.messaging.Consumer.flow": "active",
+    "carrot.messaging.Consumer.qos": "prefetch_size=0, prefetch_count=0, apply_global=False",
+    "carrot.messaging.Consumer._receive_callback": "raw_message",
+    "carrot.messaging.Publisher": "connection, exchange=None, routing_key=None, **kwargs",
+    "carrot.messaging.Publisher.declare": "",
+    "carrot.messaging.Publisher.create_message": (
+        "message_data, delivery_mode=None, priority=None, content_type=None,"
+        " content_encoding=None, serializer=None"
+    ),
+    "carrot.messaging.Publisher.send": (
+        "message_data, routing_key=None, delivery_mode=None, mandatory=False, immediate=False,"
+        " priority=0, content_type=None, content_encoding=None, serializer=None, exchange=None"
+    ),
+    "carrot.messaging.Publisher.close": "",
+    "carrot.messaging.Messaging": "connection, **kwargs",
+    "carrot.messaging.Messaging.register_callback": "callback",
+    "carrot.messaging.Messaging.receive": "message_data, message",
+    "carrot.messaging.Messaging.send": "message_data, delivery_mode=None",
+    "carrot.messaging.Messaging.fetch": "**kwargs",
+    "carrot.messaging.Messaging.close": "",
+    "carrot.messaging.ConsumerSet": (
+        "connection, from_dict=None, consumers=None, callbacks=None, **options"
+    ),
+    "carrot.messaging.ConsumerSet.add_consumer": "consumer",
+    "carrot.messaging.ConsumerSet.add_consumer_from_dict": "queue, **options",
+    "carrot.messaging.ConsumerSet.register_callback": "callback",
+    "carrot.messaging.ConsumerSet.receive": "message_data, message",
+    "carrot.messaging.ConsumerSet.consume": "",
+    "carrot.messaging.ConsumerSet.iterconsume": "limit=None",
+    "carrot.messaging.ConsumerSet.discard_all": "",
+    "carrot.messaging.ConsumerSet.flow": "active",
+    "carrot.messaging.ConsumerSet.qos": "prefetch_size=0, prefetch_count=0, apply_global=False",
+    "carrot.messaging.ConsumerSet.cancel": "",
+    "carrot.messaging.ConsumerSet.cancel_by_queue": "queue",
+    "carrot.messaging.ConsumerSet.close": "",
+    "carrot.messaging.ConsumerSet._receive_callback": "raw_message",
+    # carrot.serialization
+    "carrot.serialization.SerializerRegistry.register": (
+        "name, encoder, decoder, content_type, content_encoding='utf-8'"
+    ),
+    "carrot.serialization.SerializerRegistry._set_default_serializer": "name",
+    "carrot.serialization.SerializerRegistry.encode": "data, serializer=None",
+    "carrot.serialization.SerializerRegistry.decode": "data, content_type, content_encoding",
+    "carrot.serialization.encode": "data, serializer=None",
+    "carrot.serialization.decode": "data, content_type, content_encoding",
+    "carrot.serialization.raw_encode": "data",
+    "carrot.serialization.register_json": "",
+    "carrot.serialization.register_yaml": "",
+    "carrot.serialization.register_pickle": "",
+    "carrot.serialization.register_msgpack": "",
+    # carrot.backends.queue: the calls carrot's messaging layer (and old code) makes
+    "carrot.backends.queue.Backend": "connection, **kwargs",
+    "carrot.backends.queue.Message": "backend, **kwargs",
+    "carrot.backends.queue.Backend.declare_consumer": (
+        "queue, no_ack, callback, consumer_tag, nowait=False"
+    ),
+    "carrot.backends.queue.Backend.consume": "limit=None",
+    "carrot.backends.queue.Backend.cancel": "consumer_tag",
+    "carrot.backends.queue.Backend.ack": "delivery_tag",
+    "carrot.backends.queue.Backend.reject": "delivery_tag",
+    "carrot.backends.queue.Backend.requeue": "delivery_tag",
+    "carrot.backends.queue.Backend.qos": "prefetch_size, prefetch_count, apply_global=False",
+    "carrot.backends.queue.Backend.flow": "active",
+    "carrot.backends.queue.Backend.publish": (
+        "message, exchange, routing_key, mandatory=None, immediate=None, headers=None"
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [(module, name) for module, names in MESSAGING_NAMES.items() for name in names],
+)
+def test_messaging_public_name_importable(module: str, name: str) -> None:
+    ns: dict[str, object] = {}
+    exec(f"from {module} import {name}", ns)  # the form legacy code uses
+    assert ns[name] is not None
+
+
+@pytest.mark.parametrize("dotted", sorted(MESSAGING_SIGNATURES))
+def test_messaging_signature_matches_spec(dotted: str) -> None:
+    assert _actual(dotted) == _expected(MESSAGING_SIGNATURES[dotted])
+
+
+def test_queue_backend_takes_carrots_positional_calls() -> None:
+    # carrot's messaging layer and old code call these by position.
+    for dotted, prefix in {
+        "carrot.backends.queue.Backend.get": ["queue"],
+        "carrot.backends.queue.Backend.queue_purge": ["queue"],
+        "carrot.backends.queue.Backend.prepare_message": ["message_data", "delivery_mode"],
+        "carrot.backends.queue.Backend.queue_declare": ["queue"],
+        "carrot.backends.queue.Backend.exchange_declare": ["exchange", "type"],
+        "carrot.backends.queue.Backend.queue_bind": ["queue", "exchange", "routing_key"],
+    }.items():
+        names = [name for name, _, _ in _actual(dotted)]
+        assert names[: len(prefix)] == prefix, dotted
+
+
+def test_consumer_class_attributes() -> None:
+    from carrot.messaging import Consumer
+
+    assert {
+        "queue": Consumer.queue,
+        "exchange": Consumer.exchange,
+        "routing_key": Consumer.routing_key,
+        "durable": Consumer.durable,
+        "exclusive": Consumer.exclusive,
+        "auto_delete": Consumer.auto_delete,
+        "exchange_type": Consumer.exchange_type,
+        "channel_open": Consumer.channel_open,
+        "warn_if_exists": Consumer.warn_if_exists,
+        "auto_declare": Consumer.auto_declare,
+        "auto_ack": Consumer.auto_ack,
+        "queue_arguments": Consumer.queue_arguments,
+        "no_ack": Consumer.no_ack,
+        "_closed": Consumer._closed,
+    } == {
+        "queue": "",
+        "exchange": "",
+        "routing_key": "",
+        "durable": True,
+        "exclusive": False,
+        "auto_delete": False,
+        "exchange_type": "direct",
+        "channel_open": False,
+        "warn_if_exists": False,
+        "auto_declare": True,
+        "auto_ack": False,
+        "queue_arguments": None,
+        "no_ack": False,
+        "_closed": True,
+    }
+
+
+def test_publisher_class_attributes() -> None:
+    from carrot.messaging import Publisher
+
+    assert Publisher.DELIVERY_MODES == {"transient": 1, "persistent": 2, "non-persistent": 1}
+    assert Publisher.TRANSIENT_DELIVERY_MODE == 1
+    assert Publisher.NONE_PERSISTENT_DELIVERY_MODE == 1
+    assert Publisher.PERSISTENT_DELIVERY_MODE == 2
+    assert (Publisher.exchange, Publisher.routing_key) == ("", "")
+    assert Publisher.delivery_mode == 2
+    assert Publisher.exchange_type == "direct"
+    assert (Publisher.durable, Publisher.auto_delete, Publisher.auto_declare) == (True, False, True)
+    assert Publisher.serializer is None
+    assert Publisher._closed is True
+
+
+def test_messaging_and_consumer_set_class_attributes() -> None:
+    from carrot.messaging import Consumer, ConsumerSet, Messaging, Publisher
+
+    assert (Messaging.queue, Messaging.exchange, Messaging.routing_key) == (None, None, None)
+    assert Messaging.publisher_cls is Publisher
+    assert Messaging.consumer_cls is Consumer
+    assert Messaging._closed is True
+    assert ConsumerSet.auto_ack is False
+
+
+def test_serialization_content_types() -> None:
+    from carrot import exceptions, serialization
+
+    encoders = serialization.registry._encoders
+    assert {name: encoders[name][:2] for name in ("json", "pickle", "yaml", "msgpack")} == {
+        "json": ("application/json", "utf-8"),
+        "pickle": ("application/x-python-serialize", "binary"),
+        "yaml": ("application/x-yaml", "utf-8"),
+        "msgpack": ("application/x-msgpack", "binary"),
+    }
+    assert serialization.SerializerNotInstalled is exceptions.SerializerNotInstalled
+    assert serialization.encode(b"x")[:2] == ("application/data", "binary")
+    assert serialization.encode("x")[:2] == ("text/plain", "utf-8")
+    assert serialization.encode({"x": 1})[:2] == ("application/json", "utf-8")
+
+
+def test_base_message_payload_is_a_property() -> None:
+    from carrot.backends.base import BaseMessage
+
+    assert isinstance(inspect.getattr_static(BaseMessage, "payload"), property)
+    assert isinstance(inspect.getattr_static(BaseMessage, "acknowledged"), property)
