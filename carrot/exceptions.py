@@ -142,7 +142,7 @@ class FilterWithAutoAckError(CarrotError, ValueError):
 
 
 class UnknownDeliveryModeError(CarrotError, ValueError):
-    """A delivery mode name that is not in ``Publisher.DELIVERY_MODES``."""
+    """A delivery mode that is neither a name in ``Publisher.DELIVERY_MODES`` nor 1 or 2."""
 
     def __init__(self, name, valid=("transient", "persistent", "non-persistent")) -> None:
         self.name = name

@@ -414,7 +414,14 @@ class Publisher:
     :keyword delivery_mode: overrides :attr:`delivery_mode`; a name from
         :attr:`DELIVERY_MODES` or 1/2.
     :keyword auto_declare: overrides :attr:`auto_declare`.
-    :raises UnknownDeliveryModeError: (a ``ValueError``) an unknown delivery mode name.
+    :raises UnknownDeliveryModeError: (a ``ValueError``) a delivery mode that
+        is neither a name from :attr:`DELIVERY_MODES` nor 1 or 2.
+
+    .. versionchanged:: 0.11
+       A delivery mode other than those names, 1 and 2 (``3``, ``"2"``,
+       ``"bogus"``) raises :exc:`UnknownDeliveryModeError` here and in
+       :meth:`create_message`/:meth:`send`, before anything is sent; carrot
+       0.10 passed it on to the transport, which failed or sent it as is.
     """
 
     #: Delivery mode names and their AMQP values.
@@ -462,15 +469,16 @@ class Publisher:
         **kwargs: Any,
     ) -> None:
         self.connection = connection
-        backend = kwargs.get("backend")
-        self.backend = backend if backend is not None else connection.create_backend()
         self.exchange = exchange or self.exchange
         self.routing_key = routing_key or self.routing_key
         for name in self._init_opts:
             value = kwargs.get(name)
             if value is not None:
                 setattr(self, name, value)
+        # Checked before a channel is opened, so a bad value leaves none behind.
         self.delivery_mode = self._delivery_mode(self.delivery_mode)
+        backend = kwargs.get("backend")
+        self.backend = backend if backend is not None else connection.create_backend()
         self._closed = False
         if self.auto_declare and self.exchange:
             self.declare()
@@ -486,13 +494,16 @@ class Publisher:
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
-    def _delivery_mode(self, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                return self.DELIVERY_MODES[value]
-            except KeyError:
-                raise UnknownDeliveryModeError(value, self.DELIVERY_MODES) from None
-        return value
+    def _delivery_mode(self, value: Any) -> int:
+        """The AMQP delivery mode (1 or 2) for a name from :attr:`DELIVERY_MODES` or a number.
+
+        :raises UnknownDeliveryModeError: anything else, before it reaches
+            the broker.
+        """
+        mode = self.DELIVERY_MODES.get(value, value) if isinstance(value, str) else value
+        if isinstance(mode, int) and mode in (1, 2):
+            return int(mode)
+        raise UnknownDeliveryModeError(value, self.DELIVERY_MODES)
 
     def declare(self) -> None:
         """Declare the exchange."""
@@ -548,9 +559,11 @@ class Publisher:
                 f"with content_type given the body must be str or bytes, "
                 f"not {type(message_data).__name__}"
             )
-        if delivery_mode is None:
+        if not delivery_mode:
+            # compat: carrot computed ``delivery_mode or self.delivery_mode``,
+            # so 0 (or "") means the publisher's default.
             delivery_mode = self.delivery_mode
-        elif delivery_mode.__class__ is str:
+        elif delivery_mode.__class__ is not int or (delivery_mode != 2 and delivery_mode != 1):
             delivery_mode = self._delivery_mode(delivery_mode)
         return self.backend.prepare_message(
             message_data,

@@ -1,0 +1,377 @@
+"""Usage patterns of Celery 1.x-era services and Django projects, on the memory backend.
+
+Each test is written the way legacy code wrote it (class attributes on
+subclasses, ``from_dict`` consumer sets, ``while it.next()`` loops,
+``DjangoBrokerConnection()`` from settings, a ghettoq-style backend named by
+dotted path), translated to Python 3 only where the language requires it.
+The same patterns against RabbitMQ are in tests/live/test_legacy_patterns_live.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+import socket
+from collections import defaultdict, deque
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from carrot.backends import queue as memory
+from carrot.backends.base import BaseBackend, BaseMessage, MessageStateError
+from carrot.connection import BrokerConnection, DjangoBrokerConnection
+from carrot.exceptions import (
+    BackendNotFound,
+    EncodeError,
+    SerializerNotInstalled,
+    UnknownDeliveryModeError,
+)
+from carrot.messaging import Consumer, ConsumerSet, Publisher
+
+
+@pytest.fixture(autouse=True)
+def _clean_memory() -> Any:
+    memory.reset()
+    yield
+    memory.reset()
+
+
+@pytest.fixture
+def conn() -> Any:
+    connection = BrokerConnection(backend_cls="memory")
+    yield connection
+    connection.close()
+
+
+class TaskPublisher(Publisher):
+    exchange = "celery"
+    routing_key = "celery"
+    serializer = "pickle"
+
+
+class TaskConsumer(Consumer):
+    queue = "celery"
+    exchange = "celery"
+    routing_key = "celery"
+    exchange_type = "direct"
+
+
+def test_celery_task_publisher_and_consumer_subclasses(conn) -> None:
+    publisher = TaskPublisher(conn)
+    consumer = TaskConsumer(conn)
+    task = {"task": "tasks.add", "id": "1", "args": (2, 2), "kwargs": {}}
+    publisher.send(task)
+    message = consumer.fetch()
+    assert message.content_type == "application/x-python-serialize"
+    assert message.payload == task  # a tuple survives pickle
+    assert message.delivery_info["routing_key"] == "celery"
+    assert message.delivery_info["exchange"] == "celery"
+    message.ack()
+    assert consumer.fetch() is None
+    publisher.close()
+    consumer.close()
+
+
+def test_send_with_serializer_pickle_overrides_the_class_default(conn) -> None:
+    publisher = Publisher(conn, exchange="e", routing_key="r")
+    consumer = Consumer(conn, queue="q", exchange="e", routing_key="r")
+    publisher.send({"a": {1, 2}}, serializer="pickle")
+    message = consumer.fetch()
+    assert pickle.loads(message.body) == {"a": {1, 2}}
+    assert message.payload == {"a": {1, 2}}
+
+
+def test_consumer_set_from_dict_iterconsume_next_loop(conn) -> None:
+    received = []
+    cset = ConsumerSet(
+        conn,
+        from_dict={
+            "celery": {"exchange": "celery", "binding_key": "celery", "exchange_type": "direct"}
+        },
+    )
+    assert [c.routing_key for c in cset.consumers] == ["celery"]
+
+    def on_message(message_data, message):
+        received.append(message_data)
+        message.ack()
+
+    cset.register_callback(on_message)
+    publisher = TaskPublisher(conn)
+    for i in range(3):
+        publisher.send({"n": i})
+    it = cset.iterconsume()
+    for _ in range(3):  # Celery 1.0: ``while True: it.next()``
+        assert next(it)
+    assert received == [{"n": 0}, {"n": 1}, {"n": 2}]
+    cset.close()
+    # A closed channel ends the iterator (the loop's way out).
+    assert list(itertools.islice(it, 1)) == []
+
+
+def test_consumer_set_drained_through_the_connection(conn) -> None:
+    received = []
+    cset = ConsumerSet(conn, from_dict={"celery": {"exchange": "celery", "binding_key": "celery"}})
+    cset.register_callback(lambda data, message: (received.append(data), message.ack()))
+    cset.consume()
+    TaskPublisher(conn).send("hello")
+    for _ in range(10):  # Celery 1.x's listener loop, bounded
+        try:
+            conn.drain_events(timeout=0.5)
+        except TimeoutError:
+            break
+    assert received == ["hello"]
+    with pytest.raises(socket.timeout):
+        conn.drain_events(timeout=0.05)
+    cset.close()
+
+
+def test_message_payload_and_double_ack(conn) -> None:
+    Publisher(conn, exchange="e").send({"x": 1})
+    message = Consumer(conn, queue="q", exchange="e").fetch()
+    assert message.payload == {"x": 1}
+    assert message.payload is message.payload
+    message.ack()
+    assert message.acknowledged
+    with pytest.raises(MessageStateError):
+        message.ack()
+    # carrot code caught it through the message's own attribute too.
+    with pytest.raises(message.MessageStateError):
+        message.reject()
+
+
+def test_discard_all_returns_the_counts(conn) -> None:
+    publisher = Publisher(conn, exchange="e")
+    consumer = Consumer(conn, queue="q", exchange="e")
+    for i in range(5):
+        publisher.send(i)
+    assert consumer.discard_all(filterfunc=lambda m: m.payload % 2 == 0) == 3
+    assert consumer.discard_all() == 2
+    assert consumer.discard_all() == 0
+    assert consumer.fetch() is None
+
+
+def test_no_ack_consumer_iterconsume(conn) -> None:
+    received = []
+    consumer = Consumer(conn, queue="q", exchange="e", no_ack=True)
+    consumer.register_callback(lambda data, message: received.append(data))
+    publisher = Publisher(conn, exchange="e")
+    publisher.send("a")
+    publisher.send("b")
+    assert list(consumer.iterconsume(limit=2)) == [True, True]
+    assert received == ["a", "b"]
+    consumer.close()
+
+
+def test_with_broker_connection_block_closes() -> None:
+    with BrokerConnection(backend_cls="memory") as conn:
+        publisher = Publisher(conn, exchange="e")
+        publisher.send("x")
+        assert conn.connection is not None
+        assert Consumer(conn, queue="q", exchange="e").fetch().payload == "x"
+    assert conn._closed is True
+    assert conn.connection is None
+
+
+def test_django_broker_connection_from_settings() -> None:
+    settings = SimpleNamespace(
+        BROKER_HOST="rabbit.example.com",
+        BROKER_PORT=5673,
+        BROKER_USER="celery",
+        BROKER_PASSWORD="secret",
+        BROKER_VHOST="/celery",
+        CARROT_BACKEND="memory",
+    )
+    conn = DjangoBrokerConnection(settings=settings)
+    assert conn.info()["hostname"] == "rabbit.example.com"
+    assert (conn.port, conn.userid, conn.password) == (5673, "celery", "secret")
+    assert conn.virtual_host == "/celery"
+    assert conn.get_backend_cls() is memory.Backend
+    # Explicit arguments win over settings.
+    assert DjangoBrokerConnection(hostname="other", settings=settings).hostname == "other"
+    # It works end to end like any connection.
+    Publisher(conn, exchange="e").send({"django": True})
+    assert Consumer(conn, queue="q", exchange="e").fetch().payload == {"django": True}
+    conn.close()
+
+
+# -- a ghettoq-style backend named by dotted path ----------------------------
+
+#: queue name -> waiting messages, the "database" of the backend below.
+_GHETTO_QUEUES: defaultdict[str, deque[dict[str, Any]]] = defaultdict(deque)
+
+
+class GhettoMessage(BaseMessage):
+    """ghettoq built its message from the stored payload dict."""
+
+    def __init__(self, backend: Any, payload: dict[str, Any], **kwargs: Any) -> None:
+        kwargs["body"] = payload["body"]
+        kwargs["content_type"] = payload["content-type"]
+        kwargs["content_encoding"] = payload["content-encoding"]
+        kwargs["delivery_tag"] = payload["delivery_tag"]
+        super().__init__(backend, **kwargs)
+
+
+class GhettoBackend(BaseBackend):
+    """Routes by exchange name to a queue of the same name, as ghettoq's simple setups."""
+
+    Message = GhettoMessage
+    _tags = itertools.count(1)
+
+    def __init__(self, connection: Any, **kwargs: Any) -> None:
+        super().__init__(connection, **kwargs)
+        self.acked: list[Any] = []
+        self._consumers: dict[str, tuple[str, Any]] = {}
+
+    def get(self, queue: str, **kwargs: Any) -> GhettoMessage | None:
+        try:
+            payload = _GHETTO_QUEUES[queue].popleft()
+        except IndexError:
+            return None
+        return self.Message(backend=self, payload=payload)
+
+    def prepare_message(
+        self, message_data, delivery_mode, priority=0, content_type=None, content_encoding=None
+    ):
+        return {
+            "body": message_data,
+            "priority": priority,
+            "content-type": content_type,
+            "content-encoding": content_encoding,
+        }
+
+    def publish(self, message, exchange, routing_key, **kwargs):
+        _GHETTO_QUEUES[exchange].append({**message, "delivery_tag": next(self._tags)})
+
+    def queue_purge(self, queue, **kwargs):
+        count = len(_GHETTO_QUEUES[queue])
+        _GHETTO_QUEUES[queue].clear()
+        return count
+
+    def ack(self, delivery_tag):
+        self.acked.append(delivery_tag)
+
+    def declare_consumer(self, queue, no_ack, callback, consumer_tag, **kwargs):
+        self._consumers[consumer_tag] = (queue, callback)
+
+    def consume(self, limit=None):
+        for delivered in itertools.count():
+            if limit and delivered >= limit:
+                return
+            for queue, callback in list(self._consumers.values()):
+                message = self.get(queue)
+                if message is not None:
+                    callback(message)
+                    break
+            else:
+                return
+            yield True
+
+
+@pytest.fixture
+def ghetto_conn() -> Any:
+    _GHETTO_QUEUES.clear()
+    conn = BrokerConnection(backend_cls=f"{__name__}.GhettoBackend")
+    yield conn
+    conn.close()
+    _GHETTO_QUEUES.clear()
+
+
+def test_ghettoq_style_backend_publish_fetch_discard(ghetto_conn) -> None:
+    assert ghetto_conn.get_backend_cls() is GhettoBackend
+    publisher = Publisher(ghetto_conn, exchange="tasks", routing_key="tasks")
+    consumer = Consumer(ghetto_conn, queue="tasks", exchange="tasks", routing_key="tasks")
+    publisher.send({"n": 1})
+    publisher.send({"n": 2}, serializer="pickle")
+    message = consumer.fetch()
+    assert message.payload == {"n": 1}
+    message.ack()
+    assert consumer.backend.acked == [message.delivery_tag]
+    with pytest.raises(MessageStateError):
+        message.ack()
+    assert consumer.discard_all() == 1
+    assert consumer.fetch() is None
+
+
+def test_ghettoq_style_backend_consumes_with_callbacks(ghetto_conn) -> None:
+    publisher = Publisher(ghetto_conn, exchange="tasks")
+    consumer = Consumer(ghetto_conn, queue="tasks", exchange="tasks")
+    received = []
+    consumer.register_callback(lambda data, message: received.append(data))
+    publisher.send("one")
+    publisher.send("two")
+    assert list(consumer.iterconsume(limit=5)) == [True, True]
+    assert received == ["one", "two"]
+
+
+# -- bad input: a clear error, nothing sent or lost ---------------------------
+
+
+def test_unencodable_body_sends_nothing(conn) -> None:
+    publisher = Publisher(conn, exchange="e")
+    with pytest.raises(EncodeError, match="object"):
+        publisher.send({"when": object()})
+    with pytest.raises(TypeError):  # carrot callers caught the json error as TypeError
+        publisher.send({"when": object()})
+    assert memory.mqueue.qsize() == 0
+
+
+def test_unknown_serializer_names_it_and_sends_nothing(conn) -> None:
+    publisher = Publisher(conn, exchange="e")
+    with pytest.raises(SerializerNotInstalled, match="'bson'"):
+        publisher.send({"a": 1}, serializer="bson")
+    assert memory.mqueue.qsize() == 0
+
+
+def test_unknown_backend_alias_names_it() -> None:
+    with pytest.raises(BackendNotFound, match="'rabbitmqq'"):
+        BrokerConnection(backend_cls="rabbitmqq").create_backend()
+    with pytest.raises(ImportError):  # what carrot 0.10 raised
+        BrokerConnection(backend_cls="no.such.module.Backend").create_backend()
+
+
+@pytest.mark.parametrize("mode", ["bogus", "2", 3, -1, 2.5, b"persistent", [2]])
+def test_bad_delivery_mode_names_it_and_sends_nothing(conn, mode) -> None:
+    with pytest.raises(UnknownDeliveryModeError, match=repr(mode).replace("[", r"\[")):
+        Publisher(conn, exchange="e", delivery_mode=mode)
+    publisher = Publisher(conn, exchange="e")
+    with pytest.raises(ValueError, match="delivery mode"):
+        publisher.send("x", delivery_mode=mode)
+    assert memory.mqueue.qsize() == 0
+
+
+def test_delivery_mode_zero(conn) -> None:
+    with pytest.raises(UnknownDeliveryModeError, match="0"):
+        Publisher(conn, exchange="e", delivery_mode=0)
+    # compat: carrot used ``delivery_mode or self.delivery_mode`` per message.
+    Publisher(conn, exchange="e", delivery_mode=1).send("x", delivery_mode=0)
+    assert Consumer(conn, queue="q", exchange="e").fetch().properties["delivery_mode"] == 1
+
+
+@pytest.mark.parametrize("mode", ["transient", "persistent", "non-persistent", 1, 2])
+def test_good_delivery_modes_are_sent(conn, mode) -> None:
+    Publisher(conn, exchange="e", delivery_mode=mode).send("x")
+    Publisher(conn, exchange="e").send("y", delivery_mode=mode)
+    consumer = Consumer(conn, queue="q", exchange="e")
+    expected = Publisher.DELIVERY_MODES.get(mode, mode)
+    modes = [consumer.fetch().properties["delivery_mode"] for _ in range(2)]
+    assert modes == [expected, expected]
+
+
+def test_consumer_set_keeps_going_after_an_undecodable_body(conn) -> None:
+    errors = []
+    received = []
+    cset = ConsumerSet(
+        conn,
+        from_dict={"celery": {"exchange": "celery", "binding_key": "celery"}},
+        on_decode_error=lambda message, exc: (errors.append(message.body), message.ack()),
+    )
+    cset.register_callback(lambda data, message: (received.append(data), message.ack()))
+    publisher = Publisher(conn, exchange="celery", routing_key="celery")
+    publisher.send(b"{not json", content_type="application/json", content_encoding="utf-8")
+    publisher.send({"ok": 1})
+    it = cset.iterconsume(limit=2)
+    assert list(it) == [True, True]
+    assert errors == [b"{not json"]
+    assert received == [{"ok": 1}]
+    cset.close()
