@@ -36,9 +36,11 @@ __all__ = [
     "ConnectionLimitExceeded",
     "DecodeError",
     "EncodeError",
+    "FilterWithAutoAckError",
     "MessageStateError",
     "MissingConnectionSetting",
     "SerializerNotInstalled",
+    "UnknownDeliveryModeError",
 ]
 
 

@@ -551,3 +551,14 @@ def test_base_message_payload_is_a_property() -> None:
 
     assert isinstance(inspect.getattr_static(BaseMessage, "payload"), property)
     assert isinstance(inspect.getattr_static(BaseMessage, "acknowledged"), property)
+
+
+def test_exceptions_all_lists_every_error_class() -> None:
+    from carrot import exceptions
+
+    defined = {
+        name
+        for name, obj in vars(exceptions).items()
+        if isinstance(obj, type) and issubclass(obj, exceptions.CarrotError)
+    }
+    assert set(exceptions.__all__) == defined
