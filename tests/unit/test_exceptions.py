@@ -14,9 +14,11 @@ from carrot.exceptions import (
     ConnectionLimitExceeded,
     DecodeError,
     EncodeError,
+    FilterWithAutoAckError,
     MessageStateError,
     MissingConnectionSetting,
     SerializerNotInstalled,
+    UnknownDeliveryModeError,
 )
 
 ALL = [
@@ -28,6 +30,8 @@ ALL = [
     SerializerNotInstalled,
     EncodeError,
     DecodeError,
+    FilterWithAutoAckError,
+    UnknownDeliveryModeError,
 ]
 
 
