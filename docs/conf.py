@@ -70,3 +70,19 @@ autodoc_preserve_defaults = True
 # Optional clients may be missing where the docs are built; the backends
 # import them lazily, these only keep autodoc quiet about the annotations.
 autodoc_mock_imports: list[str] = []
+
+
+def _skip_class_aliases(app, what, name, obj, skip, options):
+    """Leave out class attributes that merely name a module-level class.
+
+    ``Backend.Message = Message`` and ``BaseMessage.MessageStateError`` are
+    compat aliases; documenting them again would describe the same class
+    twice (a duplicate-object warning, an error under ``-W``).
+    """
+    if what == "class" and isinstance(obj, type) and "." not in obj.__qualname__:
+        return True
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_class_aliases)
