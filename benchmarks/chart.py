@@ -39,7 +39,7 @@ def write_chart(results: dict[str, Any], path: str) -> bool:
                 fontsize=7,
             )
     ax.set_xticks(range(len(scenarios)))
-    ax.set_xticklabels([SCENARIOS[s] for s in scenarios], fontsize=8)
+    ax.set_xticklabels([SCENARIOS[s].replace(", ", ",\n", 1) for s in scenarios], fontsize=8)
     ax.set_ylabel("thousand messages / second (median)")
     machine = results.get("machine", {})
     ax.set_title(

@@ -430,8 +430,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", default="", help="comma-separated: latency, rss, memory")
     parser.add_argument("--json", default=str(HERE / "results.json"), help="where to write JSON")
     parser.add_argument("--chart", default=None, help="write a PNG chart here (needs matplotlib)")
+    parser.add_argument(
+        "--replot", metavar="JSON", help="only draw --chart from an earlier --json file"
+    )
     parser.add_argument("--rss-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+
+    if args.replot:
+        from chart import write_chart
+
+        results = json.loads(Path(args.replot).read_text())
+        print(format_table(results))
+        return 0 if write_chart(results, args.chart or str(HERE / "benchmark.png")) else 1
 
     if args.rss_child:
         queue_name, exchange, total, checkpoint = args.rss_child
