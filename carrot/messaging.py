@@ -506,13 +506,16 @@ class Publisher:
         raise UnknownDeliveryModeError(value, self.DELIVERY_MODES)
 
     def declare(self) -> None:
-        """Declare the exchange."""
-        self.backend.exchange_declare(
-            exchange=self.exchange,
-            type=self.exchange_type,
-            durable=self.durable,
-            auto_delete=self.auto_delete,
-        )
+        """Declare the exchange; nothing to do for the default exchange (``""``)."""
+        # compat: carrot 0.10 skipped the default exchange here too (brokers
+        # refuse to declare it), and code publishing to queues calls declare().
+        if self.exchange:
+            self.backend.exchange_declare(
+                exchange=self.exchange,
+                type=self.exchange_type,
+                durable=self.durable,
+                auto_delete=self.auto_delete,
+            )
 
     def create_message(
         self,

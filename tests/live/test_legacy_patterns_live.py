@@ -232,6 +232,19 @@ def test_with_broker_connection_block(amqp_conninfo, celery_names, raw_channel):
     wait_for_depth(raw_channel, celery_names, 1)
 
 
+def test_publisher_on_the_default_exchange(amqp_connection, celery_names, raw_channel):
+    consumer = Consumer(amqp_connection, queue=celery_names)  # no exchange: default binding
+    publisher = Publisher(amqp_connection, exchange="", routing_key=celery_names)
+    publisher.declare()  # carrot 0.10 did nothing here; RabbitMQ refuses to declare ""
+    publisher.send("direct to the queue")
+    wait_for_depth(raw_channel, celery_names, 1)
+    message = consumer.fetch()
+    assert message.payload == "direct to the queue"
+    message.ack()
+    consumer.close()
+    publisher.close()
+
+
 def test_bad_input_sends_nothing(amqp_connection, celery_names, raw_channel):
     consumer = Consumer(amqp_connection, queue=celery_names, exchange=celery_names)
     publisher = Publisher(amqp_connection, exchange=celery_names)

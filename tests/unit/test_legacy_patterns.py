@@ -221,7 +221,11 @@ class GhettoBackend(BaseBackend):
     def __init__(self, connection: Any, **kwargs: Any) -> None:
         super().__init__(connection, **kwargs)
         self.acked: list[Any] = []
+        self.declared_exchanges: list[str] = []
         self._consumers: dict[str, tuple[str, Any]] = {}
+
+    def exchange_declare(self, exchange, type, durable, auto_delete):  # noqa: A002 -- carrot's name
+        self.declared_exchanges.append(exchange)
 
     def get(self, queue: str, **kwargs: Any) -> GhettoMessage | None:
         try:
@@ -291,6 +295,16 @@ def test_ghettoq_style_backend_publish_fetch_discard(ghetto_conn) -> None:
         message.ack()
     assert consumer.discard_all() == 1
     assert consumer.fetch() is None
+
+
+def test_publisher_declare_on_the_default_exchange_declares_nothing(ghetto_conn) -> None:
+    # Code sending straight to a queue (exchange "", routing key = queue)
+    # still calls declare(); RabbitMQ refuses to declare the default exchange.
+    publisher = Publisher(ghetto_conn, exchange="", routing_key="tasks")
+    publisher.declare()
+    assert publisher.backend.declared_exchanges == []
+    named = Publisher(ghetto_conn, exchange="tasks")
+    assert named.backend.declared_exchanges == ["tasks"]
 
 
 def test_ghettoq_style_backend_consumes_with_callbacks(ghetto_conn) -> None:
