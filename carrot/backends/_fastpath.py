@@ -482,7 +482,8 @@ class FastConnection(amqp.Connection):
             if poller is None:
                 poller = self._poller = select.poll()
                 poller.register(self.transport.sock, select.POLLIN)
-            if not poller.poll(0):
+            pending = getattr(self.transport.sock, "pending", None)  # TLS: decrypted bytes
+            if not poller.poll(0) and not (pending and pending()):
                 return
         try:
             while True:
@@ -556,7 +557,9 @@ class FastConnection(amqp.Connection):
             self._rstart = 0
             self._rend = end
         if end >= len(buf) - 64:
-            # A frame larger than the buffer: grow it.
+            # A frame larger than the buffer: grow it (a bytearray cannot be
+            # resized while a memoryview of it exists).
+            self._rview.release()
             buf.extend(bytes(len(buf)))
             self._rview = memoryview(buf)
         transport = self.transport

@@ -354,6 +354,19 @@ def test_deliveries_match_py_amqp_whatever_the_read_boundaries(frame_max):
             assert ours.delivery_tag == i + 1
 
 
+def test_frame_larger_than_the_read_buffer():
+    frame_max = 4 * _fastpath.READ_SIZE
+    conn, transport = make_connection(frame_max)
+    channel = open_channel(conn)
+    got = collect_deliveries(conn, channel, "c")
+    body = bytes(range(256)) * (3 * _fastpath.READ_SIZE // 256)
+    data = deliver_bytes(frame_max, 1, "c", 1, amqp.Message(body))
+    transport.sock.feed(data, list(range(0, len(data), 64 * 1024)))
+    drain_all(conn)
+    assert [m.body for m in got] == [body]
+    assert len(conn._rbuf) > _fastpath.READ_SIZE
+
+
 def test_delivered_properties_are_not_shared_between_messages():
     conn, transport = make_connection()
     channel = open_channel(conn)
