@@ -104,6 +104,8 @@ class Consumer:
     #: Tell the broker not to expect acknowledgements at all.
     no_ack: bool = False
     _closed: bool = True
+    #: True while consuming with ``no_ack``: those deliveries are never acked.
+    _consuming_no_ack: bool = False
 
     #: The keyword arguments that override class attributes when not ``None``.
     _init_opts = (
@@ -208,7 +210,7 @@ class Consumer:
     def _receive_callback(self, raw_message: Any) -> None:
         # Hot path: runs once per delivered message.
         message = self.backend.message_to_python(raw_message)
-        if self.auto_ack and not message.acknowledged:
+        if self.auto_ack and not self._consuming_no_ack and not message.acknowledged:
             message.ack()
         self.receive(message.payload, message)
 
@@ -325,16 +327,21 @@ class Consumer:
         .. versionchanged:: 0.11
            Calling it again while consuming does nothing; before, the broker
            refused the reused consumer tag and closed the channel.
+           :attr:`auto_ack` does not ack deliveries consumed with ``no_ack``
+           (carrot 0.10 did, and the broker closed the channel on the unknown
+           delivery tag, dropping the deliveries in flight).
         """
         if self.channel_open:
             return
+        no_ack = bool(no_ack or self.no_ack)
         # Set first: deliveries may reach the callbacks (which may cancel)
         # before declare_consumer returns.
         self.channel_open = True
+        self._consuming_no_ack = no_ack
         try:
             self.backend.declare_consumer(
                 queue=self.queue,
-                no_ack=no_ack or self.no_ack,
+                no_ack=no_ack,
                 callback=self._receive_callback,
                 consumer_tag=self.consumer_tag,
                 nowait=True,
@@ -739,6 +746,11 @@ class ConsumerSet:
     :attr:`consumers` is a public list: consumers appended to it (created
     with ``backend=consumer_set.backend``) start receiving at the next
     :meth:`consume`.
+
+    .. versionchanged:: 0.11
+       :attr:`auto_ack` does not ack the deliveries of a consumer with
+       ``no_ack`` (carrot 0.10 did, and the broker closed the channel on the
+       unknown delivery tag).
     """
 
     #: Acknowledge every message as soon as it is received.
@@ -811,7 +823,10 @@ class ConsumerSet:
         # real code replaced it to see the raw message first.
         message = self.backend.message_to_python(raw_message)
         if self.auto_ack and not message.acknowledged:
-            message.ack()
+            # Not a delivery made with no_ack: the broker knows no such tag.
+            child = self._open_consumers.get(message.delivery_info.get("consumer_tag"))
+            if child is None or not child.no_ack:
+                message.ack()
         try:
             decoded = message.payload
         except Exception as exc:

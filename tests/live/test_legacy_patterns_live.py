@@ -286,3 +286,25 @@ def test_consumer_set_keeps_going_after_an_undecodable_body(
     cset.close()
     publisher.close()
     wait_for_depth(raw_channel, celery_names, 0)
+
+
+def test_auto_ack_with_no_ack_keeps_the_channel(amqp_connection, celery_names, raw_channel):
+    consumer = Consumer(
+        amqp_connection, queue=celery_names, exchange=celery_names, no_ack=True, auto_ack=True
+    )
+    received = []
+    consumer.register_callback(lambda data, message: received.append(data))
+    publisher = Publisher(amqp_connection, exchange=celery_names)
+    for body in ("a", "b", "c"):
+        publisher.send(body)
+    assert list(consumer.iterconsume(limit=3)) == [True, True, True]
+    assert received == ["a", "b", "c"]
+    consumer.cancel()
+    # The channel is still open: an ack of a no_ack delivery would have closed it.
+    publisher.send("d")
+    wait_for_depth(raw_channel, celery_names, 1)
+    message = consumer.fetch()
+    assert message.payload == "d"
+    assert consumer.backend.channel.is_open
+    consumer.close()
+    publisher.close()

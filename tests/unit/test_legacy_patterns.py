@@ -389,3 +389,52 @@ def test_consumer_set_keeps_going_after_an_undecodable_body(conn) -> None:
     assert errors == [b"{not json"]
     assert received == [{"ok": 1}]
     cset.close()
+
+
+# -- auto_ack never acks a delivery the broker sent with no_ack ----------------
+
+
+def test_auto_ack_consumer_with_no_ack_does_not_ack(ghetto_conn) -> None:
+    # RabbitMQ closes the channel on an ack for a no_ack delivery (unknown
+    # delivery tag), dropping the deliveries still in flight.
+    consumer = Consumer(ghetto_conn, queue="tasks", exchange="tasks", no_ack=True, auto_ack=True)
+    received = []
+    consumer.register_callback(lambda data, message: received.append(data))
+    Publisher(ghetto_conn, exchange="tasks").send("a")
+    assert list(consumer.iterconsume(limit=1)) == [True]
+    assert received == ["a"]
+    assert consumer.backend.acked == []
+
+
+def test_auto_ack_consumer_consuming_with_no_ack_argument(ghetto_conn) -> None:
+    consumer = Consumer(ghetto_conn, queue="tasks", exchange="tasks", auto_ack=True)
+    consumer.register_callback(lambda data, message: None)
+    Publisher(ghetto_conn, exchange="tasks").send("a")
+    assert list(consumer.iterconsume(limit=1, no_ack=True)) == [True]
+    assert consumer.backend.acked == []
+
+
+def test_auto_ack_consumer_without_no_ack_still_acks(ghetto_conn) -> None:
+    consumer = Consumer(ghetto_conn, queue="tasks", exchange="tasks", auto_ack=True)
+    consumer.register_callback(lambda data, message: None)
+    Publisher(ghetto_conn, exchange="tasks").send("a")
+    assert list(consumer.iterconsume(limit=1)) == [True]
+    assert len(consumer.backend.acked) == 1
+
+
+def test_auto_ack_consumer_set_skips_no_ack_children(conn, monkeypatch) -> None:
+    acked = []
+    monkeypatch.setattr(memory.Backend, "ack", lambda self, tag: acked.append(tag))
+    cset = ConsumerSet(conn, auto_ack=True)
+    cset.add_consumer_from_dict("q1", exchange="e1", no_ack=True)
+    cset.register_callback(lambda data, message: None)
+    Publisher(conn, exchange="e1").send("a")
+    assert list(cset.iterconsume(limit=1)) == [True]
+    assert acked == []
+    cset.cancel()
+    cset.add_consumer_from_dict("q2", exchange="e2")
+    cset.cancel_by_queue("q1")
+    Publisher(conn, exchange="e2").send("b")
+    assert list(cset.iterconsume(limit=1)) == [True]
+    assert len(acked) == 1
+    cset.close()
