@@ -36,7 +36,10 @@ class BaseMessage:
     #: compat: carrot exposed the error class on every message.
     MessageStateError = MessageStateError
 
-    _state: str | None = None
+    # compat: class-level defaults, so a subclass whose __init__ sets the
+    # attributes itself (without calling ours) still decodes and acks.
+    _state: str | None = "RECEIVED"
+    _decoded_cache: Any = _NOT_DECODED
 
     def __init__(self, backend: Any, **kwargs: Any) -> None:
         self.backend = backend

@@ -438,3 +438,24 @@ def test_auto_ack_consumer_set_skips_no_ack_children(conn, monkeypatch) -> None:
     assert list(cset.iterconsume(limit=1)) == [True]
     assert len(acked) == 1
     cset.close()
+
+
+def test_message_subclass_that_skips_base_init() -> None:
+    # Some third-party backends set the attributes themselves.
+    class BareMessage(BaseMessage):
+        def __init__(self, backend, body, content_type, content_encoding):
+            self.backend = backend
+            self.body = body
+            self.content_type = content_type
+            self.content_encoding = content_encoding
+            self.delivery_tag = 7
+            self.delivery_info = {}
+
+    backend = GhettoBackend(connection=None)
+    message = BareMessage(backend, b'{"a":1}', "application/json", "utf-8")
+    assert message.payload == {"a": 1}
+    assert not message.acknowledged
+    message.ack()
+    assert backend.acked == [7]
+    with pytest.raises(MessageStateError):
+        message.ack()
