@@ -11,6 +11,8 @@ import contextlib
 import itertools
 import random
 import socket
+import threading
+import time
 from typing import Any
 
 import amqp
@@ -665,3 +667,96 @@ def test_tcp_user_timeout_overridden():
         assert conn.socket_settings[socket.TCP_USER_TIMEOUT] == 0
     conn = FastConnection(host="fake:5672", socket_settings={socket.TCP_NODELAY: 1})
     assert conn.socket_settings[socket.TCP_NODELAY] == 1
+
+
+# -- threads --------------------------------------------------------------------
+
+
+def test_fast_publish_and_py_amqp_writes_never_interleave():
+    conn, transport = make_connection()
+    channel = open_channel(conn)
+    inside = []
+    errors = []
+    original_write = transport.write
+
+    def guarded_write(data: Any) -> None:
+        if inside:
+            errors.append("two writes at once")
+        inside.append(1)
+        time.sleep(0.0001)  # let the other thread run if it can
+        original_write(data)
+        inside.pop()
+
+    transport.write = guarded_write
+    conn.frame_writer = _locked_frame_writer(conn, transport)  # py-amqp's writer binds write
+    conn._check_inbound = lambda: setattr(conn, "_since_check", 0)  # the fake has no fd
+
+    start = threading.Barrier(2, timeout=10)
+
+    def publisher() -> None:
+        start.wait()
+        for _ in range(300):
+            channel.fast_publish(amqp.Message(b"m"), "", "q")
+
+    def acker() -> None:
+        start.wait()
+        for tag in range(1, 301):
+            channel.basic_ack(tag, multiple=True)  # through py-amqp's frame writer
+
+    threads = [threading.Thread(target=publisher), threading.Thread(target=acker)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+    assert len(transport.written) == 600
+
+
+# -- the benchmark script ----------------------------------------------------------
+
+
+def test_benchmark_report_and_chart(tmp_path, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[2] / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    for name in ("run", "chart", "clients"):
+        sys.modules.pop(name, None)
+    import run
+
+    per_client = {
+        name: {"rate": rate, "cpu_us": cpu}
+        for name, rate, cpu in [
+            ("carrot", 60000, 7.0),
+            ("py-amqp", 20000, 30.0),
+            ("kombu", 15000, 55.0),
+            ("pika", 18000, 40.0),
+        ]
+    }
+    results = {
+        "n": 10,
+        "rounds": 1,
+        "machine": {"cpus": 2, "broker": "3.10"},
+        "throughput": {scenario: per_client for scenario in run.SCENARIOS},
+        "latency": {"carrot": {"p50_us": 100.0, "p99_us": 300.0}},
+        "rss": {
+            "rss_kib_checkpoint": 1000,
+            "rss_kib_final": 1010,
+            "checkpoint": 10,
+            "total": 100,
+            "growth_pct": 1.0,
+        },
+        "memory_backend": {"publish": 1.0, "consume_ack": 2.0},
+    }
+    table = run.format_table(results)
+    assert "3.00x" in table  # carrot vs py-amqp
+    assert "4.00x" in table  # carrot vs kombu
+    assert "+1.0%" in table
+    pytest.importorskip("matplotlib")
+    from chart import write_chart
+
+    out = tmp_path / "chart.png"
+    assert write_chart(results, str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
