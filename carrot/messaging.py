@@ -661,6 +661,10 @@ class Messaging:
     Other keyword arguments (``serializer``, ``durable``, ...) are passed to
     both :attr:`publisher_cls` and :attr:`consumer_cls`, which ignore those
     they do not know.
+
+    .. versionchanged:: 0.11
+       Those other keyword arguments reach the publisher and the consumer;
+       carrot 0.10 dropped them silently.
     """
 
     #: The queue the consumer reads.
@@ -829,6 +833,8 @@ class ConsumerSet:
                 message.ack()
         try:
             decoded = message.payload
+        # compat: any decode failure goes to on_decode_error, as in carrot:
+        # a third-party Message.decode() may raise anything.
         except Exception as exc:
             on_decode_error = self.on_decode_error
             if on_decode_error is None:

@@ -27,7 +27,7 @@ from carrot.exceptions import (
     SerializerNotInstalled,
     UnknownDeliveryModeError,
 )
-from carrot.messaging import Consumer, ConsumerSet, Publisher
+from carrot.messaging import Consumer, ConsumerSet, Messaging, Publisher
 
 
 @pytest.fixture(autouse=True)
@@ -459,3 +459,18 @@ def test_message_subclass_that_skips_base_init() -> None:
     assert backend.acked == [7]
     with pytest.raises(MessageStateError):
         message.ack()
+
+
+def test_messaging_passes_options_to_publisher_and_consumer(conn) -> None:
+    messaging = Messaging(
+        conn, queue="m", exchange="m", routing_key="m", serializer="pickle", durable=False
+    )
+    assert messaging.publisher.serializer == "pickle"
+    assert (messaging.publisher.durable, messaging.consumer.durable) == (False, False)
+    received = []
+    messaging.register_callback(lambda data, message: received.append(data))
+    messaging.send({"a": (1, 2)})
+    message = messaging.fetch(enable_callbacks=True)
+    assert message.content_type == "application/x-python-serialize"
+    assert received == [{"a": (1, 2)}]
+    messaging.close()
