@@ -241,7 +241,7 @@ class BrokerConnection:
         :keyword errback: called as ``errback(exc, interval)`` each time the
             connection can't be established, before sleeping ``interval``.
         :keyword max_retries: re-raise the connection error after this many
-            retries (``None``: retry for ever).
+            retries (``None`` or ``0``: retry for ever).
         :keyword interval_start: seconds to sleep after the first failure.
         :keyword interval_step: seconds added to the sleep each retry.
         :keyword interval_max: the longest sleep.

@@ -56,13 +56,18 @@ def retry_over_time(
     :param catch: the exception class (or tuple of classes) that means "try again".
     :keyword errback: called as ``errback(exc, interval)`` before each sleep.
     :keyword max_retries: give up and re-raise after this many retries
-        (``None``: retry for ever; ``0``: never retry).
+        (``None`` or ``0``: retry for ever).
     :keyword interval_start: seconds to sleep after the first failure.
     :keyword interval_step: seconds added to the sleep after each failure.
     :keyword interval_max: the longest sleep.
     :returns: what ``fun`` returned.
 
     Intervals may be floats.
+
+    .. versionchanged:: 0.11
+       Exactly ``max_retries`` retries are made (carrot 0.10 made one more),
+       and the sleep never exceeds ``interval_max`` (carrot's could, by up to
+       ``interval_step``).
     """
     args = tuple(args)
     interval = interval_start
@@ -71,7 +76,9 @@ def retry_over_time(
         try:
             return fun(*args, **kwargs)
         except catch as exc:
-            if max_retries is not None and retries >= max_retries:
+            # compat: 0 means for ever, as carrot's ``if max_retries and ...``;
+            # Celery 1.x documented BROKER_CONNECTION_MAX_RETRIES = 0 so.
+            if max_retries and retries >= max_retries:
                 raise
             sleep_for = min(interval, interval_max)
             if errback is not None:
