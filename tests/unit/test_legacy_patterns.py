@@ -474,3 +474,21 @@ def test_messaging_passes_options_to_publisher_and_consumer(conn) -> None:
     assert message.content_type == "application/x-python-serialize"
     assert received == [{"a": (1, 2)}]
     messaging.close()
+
+
+def test_consumer_set_of_consumers_with_on_decode_error_attribute(conn) -> None:
+    # Celery 1.0: ConsumerSet(conn, consumers=[...]) and the handler assigned
+    # as an attribute after construction.
+    errors, received = [], []
+    task_consumer = TaskConsumer(conn)
+    cset = ConsumerSet(conn, consumers=[task_consumer])
+    assert task_consumer.backend is cset.backend
+    cset.on_decode_error = lambda message, exc: errors.append(type(exc).__name__)
+    cset.register_callback(lambda data, message: received.append(data))
+    publisher = TaskPublisher(conn)
+    publisher.send(b"\x80 not a pickle", content_type="application/x-python-serialize")
+    publisher.send({"ok": True})
+    assert list(cset.iterconsume(limit=2)) == [True, True]
+    assert errors == ["DecodeError"]
+    assert received == [{"ok": True}]
+    cset.close()
