@@ -283,8 +283,8 @@ class Consumer:
 
         .. versionchanged:: 0.11
            With a filter, the messages that do not match are requeued once
-           the queue is empty; carrot 0.10 left them unacknowledged on the
-           channel until it closed.
+           the queue is empty, keeping their order; carrot 0.10 left them
+           unacknowledged on the channel until it closed.
         """
         if not filterfunc:
             return self.backend.queue_purge(self.queue)
@@ -303,7 +303,10 @@ class Consumer:
                     message.ack()
                     discarded += 1
         finally:
-            for message in kept:
+            # Last first: transports that requeue at the head of the queue
+            # (kombu's virtual ones, the memory backend) keep the order;
+            # RabbitMQ puts each back at its own position anyway.
+            for message in reversed(kept):
                 message.requeue()
         return discarded
 

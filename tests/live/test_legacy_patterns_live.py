@@ -308,3 +308,42 @@ def test_auto_ack_with_no_ack_keeps_the_channel(amqp_connection, celery_names, r
     assert consumer.backend.channel.is_open
     consumer.close()
     publisher.close()
+
+
+@pytest.mark.redis
+def test_discard_all_with_a_filter_keeps_the_order_on_redis(unique):
+    conn = BrokerConnection(hostname="redis://127.0.0.1:6379/0", backend_cls="redis")
+    consumer = Consumer(conn, queue=unique, exchange=unique, routing_key=unique)
+    try:
+        publisher = Publisher(conn, exchange=unique, routing_key=unique)
+        for i in range(6):
+            publisher.send(i)
+        assert consumer.discard_all(filterfunc=lambda m: m.payload % 2 == 0) == 3
+        rest = []
+        for message in consumer.iterqueue(limit=10):
+            rest.append(message.payload)
+            message.ack()
+        assert rest == [1, 3, 5]
+    finally:
+        with contextlib.suppress(Exception):
+            consumer.backend.queue_delete(unique)
+        conn.close()
+
+
+def test_discard_all_with_a_filter_keeps_the_order_on_rabbitmq(
+    amqp_connection, celery_names, raw_channel
+):
+    publisher = Publisher(amqp_connection, exchange=celery_names)
+    consumer = Consumer(amqp_connection, queue=celery_names, exchange=celery_names)
+    for i in range(6):
+        publisher.send(i)
+    wait_for_depth(raw_channel, celery_names, 6)
+    assert consumer.discard_all(filterfunc=lambda m: m.payload % 2 == 0) == 3
+    wait_for_depth(raw_channel, celery_names, 3)
+    rest = []
+    for message in consumer.iterqueue(limit=10):
+        rest.append(message.payload)
+        message.ack()
+    assert rest == [1, 3, 5]
+    consumer.close()
+    publisher.close()

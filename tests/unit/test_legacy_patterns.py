@@ -492,3 +492,12 @@ def test_consumer_set_of_consumers_with_on_decode_error_attribute(conn) -> None:
     assert errors == ["DecodeError"]
     assert received == [{"ok": True}]
     cset.close()
+
+
+def test_discard_all_with_a_filter_keeps_the_order_of_the_rest(conn) -> None:
+    publisher = Publisher(conn, exchange="e")
+    consumer = Consumer(conn, queue="q", exchange="e")
+    for i in range(6):
+        publisher.send(i)
+    assert consumer.discard_all(filterfunc=lambda m: m.payload % 2 == 0) == 3
+    assert [m.payload for m in consumer.iterqueue(limit=10)] == [1, 3, 5]
