@@ -75,6 +75,11 @@ class Consumer:
             queue = "feed"
             exchange = "feed"
             routing_key = "importer"
+
+    .. versionchanged:: 0.11
+       The consumer tag (:attr:`consumer_tag`) ends in a short random part
+       after carrot's ``module.ClassN``, so tags stay unique across processes
+       and forks.
     """
 
     #: The queue to consume from.
@@ -899,7 +904,8 @@ class ConsumerSet:
            Every consumer is registered without waiting for the broker's
            answer (carrot 0.10 waited for the last one), so no message is
            dispatched before the caller starts draining events; an error
-           (such as a missing queue) surfaces at the next drain.
+           (such as a missing queue) surfaces at the next drain. A set with
+           no consumers does nothing (carrot 0.10 raised ``IndexError``).
         """
         # nowait for every one (carrot waited for the broker's answer to the
         # last): py-amqp would run the callbacks for messages already waiting

@@ -501,3 +501,18 @@ def test_discard_all_with_a_filter_keeps_the_order_of_the_rest(conn) -> None:
         publisher.send(i)
     assert consumer.discard_all(filterfunc=lambda m: m.payload % 2 == 0) == 3
     assert [m.payload for m in consumer.iterqueue(limit=10)] == [1, 3, 5]
+
+
+def test_consumer_tag_keeps_carrots_prefix(conn) -> None:
+    first, second = TaskConsumer(conn), TaskConsumer(conn)
+    prefix = f"{__name__}.TaskConsumer"
+    assert first.consumer_tag.startswith(prefix)
+    assert second.consumer_tag.startswith(prefix)
+    assert first.consumer_tag != second.consumer_tag
+
+
+def test_empty_consumer_set_consume_does_nothing(conn) -> None:
+    cset = ConsumerSet(conn)
+    cset.consume()
+    assert cset.backend.consumers == {}
+    cset.close()
