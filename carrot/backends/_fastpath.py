@@ -25,9 +25,13 @@ hot paths:
   method.
 * **ack** (:meth:`FastChannel.basic_ack`): consecutive acks are combined
   into one ``basic.ack(multiple=True)``; see :class:`AckTracker` for the
-  rule. Pending acks are written before any other frame on the connection,
-  before the client waits on the socket, once everything read so far has
-  been handled, and when :data:`ACK_FLUSH_AT` of them are pending.
+  rule. Only acks made while deliveries are being dispatched (inside
+  ``drain_events``, i.e. from a consumer callback) are held back; they are
+  written before any other frame on the connection, before the client waits
+  on the socket, once everything read so far has been handled, and when
+  :data:`ACK_FLUSH_AT` of them are pending. An ack made anywhere else (after
+  ``fetch()``, from application code between two waits) is written at once,
+  so an idle application never sits on an unsent ack.
 
 Anything unexpected (a channel in confirm mode, a non-bytes body, a
 connection another library built) takes py-amqp's own code path.
@@ -446,6 +450,8 @@ class FastConnection(amqp.Connection):
         self.write_lock = threading.Lock()
         self._ack_channels: list[FastChannel] = []
         self._acks_pending = 0
+        # How deep we are in drain_events (callbacks may wait again inside).
+        self._dispatching = 0
         self._since_check = 0
         self._poller: Any = None
         self._rbuf = bytearray(READ_SIZE)
@@ -513,7 +519,8 @@ class FastConnection(amqp.Connection):
         if channel not in self._ack_channels:
             self._ack_channels.append(channel)
         self._acks_pending += 1
-        if self._acks_pending >= ACK_FLUSH_AT:
+        if self._acks_pending >= ACK_FLUSH_AT or not self._dispatching:
+            # Outside a dispatch nothing would flush it soon: write it now.
             self.flush_acks()
 
     def flush_acks(self) -> None:
@@ -589,8 +596,12 @@ class FastConnection(amqp.Connection):
         """
         # Hot path: runs once per delivered message.
         next_frame = self._next_frame
-        while not next_frame(timeout):
-            pass
+        self._dispatching += 1
+        try:
+            while not next_frame(timeout):
+                pass
+        finally:
+            self._dispatching -= 1
         if self._acks_pending and self._rend - self._rstart < 8:
             # Everything read has been handled: send the acks it produced.
             self.flush_acks()

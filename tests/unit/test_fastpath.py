@@ -595,30 +595,56 @@ def test_channel_acks_are_written_before_other_frames_and_combined():
 def test_pending_acks_go_out_before_a_reject():
     conn, transport = make_connection()
     channel = open_channel(conn)
-    got = collect_deliveries(conn, channel, "c")
+    written_before_reject = []
+
+    def callback(message):
+        tag = message.delivery_tag
+        if tag == 1:
+            channel.basic_ack(1)
+            written_before_reject.append(list(transport.written))
+        elif tag == 3:
+            channel.basic_reject(3, requeue=True)
+
+    channel.callbacks["c"] = callback
     transport.sock.feed(
         b"".join(deliver_bytes(131072, 1, "c", t, amqp.Message(b"m")) for t in (1, 2, 3))
     )
     drain_all(conn)
-    channel.basic_ack(1)
-    assert transport.written == []
-    channel.basic_reject(3, requeue=True)
+    # The ack made in the callback was held back, then went out before the reject.
+    assert written_before_reject == [[]]
     assert transport.take() == ack_frames(1, [], 1) + amqp_bytes(
         131072, (1, 1, spec.Basic.Reject, dumps("Lb", (3, True)), None)
     )
-    assert len(got) == 3
+
+
+def test_ack_outside_a_dispatch_is_written_at_once():
+    conn, transport = make_connection()
+    channel = open_channel(conn)
+    got = collect_deliveries(conn, channel, "c")
+    transport.sock.feed(deliver_bytes(131072, 1, "c", 1, amqp.Message(b"m")))
+    drain_all(conn)
+    assert len(got) == 1
+    # As after fetch(): the application acks between two waits, then may idle.
+    channel.basic_ack(1)
+    assert transport.take() == ack_frames(1, [], 1)
 
 
 def test_pending_acks_flushed_before_waiting_on_the_socket():
     conn, transport = make_connection()
     channel = open_channel(conn)
-    collect_deliveries(conn, channel, "c")
+    seen_pending = []
+
+    def callback(message):
+        channel.basic_ack(message.delivery_tag)
+        seen_pending.append(conn._acks_pending)
+        with pytest.raises(socket.timeout):
+            conn.drain_events(timeout=0)  # a wait inside the callback
+        seen_pending.append(conn._acks_pending)
+
+    channel.callbacks["c"] = callback
     transport.sock.feed(deliver_bytes(131072, 1, "c", 1, amqp.Message(b"m")))
     drain_all(conn)
-    channel.basic_ack(1)
-    assert transport.written == []
-    with pytest.raises(socket.timeout):
-        conn.drain_events(timeout=0)
+    assert seen_pending == [1, 0]
     assert transport.take() == ack_frames(1, [], 1)
 
 
@@ -627,8 +653,11 @@ def test_acks_flush_at_threshold():
     channel = open_channel(conn)
     for tag in range(1, _fastpath.ACK_FLUSH_AT + 1):
         channel.acks.delivered(tag)
-    for tag in range(1, _fastpath.ACK_FLUSH_AT + 1):
+    conn._dispatching = 1  # as inside a consumer callback: acks are held back
+    for tag in range(1, _fastpath.ACK_FLUSH_AT):
         channel.basic_ack(tag)
+    assert transport.written == []
+    channel.basic_ack(_fastpath.ACK_FLUSH_AT)
     assert transport.take() == ack_frames(1, [], _fastpath.ACK_FLUSH_AT)
 
 
