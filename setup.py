@@ -18,6 +18,8 @@ EXTRAS = {
     "stomp": ["stomp.py>=8.1"],
     "redis": ["redis>=4.5"],
     "docs": ["sphinx>=7"],
+    # benchmarks/: the clients compared and the chart
+    "bench": ["pika>=1.3,<2", "matplotlib>=3.5"],
 }
 EXTRAS["test"] = sorted(
     {

@@ -7,7 +7,7 @@ Commands::
     carrot publish URL [BODY] [--exchange X] [--routing-key K] [--serializer S]
                    [--content-type T] [--content-encoding E] [--declare-queue Q]
     carrot consume URL --queue Q [--count N] [--timeout S] [--no-ack]
-    carrot bench   [--broker URL] [--count N] [--size B]
+    carrot bench   [--broker URL] [--count N] [--size B] [--compare [--rounds R]]
 
 ``carrot COMMAND --help`` describes each. ``--debug`` (before or after the
 command) shows the traceback of a failure; without it a failure is one line
@@ -40,11 +40,13 @@ import io
 import json
 import os
 import socket
+import subprocess
 import sys
 import time
 import traceback
 import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
@@ -655,8 +657,32 @@ def run_bench(
     }
 
 
+def benchmarks_script() -> Path:
+    """Where the full comparison (``benchmarks/run.py``) lives in a source checkout."""
+    return Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+
+
+def _bench_compare(args: argparse.Namespace) -> int:
+    """Run ``benchmarks/run.py`` against the broker of ``--broker``."""
+    script = benchmarks_script()
+    if not script.is_file():
+        raise CommandError(f"bench --compare needs a source checkout of carrot: {script} not found")
+    params = parse_url(args.broker)
+    if params.get("backend_cls") == "memory":
+        raise CommandError(
+            "bench --compare measures AMQP clients against RabbitMQ: "
+            "give --broker amqp://host:port//",
+            exit_code=2,
+        )
+    argv = ["-n", str(args.count), "--rounds", str(args.rounds)]
+    argv += ["--host", str(params["hostname"]), "--port", str(params.get("port") or 5672)]
+    return subprocess.call([sys.executable, str(script), *argv])
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Measure publish and consume throughput on one broker."""
+    """Measure publish and consume throughput on one broker (or compare clients)."""
+    if args.compare:
+        return _bench_compare(args)
     conn, _, shown = _connect(args.broker)
     with conn:
         _out(f"bench: {args.count} messages of {args.size} bytes through {shown}")
@@ -849,6 +875,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--size", type=_non_negative_int, default=100, metavar="B", help="body size in bytes"
+    )
+    bench.add_argument(
+        "--compare",
+        action="store_true",
+        help=(
+            "run the full comparison (benchmarks/run.py, source checkout only): carrot "
+            "against py-amqp, kombu and pika on the --broker RabbitMQ"
+        ),
+    )
+    bench.add_argument(
+        "--rounds", type=_positive_int, default=3, metavar="R", help="with --compare: rounds"
     )
     bench.set_defaults(func=cmd_bench)
     return parser

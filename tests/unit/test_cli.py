@@ -554,3 +554,31 @@ def test_python_m_carrot_publish_stdin_on_memory():
     result = run_carrot("publish", "memory://", stdin=b"piped body")
     assert result.returncode == 0, result.stderr
     assert b"published 10 bytes (text/plain, utf-8)" in result.stdout
+
+
+def test_bench_compare_finds_the_benchmarks_script():
+    assert (
+        cli.benchmarks_script() == Path(cli.__file__).resolve().parents[1] / "benchmarks" / "run.py"
+    )
+    assert cli.benchmarks_script().is_file()
+
+
+def test_bench_compare_refuses_the_memory_backend(capsys):
+    assert cli.main(["bench", "--compare"]) == 2
+    assert "give --broker amqp://" in capsys.readouterr().err
+
+
+def test_bench_compare_needs_a_source_checkout(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(cli, "benchmarks_script", lambda: tmp_path / "run.py")
+    assert cli.main(["bench", "--compare", "--broker", "amqp://127.0.0.1:1//"]) == 1
+    assert "needs a source checkout" in capsys.readouterr().err
+
+
+def test_bench_compare_passes_the_broker_and_counts(monkeypatch):
+    calls = []
+    monkeypatch.setattr(cli.subprocess, "call", lambda argv: calls.append(argv) or 0)
+    argv = ["bench", "--compare", "--broker", "amqp://u:p@rabbit:5673//", "--count", "500"]
+    assert cli.main([*argv, "--rounds", "2"]) == 0
+    [call] = calls
+    assert call[1] == str(cli.benchmarks_script())
+    assert call[2:] == ["-n", "500", "--rounds", "2", "--host", "rabbit", "--port", "5673"]
