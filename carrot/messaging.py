@@ -834,10 +834,17 @@ class ConsumerSet:
         # Hot path: runs once per delivered message. An override point too:
         # real code replaced it to see the raw message first.
         message = self.backend.message_to_python(raw_message)
-        if self.auto_ack and not message.acknowledged:
-            # Not a delivery made with no_ack: the broker knows no such tag.
+        if not message.acknowledged:
             child = self._open_consumers.get(message.delivery_info.get("consumer_tag"))
-            if child is None or not child.no_ack:
+            if child is None:
+                auto_ack = self.auto_ack
+            elif child.no_ack:
+                auto_ack = False  # the broker knows no such delivery tag
+            elif child.callbacks:
+                auto_ack = child.auto_ack  # compat: as if it consumed alone
+            else:
+                auto_ack = self.auto_ack
+            if auto_ack:
                 message.ack()
         try:
             decoded = message.payload
@@ -852,28 +859,25 @@ class ConsumerSet:
             self.receive(decoded, message)
 
     def receive(self, message_data: Any, message: Any) -> None:
-        """Pass a received message to the set's callbacks, then to its consumer's.
+        """Pass a received message to the set's callbacks, or to its consumer's.
 
-        The consumer is found by the delivery's consumer tag; one that has
-        callbacks of its own keeps them.
+        The consumer is found by the delivery's consumer tag. One that has
+        callbacks of its own keeps them: its messages go to its callbacks
+        only (and its :attr:`~Consumer.auto_ack` applies), as in carrot 0.10.
 
-        :raises NotImplementedError: neither the set nor the consumer has a
-            callback.
+        :raises NotImplementedError: no callback is registered for the message.
 
         .. versionchanged:: 0.11
            A consumer with callbacks of its own gets its messages through the
-           set (auto_ack and ``on_decode_error`` apply), and the set's
-           callbacks run too, before the consumer's; carrot 0.10 handed
-           such a consumer's messages to its callbacks only.
+           set's :meth:`_receive_callback`, so :attr:`on_decode_error`
+           applies to them too (carrot 0.10 used the consumer's own, where a
+           decode error propagated).
         """
-        callbacks = self.callbacks
         child = self._open_consumers.get(message.delivery_info.get("consumer_tag"))
-        child_callbacks = child.callbacks if child is not None else ()
-        if not callbacks and not child_callbacks:
+        callbacks = child.callbacks if child is not None and child.callbacks else self.callbacks
+        if not callbacks:
             raise NotImplementedError("No consumer callbacks registered")
         for callback in callbacks:
-            callback(message_data, message)
-        for callback in child_callbacks:
             callback(message_data, message)
 
     def _declare_consumer(self, consumer: Consumer, nowait: bool) -> None:

@@ -157,8 +157,9 @@ def test_child_consumer_keeps_its_callbacks(broker):
     publisher.send("a", routing_key=names[0])
     broker.drain_until(lambda: calls == [("set", "a")])
     publisher.send("b", routing_key=names[1])
-    broker.drain_until(lambda: len(calls) == 3)
-    assert calls == [("set", "a"), ("set", "b"), ("child", "b")]
+    broker.drain_until(lambda: len(calls) == 2)
+    # compat: the child's messages go to its callbacks only, as in carrot.
+    assert calls == [("set", "a"), ("child", "b")]
 
 
 def test_cancel_by_queue(broker):

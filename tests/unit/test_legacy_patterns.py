@@ -516,3 +516,49 @@ def test_empty_consumer_set_consume_does_nothing(conn) -> None:
     cset.consume()
     assert cset.backend.consumers == {}
     cset.close()
+
+
+def test_a_child_with_callbacks_of_its_own_gets_its_messages_alone(conn, monkeypatch) -> None:
+    # carrot 0.10 handed such a child's messages to the child only, as if it
+    # consumed alone (its callbacks, its auto_ack): a task handler on the set
+    # never saw the control messages of a broadcast consumer added to it.
+    acked = []
+    monkeypatch.setattr(memory.Backend, "ack", lambda self, tag: acked.append(tag))
+    tasks, control = [], []
+
+    def handle(message_data, message):
+        control.append(message_data)
+        message.ack()
+
+    broadcast = Consumer(conn, queue="control", exchange="control", exchange_type="fanout")
+    broadcast.register_callback(handle)
+    cset = ConsumerSet(conn, consumers=[broadcast], auto_ack=True)
+    cset.register_callback(lambda data, message: tasks.append(data))
+    cset.add_consumer_from_dict("celery", exchange="celery", binding_key="celery")
+    Publisher(conn, exchange="control", exchange_type="fanout").send("shutdown")
+    assert list(cset.iterconsume(limit=1)) == [True]
+    assert (tasks, control) == ([], ["shutdown"])
+    assert len(acked) == 1  # by the child's callback; the set's auto_ack left it alone
+    cset.cancel_by_queue("control")
+    Publisher(conn, exchange="celery").send("task")
+    assert list(cset.iterconsume(limit=1)) == [True]
+    assert (tasks, control) == (["task"], ["shutdown"])
+    assert len(acked) == 2  # the set's auto_ack
+    cset.close()
+
+
+def test_a_callback_on_both_the_set_and_its_consumer_runs_once(conn) -> None:
+    handled = []
+
+    def handle(message_data, message):
+        handled.append(message_data)
+        message.ack()
+
+    consumer = TaskConsumer(conn)
+    consumer.register_callback(handle)
+    cset = ConsumerSet(conn, consumers=[consumer])
+    cset.register_callback(handle)
+    TaskPublisher(conn).send("once")
+    assert list(cset.iterconsume(limit=1)) == [True]
+    assert handled == ["once"]
+    cset.close()

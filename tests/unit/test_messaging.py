@@ -546,7 +546,8 @@ def test_consumer_set_receive_order_and_child_callbacks(conn):
     cset.consume()
     cset._receive_callback(raw(1, consumer_tag=cset.consumers[0].consumer_tag))
     cset._receive_callback(raw(2, consumer_tag=child.consumer_tag))
-    assert seen == [("set", 1), ("set", 2), ("child", 2)]
+    # compat: a child with callbacks of its own gets its messages alone, as in carrot.
+    assert seen == [("set", 1), ("child", 2)]
 
 
 def test_consumer_set_child_callbacks_alone_and_none(conn):
