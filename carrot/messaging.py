@@ -41,6 +41,13 @@ Callback = Callable[[Any, Any], Any]
 _consumer_counter = count(1)
 
 
+def _check_priority(priority: Any) -> None:
+    """Refuse a message priority that is not an AMQP octet (an int from 0 to 255)."""
+    if isinstance(priority, int) and 0 <= priority <= 255:
+        return  # an int subclass (bool): packed as its value
+    raise EncodeError(f"priority must be an integer from 0 to 255, not {priority!r}")
+
+
 def _generate_consumer_tag(cls: type) -> str:
     # module.Class, a counter for the process and a short random part, so two
     # processes (or forks) never hand the broker the same tag.
@@ -552,14 +559,18 @@ class Publisher:
         :keyword content_encoding: the body's charset, or ``"binary"``.
         :keyword serializer: overrides :attr:`serializer`.
         :raises carrot.exceptions.EncodeError: the data can't be serialized or
-            encoded.
+            encoded, or ``priority`` is not an integer from 0 to 255.
 
         .. versionchanged:: 0.11
            With ``content_type`` given, a body that is not ``str`` or
            ``bytes`` (or a ``str`` the charset can't encode) raises
-           :exc:`~carrot.exceptions.EncodeError` here, before sending.
+           :exc:`~carrot.exceptions.EncodeError` here, before sending. So
+           does a ``priority`` that is not an integer from 0 to 255 (an AMQP
+           octet; the transport failed on it with ``struct.error``).
         """
         # Hot path: runs once per published message.
+        if priority is not None and (priority.__class__ is not int or not 0 <= priority <= 255):
+            _check_priority(priority)
         if not content_type:
             content_type, content_encoding, message_data = _encode(
                 message_data, serializer=serializer or self.serializer

@@ -347,3 +347,18 @@ def test_discard_all_with_a_filter_keeps_the_order_on_rabbitmq(
     assert rest == [1, 3, 5]
     consumer.close()
     publisher.close()
+
+
+def test_bad_priority_is_refused_before_sending(amqp_connection, celery_names, raw_channel):
+    consumer = Consumer(amqp_connection, queue=celery_names, exchange=celery_names)
+    publisher = Publisher(amqp_connection, exchange=celery_names)
+    for priority in (300, "high"):
+        with pytest.raises(EncodeError, match="priority"):
+            publisher.send("x", priority=priority)
+    publisher.send("after", priority=5)
+    wait_for_depth(raw_channel, celery_names, 1)
+    message = consumer.fetch()
+    assert message.payload == "after"
+    message.ack()
+    consumer.close()
+    publisher.close()

@@ -562,3 +562,19 @@ def test_a_callback_on_both_the_set_and_its_consumer_runs_once(conn) -> None:
     assert list(cset.iterconsume(limit=1)) == [True]
     assert handled == ["once"]
     cset.close()
+
+
+@pytest.mark.parametrize("priority", [300, -1, "high", 2.5, [1]])
+def test_bad_priority_names_it_and_sends_nothing(conn, priority) -> None:
+    publisher = Publisher(conn, exchange="e")
+    with pytest.raises(EncodeError, match="priority") as excinfo:
+        publisher.send("x", priority=priority)
+    assert repr(priority) in str(excinfo.value)
+    assert memory.mqueue.qsize() == 0
+
+
+@pytest.mark.parametrize("priority", [None, 0, 9, 255, True])
+def test_good_priorities_are_sent(conn, priority) -> None:
+    Publisher(conn, exchange="e").send("x", priority=priority)
+    message = Consumer(conn, queue="q", exchange="e").fetch()
+    assert message.properties["priority"] == priority
