@@ -71,8 +71,10 @@ def built_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_docs_build_with_warnings_as_errors(built_html: Path) -> None:
-    for page in ("index", "migration", "backends", "cli", "changelog", "reference/index"):
+    index = (built_html / "index.html").read_text(encoding="utf-8")
+    for page in ("migration", "backends", "cli", "performance", "changelog", "reference/index"):
         assert (built_html / f"{page}.html").is_file(), page
+        assert f'href="{page}.html"' in index, f"{page} is not in the index toctree"
 
 
 @pytest.mark.parametrize("module", REFERENCE_MODULES)
