@@ -136,3 +136,38 @@ def test_migration_memory_example_runs() -> None:
         assert namespace["consumer"].fetch() is None
     finally:
         queue.reset()
+
+
+def _documented_options() -> dict[str, set[str]]:
+    """``.. program::`` name -> the long options documented under it in cli.rst."""
+    documented: dict[str, set[str]] = {}
+    program = None
+    for line in (DOCS / "cli.rst").read_text(encoding="utf-8").splitlines():
+        if line.startswith(".. program:: "):
+            program = line.removeprefix(".. program:: ").strip()
+            documented.setdefault(program, set())
+        elif line.startswith(".. option:: ") and program is not None:
+            spec = line.removeprefix(".. option:: ")
+            documented[program].update(
+                word.split()[0] for word in spec.split(", ") if word.startswith("--")
+            )
+    return documented
+
+
+def test_cli_page_documents_every_option() -> None:
+    import argparse
+
+    from carrot import cli
+
+    parser = cli.build_parser()
+    (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    documented = _documented_options()
+    assert set(subparsers.choices) == {p.split()[1] for p in documented if " " in p}
+    for name, subparser in subparsers.choices.items():
+        options = {
+            option
+            for action in subparser._actions
+            for option in action.option_strings
+            if option.startswith("--") and option not in ("--help", "--debug")
+        }
+        assert options == documented[f"carrot {name}"], name
