@@ -246,8 +246,9 @@ class Connection:
 
     def _take(self, channel: Any, consumer_tag: str | None = None) -> list[RawMessage]:
         """Remove and return the queued deliveries of ``channel`` (and ``consumer_tag``)."""
-        taken, kept = [], collections.deque()
-        for entry in self._ready:
+        ready = self._ready  # mutated in place: the pika callbacks hold it
+        taken, kept = [], []
+        for entry in ready:
             raw = entry[1]
             if raw.channel is channel and (
                 consumer_tag is None or raw.method.consumer_tag == consumer_tag
@@ -255,7 +256,8 @@ class Connection:
                 taken.append(raw)
             else:
                 kept.append(entry)
-        self._ready = kept
+        ready.clear()
+        ready.extend(kept)
         return taken
 
     def _check_channels(self) -> None:

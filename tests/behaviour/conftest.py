@@ -41,6 +41,7 @@ BACKENDS: list[Any] = [
     pytest.param("memory", id="memory"),
     pytest.param("kombu", id="kombu"),
     pytest.param("redis", marks=pytest.mark.redis, id="redis"),
+    pytest.param("pika", marks=pytest.mark.rabbitmq, id="pika"),
 ]
 
 #: backend name -> keyword arguments for its BrokerConnection.
@@ -49,6 +50,7 @@ CONNECTION_ARGS: dict[str, dict[str, Any]] = {
     "memory": {"backend_cls": "memory"},
     "kombu": {"backend_cls": "kombu"},
     "redis": {"hostname": "127.0.0.1", "port": 6379, "virtual_host": "/", "backend_cls": "redis"},
+    "pika": {**_AMQP_ARGS, "backend_cls": "pika"},
 }
 
 #: backend name -> what it supports beyond publish/get/consume/ack:
@@ -85,6 +87,16 @@ FEATURES: dict[str, set[str]] = {
     },
     # Redis fanout is PUB/SUB: only running consumers get it, never get() (carrot.backends.kombu).
     "redis": {"routing", "redelivery", "reject", "requeue", "prefetch", "properties", "channel_id"},
+    # pika's channels are numbered by ``channel_number``, not ``channel_id``.
+    "pika": {
+        "routing",
+        "exchange_types",
+        "redelivery",
+        "reject",
+        "requeue",
+        "prefetch",
+        "properties",
+    },
 }
 
 
@@ -108,6 +120,14 @@ def _amqp_ready_count(broker: Broker, queue: str) -> int:
         channel.close()
 
 
+def _pika_ready_count(broker: Broker, queue: str) -> int:
+    channel = broker.connection.connection.channel()
+    try:
+        return channel.queue_declare(queue=queue, passive=True).method.message_count
+    finally:
+        channel.close()
+
+
 def _kombu_ready_count(broker: Broker, queue: str) -> int:
     backend = broker.connection.create_backend()
     try:
@@ -125,11 +145,12 @@ READY_COUNT: dict[str, Callable[[Broker, str], int]] = {
     "memory": _memory_ready_count,
     "kombu": _kombu_ready_count,
     "redis": _kombu_ready_count,
+    "pika": _pika_ready_count,
 }
 
 #: Backends whose queues and exchanges live on the local RabbitMQ and are
 #: deleted after each test (fixture ``amqp_cleanup``).
-ON_RABBITMQ: set[str] = {"amqp"}
+ON_RABBITMQ: set[str] = {"amqp", "pika"}
 
 
 class _KombuCleanup:
