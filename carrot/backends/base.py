@@ -7,6 +7,8 @@ method has a harmless default so a backend implements only what it supports.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from carrot.exceptions import MessageStateError
@@ -37,7 +39,13 @@ class BaseMessage:
     MessageStateError = MessageStateError
 
     # compat: class-level defaults, so a subclass whose __init__ sets the
-    # attributes itself (without calling ours) still decodes and acks.
+    # attributes itself (without calling ours) still decodes, acks and goes
+    # through a ConsumerSet. The delivery_info default is read-only, shared.
+    body: Any = None
+    delivery_tag: Any = None
+    content_type: str | None = None
+    content_encoding: str | None = None
+    delivery_info: Mapping[str, Any] = MappingProxyType({})
     _state: str | None = "RECEIVED"
     _decoded_cache: Any = _NOT_DECODED
 

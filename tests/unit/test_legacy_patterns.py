@@ -578,3 +578,26 @@ def test_good_priorities_are_sent(conn, priority) -> None:
     Publisher(conn, exchange="e").send("x", priority=priority)
     message = Consumer(conn, queue="q", exchange="e").fetch()
     assert message.properties["priority"] == priority
+
+
+def test_consumer_set_on_a_backend_whose_messages_skip_base_init(ghetto_conn) -> None:
+    class BareMessage(BaseMessage):
+        def __init__(self, backend, payload):
+            self.backend = backend
+            self.body = payload["body"]
+            self.content_type = payload["content-type"]
+            self.content_encoding = payload["content-encoding"]
+            self.delivery_tag = payload["delivery_tag"]
+
+    class BareBackend(GhettoBackend):
+        Message = BareMessage
+
+    received = []
+    cset = ConsumerSet(ghetto_conn, auto_ack=True)
+    cset.backend = BareBackend(ghetto_conn)
+    cset.add_consumer_from_dict("tasks", exchange="tasks")
+    cset.register_callback(lambda data, message: received.append(data))
+    Publisher(ghetto_conn, exchange="tasks").send({"n": 1})
+    assert list(cset.iterconsume(limit=1)) == [True]
+    assert received == [{"n": 1}]
+    assert len(cset.backend.acked) == 1
