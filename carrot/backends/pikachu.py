@@ -304,6 +304,30 @@ class Connection:
         callback, raw = self._ready.popleft()
         return callback(raw)
 
+    def wait_multi(
+        self, channels: Any, allowed_methods: Any = None, timeout: float | None = None
+    ) -> Any:
+        """Wait until a delivery for one of ``channels`` is dispatched.
+
+        Deliveries for other channels that come first are dispatched too.
+
+        :keyword allowed_methods: accepted for compatibility and ignored.
+        :keyword timeout: seconds to wait; :exc:`socket.timeout` when it passes.
+        """
+        wanted = {id(channel) for channel in channels}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for _ in count():
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self._ready:
+                self._wait(remaining)
+            callback, raw = self._ready.popleft()
+            result = callback(raw)
+            if id(raw.channel) in wanted:
+                return result
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError("timed out")  # socket.timeout is TimeoutError
+        return None  # pragma: no cover -- count() never ends
+
     def _dispatch_one(self, channel: Any) -> bool:
         """Dispatch one delivery (waiting for it); False once ``channel`` is closed."""
         if not self._ready and not self._wait(None, channel):
@@ -373,7 +397,10 @@ class Backend(BaseBackend):
         """The :class:`pika.ConnectionParameters` for :attr:`connection`'s settings.
 
         ``connect_timeout`` bounds both the TCP connect (``socket_timeout``)
-        and the whole AMQP handshake (``stack_timeout``).
+        and the whole AMQP handshake (``stack_timeout``). Heartbeats are off,
+        as with the py-amqp backend: pika's blocking connection answers them
+        only while it does I/O, so a long callback would get the connection
+        closed by the broker.
 
         :raises carrot.exceptions.MissingConnectionSetting: (a ``KeyError``)
             naming the missing hostname, userid or password.
@@ -385,7 +412,7 @@ class Backend(BaseBackend):
             raise MissingConnectionSetting("userid")
         if conninfo.password is None:
             raise MissingConnectionSetting("password")
-        timeout = conninfo.connect_timeout
+        timeout = conninfo.connect_timeout or None  # pika: None means no limit
         return pika.ConnectionParameters(
             host=conninfo.hostname,
             port=int(conninfo.port or self.default_port),
@@ -395,6 +422,7 @@ class Backend(BaseBackend):
             socket_timeout=timeout,
             stack_timeout=timeout,
             connection_attempts=1,
+            heartbeat=0,
         )
 
     def establish_connection(self) -> Connection:
