@@ -13,17 +13,17 @@ creating a :class:`Backend` without it raises
 
 How carrot's names become STOMP destinations (RabbitMQ's STOMP plugin):
 
-================================  ==========================================
-carrot                            destination
-================================  ==========================================
-publish, exchange ``E``, key K    ``/exchange/E/K`` (routed as AMQP would)
-publish, no exchange, key ``K``   ``/queue/K`` (the default exchange)
-consume/get a queue ``Q`` that    ``/amq/queue/Q`` (must exist: it does)
-this backend declared or bound
-consume/get any other queue       ``/queue/Q`` (created on demand, durable)
-a name starting with ``/``        used as it is (carrot 0.10 on stompy took
-                                  STOMP destinations for names)
-================================  ==========================================
+* publish to exchange ``E`` with routing key ``K``: ``/exchange/E/K``,
+  routed by the exchange as AMQP would;
+* publish with no exchange, routing key ``K``: ``/amq/queue/K``, the default
+  exchange as AMQP has it (no queue is declared; if there is no ``K`` the
+  message is dropped);
+* consume or ``get`` a queue ``Q`` this backend declared or bound:
+  ``/amq/queue/Q`` (it exists, so nothing is declared);
+* consume or ``get`` any other queue: ``/queue/Q``, which RabbitMQ declares
+  on demand (durable, unless :meth:`Backend.queue_declare` said otherwise);
+* a queue, exchange or routing key starting with ``/`` is a destination
+  already and is used as it is (carrot 0.10 on stompy took names so).
 
 A ``/`` inside an exchange, queue or routing key is sent as ``%2F``.
 
@@ -210,7 +210,7 @@ def publish_destination(exchange: str | None, routing_key: Any) -> str:
     >>> publish_destination("tasks", "task.add")
     '/exchange/tasks/task.add'
     >>> publish_destination("", "celery")
-    '/queue/celery'
+    '/amq/queue/celery'
     >>> publish_destination("/topic/news", "ignored")
     '/topic/news'
     """
@@ -226,7 +226,10 @@ def publish_destination(exchange: str | None, routing_key: Any) -> str:
         )
     if key.startswith("/"):
         return key
-    return f"/queue/{_quote(key)}"
+    # /amq/queue/ is the default exchange as AMQP has it: it declares
+    # nothing (/queue/ would declare a durable queue, and the broker refuses
+    # that for a queue declared otherwise), and a missing queue drops it.
+    return f"/amq/queue/{_quote(key)}"
 
 
 def consume_destination(queue: str, exists: bool = False) -> str:
@@ -275,12 +278,13 @@ def _bool_header(value: bool) -> str:
 
 def _queue_headers(props: dict[str, Any]) -> dict[str, str]:
     """SUBSCRIBE headers that declare a queue with carrot's properties."""
+    exclusive = bool(props.get("exclusive"))
     headers = {
         "durable": _bool_header(props.get("durable", True)),
-        "auto-delete": _bool_header(props.get("auto_delete", False) or props.get("exclusive")),
+        "auto-delete": _bool_header(props.get("auto_delete", False) or exclusive),
+        # Always sent: RabbitMQ makes a non-durable queue exclusive unless told not to.
+        "exclusive": _bool_header(exclusive),
     }
-    if props.get("exclusive"):
-        headers["exclusive"] = "true"
     for key, value in (props.get("arguments") or {}).items():
         if key.startswith("x-"):  # RabbitMQ takes only x- arguments as headers
             headers[key] = str(value)

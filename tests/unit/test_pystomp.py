@@ -159,8 +159,8 @@ def _sub_id(broker: FakeBroker, destination: str) -> tuple[FakeStompConnection, 
     [
         ("tasks", "task.add", "/exchange/tasks/task.add"),
         ("amq.fanout", "", "/exchange/amq.fanout"),
-        ("", "celery", "/queue/celery"),
-        (None, "celery", "/queue/celery"),
+        ("", "celery", "/amq/queue/celery"),
+        (None, "celery", "/amq/queue/celery"),
         ("a/b", "x/y", "/exchange/a%2Fb/x%2Fy"),
         ("/topic/news", "ignored", "/topic/news"),  # compat: carrot 0.10 sent to the exchange
         ("", "/queue/direct", "/queue/direct"),
@@ -327,7 +327,7 @@ def test_publish_sends_to_the_mapped_destination(
         "content-encoding": "utf-8",
         "x-id": "7",
     }
-    assert sent[1]["destination"] == "/queue/celery"
+    assert sent[1]["destination"] == "/amq/queue/celery"
     assert sent[2]["destination"] == "/exchange/amq.headers"
     assert sent[2]["format"] == "pdf"
 
