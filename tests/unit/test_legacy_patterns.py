@@ -601,3 +601,43 @@ def test_consumer_set_on_a_backend_whose_messages_skip_base_init(ghetto_conn) ->
     assert list(cset.iterconsume(limit=1)) == [True]
     assert received == [{"n": 1}]
     assert len(cset.backend.acked) == 1
+
+
+def test_wait_iterqueue_and_process_next(conn) -> None:
+    publisher = TaskPublisher(conn)
+    consumer = TaskConsumer(conn)
+    received = []
+    consumer.register_callback(lambda data, message: (received.append(data), message.ack()))
+    for i in range(5):
+        publisher.send(i)
+    assert consumer.wait(limit=2) == [True, True]
+    consumer.cancel()
+    with pytest.warns(DeprecationWarning, match="fetch"):
+        assert consumer.process_next().payload == 2
+    assert [m.payload for m in consumer.iterqueue(limit=1)] == [3]
+    message = next(iter(consumer))  # __iter__: iterqueue(infinite=True)
+    assert message.payload == 4
+    assert next(iter(consumer)) is None
+    assert received == [0, 1, 2]
+
+
+def test_message_to_python_override_point(conn) -> None:
+    # Real code wrapped the backend's messages in its own class.
+    class Tagged(memory.Message):
+        tagged = True
+
+    consumer = TaskConsumer(conn)
+    original = consumer.backend.message_to_python
+
+    def message_to_python(raw_message):
+        message = original(raw_message)
+        message.__class__ = Tagged
+        return message
+
+    consumer.backend.message_to_python = message_to_python
+    seen = []
+    consumer.register_callback(lambda data, message: seen.append(message.tagged))
+    TaskPublisher(conn).send("x")
+    assert consumer.wait(limit=1) == [True]
+    assert seen == [True]
+    consumer.close()
