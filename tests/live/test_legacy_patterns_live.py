@@ -349,3 +349,30 @@ def test_discard_all_with_a_filter_keeps_the_order_on_rabbitmq(
     assert rest == [1, 3, 5]
     consumer.close()
     publisher.close()
+
+
+def test_celery_1_0_mainloop_on_the_raw_connection(amqp_connection, celery_names, amqp_cleanup):
+    control_queue = amqp_cleanup.queue(f"{celery_names}.ctl")
+    control_exchange = amqp_cleanup.exchange(f"{celery_names}.ctlx")
+    task_publisher, _ = task_classes(celery_names)
+    tasks, control = [], []
+    cset = ConsumerSet(
+        amqp_connection,
+        from_dict={celery_names: {"exchange": celery_names, "binding_key": celery_names}},
+    )
+    cset.register_callback(lambda data, message: (tasks.append(data), message.ack()))
+    cset.qos(prefetch_count=4)
+    broadcast = Consumer(
+        amqp_connection, queue=control_queue, exchange=control_exchange, exchange_type="fanout"
+    )
+    broadcast.register_callback(lambda data, message: (control.append(data), message.ack()))
+    raw_connection = amqp_connection.connection
+    assert hasattr(raw_connection, "drain_events")
+    cset.iterconsume()  # Celery 1.0 dropped the iterator and drained the connection
+    broadcast.consume()
+    task_publisher(amqp_connection).send("task")
+    Publisher(amqp_connection, exchange=control_exchange, exchange_type="fanout").send("ping")
+    drain_until(raw_connection, lambda: tasks and control)
+    assert (tasks, control) == (["task"], ["ping"])
+    cset.close()
+    broadcast.close()

@@ -641,3 +641,28 @@ def test_message_to_python_override_point(conn) -> None:
     assert consumer.wait(limit=1) == [True]
     assert seen == [True]
     consumer.close()
+
+
+def test_celery_1_0_mainloop_on_the_raw_connection(conn) -> None:
+    # Celery 1.0's listener: if the backend's connection has drain_events,
+    # start consuming with iterconsume() (the iterator is dropped) and drain
+    # the raw connection; a broadcast consumer on its own channel too.
+    tasks, control = [], []
+    cset = ConsumerSet(conn, from_dict={"celery": {"exchange": "celery", "binding_key": "celery"}})
+    cset.register_callback(lambda data, message: (tasks.append(data), message.ack()))
+    cset.qos(prefetch_count=4)
+    broadcast = Consumer(conn, queue="celeryctl.host", exchange="celeryctl", exchange_type="fanout")
+    broadcast.register_callback(lambda data, message: (control.append(data), message.ack()))
+    assert hasattr(conn.connection, "drain_events")
+    cset.iterconsume()
+    broadcast.consume()
+    TaskPublisher(conn).send("task")
+    Publisher(conn, exchange="celeryctl", exchange_type="fanout").send("ping")
+    for _ in range(10):
+        if len(tasks) + len(control) == 2:
+            break
+        conn.connection.drain_events(timeout=1)
+    # No routing on the memory backend: each went to one of the two consumers.
+    assert sorted(tasks + control) == ["ping", "task"]
+    cset.close()
+    broadcast.close()
