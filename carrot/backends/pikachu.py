@@ -8,6 +8,9 @@ Features:
 * ``mandatory`` publishing; returned messages are logged and kept on
   :attr:`Backend.returned_messages`; ``immediate`` emulated as the py-amqp
   backend does (``mandatory`` plus a per-message TTL of 0);
+* a consumer the broker cancels (its queue deleted) makes the next
+  ``drain_events``/``consume`` raise :exc:`pika.exceptions.ConsumerCancelled`
+  (a channel error), as py-amqp does;
 * ``flow(False)``/``flow(True)`` emulated by cancelling and restarting the
   channel's consumers (RabbitMQ refuses ``channel.flow(False)``);
 * TLS through ``ssl=True``, a dict of options or an :class:`ssl.SSLContext`.
@@ -452,6 +455,7 @@ class Backend(BaseBackend):
                 self._forget_channel(channel)
             channel = self._channel = self._conn.channel()
             channel.add_on_return_callback(self._on_return)
+            channel.add_on_cancel_callback(self._on_cancel)
         return channel
 
     def _forget_channel(self, channel: Any) -> None:
@@ -480,6 +484,23 @@ class Backend(BaseBackend):
                 method.routing_key,
                 RawMessage(channel, method, properties, body),
             )
+        )
+
+    def _on_cancel(self, method_frame: Any) -> None:
+        # The broker cancelled a consumer (its queue was deleted, say). As
+        # with py-amqp, the next drain_events/consume raises ConsumerCancelled
+        # (after the deliveries that came before the cancel).
+        tag = method_frame.method.consumer_tag
+        logger.warning("consumer %r cancelled by the broker", tag)
+        self._consumers.pop(tag, None)
+        if self._paused is not None:
+            self._paused.pop(tag, None)
+
+        def raise_cancelled(raw_message: Any) -> None:
+            raise pika_exceptions.ConsumerCancelled(f"the broker cancelled consumer {tag!r}")
+
+        self._conn._ready.append(
+            (raise_cancelled, RawMessage(self._channel, method_frame.method, None, b""))
         )
 
     def close(self) -> None:
@@ -637,7 +658,9 @@ class Backend(BaseBackend):
             conn._ready.extend((callback, raw) for raw in pending)
         else:
             for raw in pending:
-                channel.basic_reject(raw.method.delivery_tag, requeue=True)
+                delivery_tag = getattr(raw.method, "delivery_tag", None)
+                if delivery_tag is not None:  # not the broker's Basic.Cancel
+                    channel.basic_reject(delivery_tag, requeue=True)
         left = channel.basic_cancel(consumer_tag)
         if no_ack and left:
             conn._ready.extend(

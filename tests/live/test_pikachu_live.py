@@ -340,6 +340,26 @@ def test_drain_events_raises_when_a_consuming_channel_is_closed(
     assert excinfo.value.reply_code == 406
 
 
+def test_deleted_queue_cancels_the_consumer(
+    conn: BrokerConnection, backend: pikachu.Backend, queue: str, unique: str
+) -> None:
+    got: list[Any] = []
+    tag = f"{unique}.tag"
+    backend.declare_consumer(queue, True, got.append, tag)
+    send(backend, queue, b"before")
+    drain_until(conn, lambda: got)
+    other = conn.create_backend()
+    other.queue_delete(queue)
+    other.close()
+    with pytest.raises(pika_exceptions.ConsumerCancelled, match=tag):
+        for _ in range(10):  # bounded: the notice comes within a wait or two
+            with contextlib.suppress(socket.timeout):
+                conn.drain_events(timeout=1)
+    assert tag not in backend._consumers
+    assert backend.queue_exists(queue) is False
+    assert backend.channel.is_open
+
+
 def test_wait_multi(conn: BrokerConnection, unique: str, amqp_cleanup) -> None:
     a, b = conn.create_backend(), conn.create_backend()
     queues = [amqp_cleanup.queue(f"{unique}.{n}") for n in "ab"]

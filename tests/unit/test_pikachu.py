@@ -31,6 +31,7 @@ class FakeChannel:
         self.calls: list[tuple[str, Any]] = []
         self.consumers: dict[str, Any] = {}
         self.return_callbacks: list[Any] = []
+        self.cancel_callbacks: list[Any] = []
         self.published: list[dict[str, Any]] = []
         self.get_queue: list[tuple[Any, Any, bytes]] = []
         self.no_ack_pending: list[tuple[Any, Any, bytes]] = []
@@ -50,6 +51,15 @@ class FakeChannel:
 
     def add_on_return_callback(self, callback: Any) -> None:
         self.return_callbacks.append(callback)
+
+    def add_on_cancel_callback(self, callback: Any) -> None:
+        self.cancel_callbacks.append(callback)
+
+    def cancel_by_broker(self, consumer_tag: str) -> None:
+        self.consumers.pop(consumer_tag, None)
+        method = spec.Basic.Cancel(consumer_tag=consumer_tag)
+        for callback in self.cancel_callbacks:
+            callback(SimpleNamespace(method=method))
 
     def queue_declare(self, queue: str, passive: bool = False, **kwargs: Any) -> Any:
         self.calls.append(("queue_declare", dict(queue=queue, passive=passive, **kwargs)))
@@ -707,3 +717,37 @@ def test_wait_multi_returns_for_a_wanted_channel(
     assert [r.body for r in got] == [b"a", b"b"]
     with pytest.raises(TimeoutError):
         conn.connection.wait_multi([a.channel], timeout=0.01)
+
+
+def test_consumer_cancelled_by_the_broker_raises_after_earlier_deliveries(
+    conn: BrokerConnection, fake: FakePikaConnection
+) -> None:
+    backend = conn.create_backend()
+    got: list[Any] = []
+    backend.declare_consumer("q", False, got.append, "ctag")
+    channel = backend.channel
+    fake.steps.append(lambda: (channel.deliver("ctag", 1, b"m"), channel.cancel_by_broker("ctag")))
+    conn.drain_events(timeout=1)
+    assert len(got) == 1
+    with pytest.raises(pika_exceptions.ConsumerCancelled, match="ctag"):
+        conn.drain_events(timeout=1)
+    assert backend._consumers == {}
+    backend.flow(False)
+    backend.flow(True)
+    assert channel.consumers == {}  # not restarted
+
+
+def test_cancel_after_a_broker_cancel_drops_the_notice(
+    conn: BrokerConnection, fake: FakePikaConnection
+) -> None:
+    backend = conn.create_backend()
+    got: list[Any] = []
+    backend.declare_consumer("q", False, got.append, "ctag")
+    channel = backend.channel
+    fake.steps.append(lambda: (channel.deliver("ctag", 1, b"m"), channel.cancel_by_broker("ctag")))
+    conn.drain_events(timeout=1)  # the delivery; the broker's notice waits behind it
+    assert len(got) == 1
+    backend.cancel("ctag")  # e.g. from the callback
+    assert not any(name == "basic_reject" for name, _ in channel.calls)
+    with pytest.raises(TimeoutError):
+        conn.drain_events(timeout=0.01)
