@@ -26,12 +26,16 @@ Limits:
   :meth:`Connection.drain_events` (or ``consume``), not within ``publish``.
 * ``Backend.channel`` is pika's :class:`~pika.adapters.blocking_connection.BlockingChannel`;
   its number is ``channel_number`` (py-amqp's channels have ``channel_id``).
-* Message properties use pika's names (``headers``, not py-amqp's
-  ``application_headers``); :attr:`Message.headers` reads them either way.
+* One thread per connection: pika's blocking connection is not thread-safe.
+* :attr:`Message.properties` uses pika's names (``headers``, where py-amqp
+  says ``application_headers``); :attr:`Message.headers` is the same on
+  every backend.
 
 pika is imported when this module is, but a missing pika only fails when a
-backend is created: :exc:`~carrot.exceptions.ClientNotInstalled` naming the
-pip package. Importing this module (or building the docs) never needs pika.
+backend is created (``BrokerConnection(backend_cls="pika").connect()``):
+:exc:`~carrot.exceptions.ClientNotInstalled` naming the pip package.
+Importing this module, resolving its aliases or building the docs never
+needs pika.
 
 .. versionchanged:: 0.11
    Runs on pika 1.x; carrot 0.10 ran on pika 0.5 and its asyncore connection.
@@ -281,9 +285,9 @@ class Connection:
         for _ in count():
             if self._ready:
                 return True
+            self._check_channels()  # a consuming channel the broker closed raises
             if channel is not None and not channel.is_open:
-                return False
-            self._check_channels()
+                return False  # closed by us
             if deadline is None:
                 limit = POLL_INTERVAL
             else:

@@ -360,6 +360,18 @@ def test_deleted_queue_cancels_the_consumer(
     assert backend.channel.is_open
 
 
+def test_consume_raises_when_the_broker_closes_the_channel(
+    backend: pikachu.Backend, queue: str, unique: str
+) -> None:
+    backend.declare_consumer(queue, False, lambda raw: None, f"{unique}.tag")
+    backend.ack(12345)  # unknown delivery tag
+    with pytest.raises(pika_exceptions.ChannelClosedByBroker):
+        for _ in backend.consume(limit=5):
+            pass
+    assert backend.channel.is_open  # a new one
+    assert backend._consumers == {}
+
+
 def test_wait_multi(conn: BrokerConnection, unique: str, amqp_cleanup) -> None:
     a, b = conn.create_backend(), conn.create_backend()
     queues = [amqp_cleanup.queue(f"{unique}.{n}") for n in "ab"]
