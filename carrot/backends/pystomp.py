@@ -74,7 +74,9 @@ Limits (STOMP is not AMQP):
   queue). ``message_count`` is not known.
 * **queue_purge counts what it drains**: it consumes (``ack: auto``) until
   no message comes for :attr:`Backend.purge_quiet_time` seconds.
-* ``queue_delete``, ``flow`` and ``exchange_declare`` do nothing; ``qos``
+* ``flow(False)`` unsubscribes the consumers, ``flow(True)`` subscribes them
+  again;
+* ``queue_delete`` and ``exchange_declare`` do nothing; ``qos``
   applies to subscriptions made after it; ``prefetch_size`` and
   ``apply_global`` are ignored; ``mandatory``/``immediate`` are ignored.
 * A consumer cancelled while deliveries of it are unsettled stays
@@ -390,6 +392,10 @@ class _Listener:
 #: Put on a connection's inbox when it is lost, to wake drain_events.
 _LOST = object()
 
+#: Subscription ids, unique in the process (a get's connection and the shared
+#: one must not both have a "carrot-sub-1").
+_sub_ids = itertools.count(1)
+
 
 class Connection:
     """One STOMP connection (what ``BrokerConnection.connection`` is for this backend).
@@ -597,7 +603,7 @@ class Connection:
         """
         conn = self._require()
         sub = _Subscription(
-            f"carrot-sub-{next(self._ids)}", destination, ack, callback, consumer_tag, buffered
+            f"carrot-sub-{next(_sub_ids)}", destination, ack, callback, consumer_tag, buffered
         )
         self._subscriptions[sub.id] = sub
         self._error = None  # an earlier ERROR (already raised, or not fatal) is not this one's
@@ -738,14 +744,21 @@ class Backend(BaseBackend):
         super().__init__(connection, **kwargs)
         #: consumer_tag -> its subscription.
         self._consumers: dict[str, _Subscription] = {}
+        #: consumer_tag -> (queue, no_ack, callback), to resubscribe after flow(False).
+        self._consumer_args: dict[str, tuple[str, bool, Callable[[Any], Any]]] = {}
+        #: Set by flow(False): the consumers to start again on flow(True).
+        self._paused: dict[str, tuple[str, bool, Callable[[Any], Any]]] | None = None
         #: queue -> properties from queue_declare.
         self._queues: dict[str, dict[str, Any]] = {}
         #: Queues known to exist on the broker (consumed as /amq/queue/...).
         self._existing: set[str] = set()
         #: queue -> (exchange, routing_key) to subscribe to when consumed.
         self._pending_bindings: dict[str, tuple[str, str]] = {}
-        #: delivery_tag -> the connection of a get() message not yet settled.
-        self._getters: dict[str, Connection] = {}
+        #: delivery_tag -> (destination, connection, subscription) of a
+        #: get() message not yet settled.
+        self._getters: dict[str, tuple[str, Connection, _Subscription]] = {}
+        #: destination -> (connection, subscription) kept for the next get().
+        self._idle_getters: dict[str, tuple[Connection, _Subscription]] = {}
         #: Set by :meth:`qos`: ``prefetch-count`` of later subscriptions.
         self.prefetch_count = 0
 
@@ -792,7 +805,10 @@ class Backend(BaseBackend):
         for tag in list(self._consumers):
             self.cancel(tag)
         getters, self._getters = self._getters, {}
-        for conn in set(getters.values()):
+        idle, self._idle_getters = self._idle_getters, {}
+        for conn in {entry[1] for entry in getters.values()} | {
+            entry[0] for entry in idle.values()
+        }:
             conn.close()
 
     # -- declarations -----------------------------------------------------------
@@ -878,28 +894,34 @@ class Backend(BaseBackend):
         """Take one message from ``queue``, or ``None`` after :attr:`get_timeout` seconds.
 
         Emulated with a subscription (``prefetch-count: 1``) on a connection
-        of its own, kept open until the message is settled.
+        of its own, kept open until the message is settled. After that, the
+        subscription stays for the next ``get`` of the queue: the broker may
+        already have sent it the next message, which stays there (unseen by
+        other consumers) until that ``get``, or goes back to the queue when
+        the backend closes. An empty queue closes it.
         """
         destination, headers = self._destination(queue)
-        conn = self._new_connection()
-        try:
-            sub = conn.subscribe(
-                destination, headers={**headers, "prefetch-count": "1"}, buffered=True
-            )
+        getter = self._idle_getters.pop(destination, None)
+        if getter is None or not getter[0].connected:
+            conn = self._new_connection()
             try:
-                frame = sub.buffer.get(timeout=self.get_timeout)
-            except queue_module.Empty:
+                sub = conn.subscribe(
+                    destination, headers={**headers, "prefetch-count": "1"}, buffered=True
+                )
+            except BaseException:
                 conn.close()
-                return None
-        except BaseException:
+                raise
+            getter = (conn, sub)
+        conn, sub = getter
+        try:
+            frame = sub.buffer.get(timeout=self.get_timeout)
+        except queue_module.Empty:
             conn.close()
-            raise
-        message = self.message_to_python(frame)
+            return None
+        message = self.Message(self, frame)
+        self._getters[message.delivery_tag] = (destination, conn, sub)
         if no_ack:
-            conn.settle(message.delivery_tag)
-            conn.close()
-        else:
-            self._getters[message.delivery_tag] = conn
+            self._settle(message.delivery_tag, None)
         return message
 
     def declare_consumer(
@@ -912,6 +934,9 @@ class Backend(BaseBackend):
     ) -> str:
         """Subscribe to ``queue``; ``callback(frame)`` per delivery, from :meth:`consume`."""
         destination, headers = self._destination(queue)
+        idle = self._idle_getters.pop(destination, None)
+        if idle is not None:
+            idle[0].close()  # a message it holds goes back, to this consumer
         if self.prefetch_count and not no_ack:
             headers["prefetch-count"] = str(self.prefetch_count)
         self._consumers[consumer_tag] = self.channel.subscribe(
@@ -921,6 +946,7 @@ class Backend(BaseBackend):
             callback=callback,
             consumer_tag=consumer_tag,
         )
+        self._consumer_args[consumer_tag] = (queue, no_ack, callback)
         return consumer_tag
 
     def consume(self, limit: int | None = None) -> Iterator[bool]:
@@ -944,6 +970,9 @@ class Backend(BaseBackend):
 
     def cancel(self, consumer_tag: str) -> None:
         """Stop the consumer ``consumer_tag``."""
+        self._consumer_args.pop(consumer_tag, None)
+        if self._paused is not None and self._paused.pop(consumer_tag, None) is not None:
+            return  # flow(False) unsubscribed it; flow(True) must not start it again
         sub = self._consumers.pop(consumer_tag, None)
         conn = self.connection.connection
         if sub is not None and conn is not None and conn.connected:
@@ -951,23 +980,30 @@ class Backend(BaseBackend):
 
     def message_to_python(self, raw_message: Any) -> Message:
         """Wrap a stomp.py MESSAGE frame in a :class:`Message`."""
-        sub_id = raw_message.headers.get("subscription")
-        tag = None
-        for consumer_tag, sub in self._consumers.items():
-            if sub.id == sub_id:
-                tag = consumer_tag
-                break
+        # Hot path (every delivery).
+        conn = self.connection.connection
+        sub = None
+        if conn is not None:
+            sub = conn._subscriptions.get(raw_message.headers.get("subscription", ""))
+        tag = sub.consumer_tag if sub is not None else None
         return self.Message(self, raw_message, consumer_tag=tag)
 
     def _settle(self, delivery_tag: Any, requeue: bool | None) -> None:
+        # Hot path (every ack): one dict lookup for consumer deliveries.
         getter = self._getters.pop(delivery_tag, None)
-        if getter is not None:
-            try:
-                getter.settle(delivery_tag, requeue)
-            finally:
-                getter.close()
+        if getter is None:
+            self.channel.settle(delivery_tag, requeue)
             return
-        self.channel.settle(delivery_tag, requeue)
+        destination, conn, sub = getter
+        try:
+            conn.settle(delivery_tag, requeue)
+        except BaseException:
+            conn.close()
+            raise
+        if destination in self._idle_getters:
+            conn.close()
+        else:
+            self._idle_getters[destination] = (conn, sub)
 
     def ack(self, delivery_tag: Any) -> None:
         """Acknowledge a delivery (ACK)."""
@@ -1002,6 +1038,23 @@ class Backend(BaseBackend):
     def qos(self, prefetch_size: int, prefetch_count: int, apply_global: bool = False) -> None:
         """Send ``prefetch-count`` on subscriptions made from now on."""
         self.prefetch_count = prefetch_count
+
+    def flow(self, active: bool) -> None:
+        """Pause (``False``) or resume (``True``) this backend's consumers.
+
+        STOMP has no flow control: pausing unsubscribes them (deliveries
+        already received are given back when drained), resuming subscribes
+        them again with the same tags and callbacks.
+        """
+        if active:
+            paused, self._paused = self._paused, None
+            for tag, (queue, no_ack, callback) in (paused or {}).items():
+                self.declare_consumer(queue, no_ack, callback, tag)
+        elif self._paused is None:
+            paused = dict(self._consumer_args)
+            for tag in paused:
+                self.cancel(tag)
+            self._paused = paused
 
     # -- publishing --------------------------------------------------------------
 

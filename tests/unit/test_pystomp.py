@@ -55,6 +55,10 @@ class FakeStompConnection:
         self.listener: Any = None
         self.connected = False
         self.transport = SimpleNamespace(disconnect_socket=self._drop)
+        #: sub_id -> (destination, prefetch) of subscriptions that take one at a time.
+        self.one_at_a_time: dict[str, str] = {}
+        #: delivery tag -> (sub_id, destination, body, headers)
+        self.delivered: dict[str, tuple[str, str, bytes, dict[str, str]]] = {}
         broker.connections.append(self)
 
     def _drop(self) -> None:
@@ -89,6 +93,8 @@ class FakeStompConnection:
             return
         self.listener.on_receipt(Frame("RECEIPT", {"receipt-id": headers["receipt"]}))
         pending = self.broker.pending.get(destination, [])
+        if headers.get("prefetch-count") == "1":
+            self.one_at_a_time[sub_id] = destination
         count = int(headers.get("prefetch-count", 0)) or len(pending)
         for body, extra in pending[:count]:
             self.deliver(sub_id, destination, body, **extra)
@@ -104,8 +110,19 @@ class FakeStompConnection:
             "redelivered": "false",
             **headers,
         }
+        self.delivered[tag] = (sub_id, destination, body, headers)
         self.listener.on_message(Frame("MESSAGE", frame_headers, body))
         return tag
+
+    def _settled(self, tag: str, requeue: bool) -> None:
+        # Like RabbitMQ with prefetch-count 1: the next message follows at once.
+        sub_id, destination, body, headers = self.delivered.pop(tag)
+        pending = self.broker.pending.setdefault(destination, [])
+        if requeue:
+            pending.insert(0, (body, {**headers, "redelivered": "true"}))
+        if sub_id in self.one_at_a_time and pending:
+            body, extra = pending.pop(0)
+            self.deliver(sub_id, destination, body, **extra)
 
     def unsubscribe(self, sub_id: str) -> None:
         self.sent.append(("UNSUBSCRIBE", {"id": sub_id}))
@@ -115,9 +132,13 @@ class FakeStompConnection:
 
     def ack(self, tag: str) -> None:
         self.sent.append(("ACK", {"id": tag}))
+        if tag in self.delivered:
+            self._settled(tag, False)
 
     def nack(self, tag: str, requeue: str = "true") -> None:
         self.sent.append(("NACK", {"id": tag, "requeue": requeue}))
+        if tag in self.delivered:
+            self._settled(tag, requeue == "true")
 
     def disconnect(self) -> None:
         self.sent.append(("DISCONNECT", {}))
@@ -511,21 +532,41 @@ def test_get_takes_one_message_on_its_own_connection(
     assert message.body == b"one"
     assert message.content_type == "text/plain"
     getter, _ = _sub_id(broker, "/queue/q")
+    assert broker.connections == [getter]  # not the shared connection
     subscribe = dict(getter.sent)["SUBSCRIBE"]
     assert subscribe["prefetch-count"] == "1"
     assert subscribe["ack"] == "client-individual"
     assert getter.connected  # kept until the message is settled
     message.ack()
-    assert getter.sent[-2:] == [("ACK", {"id": message.delivery_tag}), ("DISCONNECT", {})]
-    assert broker.pending["/queue/q"] == [(b"two", {})]
+    assert getter.sent[-1] == ("ACK", {"id": message.delivery_tag})
+    # The broker sent the next one to the same subscription: the next get takes it.
+    second = backend.get("q")
+    assert second.body == b"two"
+    assert second.delivery_info["redelivered"] is False
+    assert broker.connections == [getter]
+    second.requeue()
+    assert getter.sent[-1] == ("NACK", {"id": second.delivery_tag, "requeue": "true"})
+    third = backend.get("q", no_ack=True)
+    assert third.body == b"two"
+    assert third.delivery_info["redelivered"] is True
+    assert getter.sent[-1] == ("ACK", {"id": third.delivery_tag})
+    backend.close()
+    assert not getter.connected
 
 
-def test_get_no_ack_acks_at_once(broker: FakeBroker, conn: BrokerConnection) -> None:
+def test_concurrent_gets_use_a_connection_each(broker: FakeBroker, conn: BrokerConnection) -> None:
     backend = conn.create_backend()
-    broker.pending["/queue/q"] = [(b"one", {})]
-    message = backend.get("q", no_ack=True)
-    getter, _ = _sub_id(broker, "/queue/q")
-    assert getter.sent[-2:] == [("ACK", {"id": message.delivery_tag}), ("DISCONNECT", {})]
+    backend.get_timeout = 0.05
+    broker.pending["/queue/q"] = [(b"one", {}), (b"two", {})]
+    first, second = backend.get("q"), backend.get("q")
+    assert (first.body, second.body) == (b"one", b"two")
+    assert len(broker.connections) == 2
+    first.ack()
+    second.ack()
+    # One stays for the next get; the other is closed.
+    assert sorted(c.connected for c in broker.connections) == [False, True]
+    assert backend.get("q") is None  # empty: the kept one closes too
+    assert [c.connected for c in broker.connections] == [False, False]
 
 
 def test_get_empty_returns_none(broker: FakeBroker, conn: BrokerConnection) -> None:
@@ -588,3 +629,44 @@ def test_module_imports_without_stomp_py() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == "61613 False"
+
+
+def test_consuming_a_queue_releases_the_kept_getter(
+    broker: FakeBroker, conn: BrokerConnection
+) -> None:
+    backend = conn.create_backend()
+    broker.pending["/queue/q"] = [(b"one", {}), (b"two", {})]
+    backend.get("q").ack()  # "two" is now held by the kept getter
+    getter, _ = _sub_id(broker, "/queue/q")
+    assert getter.connected
+    backend.declare_consumer("q", False, lambda frame: None, "tag1")
+    assert not getter.connected  # closed: the broker gives "two" to the consumer
+
+
+def test_flow_unsubscribes_and_resubscribes(broker: FakeBroker, conn: BrokerConnection) -> None:
+    backend = conn.create_backend()
+    seen: list[Any] = []
+    backend.declare_consumer("q", False, seen.append, "tag1")
+    stomp_conn, first_id = _sub_id(broker, "/queue/q")
+    backend.flow(False)
+    assert stomp_conn.sent[-1] == ("UNSUBSCRIBE", {"id": first_id})
+    backend.flow(False)  # already paused: nothing more
+    assert stomp_conn.sent[-1] == ("UNSUBSCRIBE", {"id": first_id})
+    backend.flow(True)
+    command, frame = stomp_conn.sent[-1]
+    assert command == "SUBSCRIBE"
+    assert frame["destination"] == "/queue/q"
+    assert frame["id"] != first_id
+    stomp_conn.deliver(frame["id"], "/queue/q", b"after")
+    conn.drain_events(timeout=1)
+    assert backend.message_to_python(seen[0]).delivery_info["consumer_tag"] == "tag1"
+
+
+def test_cancel_while_paused_is_not_resumed(broker: FakeBroker, conn: BrokerConnection) -> None:
+    backend = conn.create_backend()
+    backend.declare_consumer("q", False, lambda frame: None, "tag1")
+    backend.flow(False)
+    backend.cancel("tag1")
+    count = len(broker.frames("SUBSCRIBE"))
+    backend.flow(True)
+    assert len(broker.frames("SUBSCRIBE")) == count
