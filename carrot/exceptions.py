@@ -7,6 +7,7 @@ The tree::
      ├── ClientNotInstalled         (also ImportError)
      ├── MissingConnectionSetting   (also KeyError)
      ├── ConnectionLimitExceeded
+     ├── ConnectionClosedError      (also the builtin ConnectionError, an OSError)
      ├── MessageStateError
      ├── SerializerNotInstalled
      ├── EncodeError                (also TypeError and ValueError)
@@ -33,6 +34,7 @@ __all__ = [
     "BackendNotFound",
     "CarrotError",
     "ClientNotInstalled",
+    "ConnectionClosedError",
     "ConnectionLimitExceeded",
     "DecodeError",
     "EncodeError",
@@ -113,6 +115,24 @@ class ConnectionLimitExceeded(CarrotError):  # noqa: N818 -- compat: carrot's (o
 
     def __str__(self) -> str:
         return f"connection pool limit exceeded: all {self.limit} connections are in use"
+
+
+class ConnectionClosedError(CarrotError, ConnectionError):
+    """The :class:`~carrot.connection.BrokerConnection` was closed; ``connect()`` opens it again.
+
+    Raised when a publisher, consumer or backend is used after its connection
+    was closed. It is also the builtin :exc:`ConnectionError` (an
+    :exc:`OSError`), so it is one of every network backend's
+    ``connection_errors`` and retry loops written for carrot catch it.
+
+    .. versionadded:: 0.11
+       carrot 0.10 raised ``AttributeError`` here.
+    """
+
+    def __str__(self) -> str:
+        if self.args:
+            return str(self.args[0])
+        return "the connection is closed: call connect() to open it again"
 
 
 class MessageStateError(CarrotError):

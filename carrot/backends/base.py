@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from carrot.exceptions import MessageStateError
+from carrot.exceptions import ConnectionClosedError, MessageStateError
 
 __all__ = ["ACKNOWLEDGED_STATES", "BaseBackend", "BaseMessage", "MessageStateError"]
 
@@ -140,6 +140,17 @@ class BaseBackend:
     def __init__(self, connection: Any, **kwargs: Any) -> None:
         self.connection = connection
         self.extra_options = kwargs.get("extra_options")
+
+    def _established(self) -> Any:
+        """The open connection of :attr:`connection` (opened on first use).
+
+        :raises carrot.exceptions.ConnectionClosedError: the
+            :class:`~carrot.connection.BrokerConnection` was closed.
+        """
+        conn = self.connection.connection
+        if conn is None:
+            raise ConnectionClosedError()
+        return conn
 
     def queue_declare(self, *args: Any, **kwargs: Any) -> Any:
         """Declare a queue by name."""

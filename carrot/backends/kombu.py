@@ -478,7 +478,7 @@ class Backend(BaseBackend):
         """The kombu channel, opened on first use (and after a close)."""
         channel = self._channel
         if channel is None or channel.closed or channel.connection is None:
-            channel = self._channel = self.connection.connection.channel()
+            channel = self._channel = self._established().channel()
         return channel
 
     def close(self) -> None:
@@ -625,7 +625,7 @@ class Backend(BaseBackend):
             channel = self._channel
             if channel is None or channel.closed:
                 return
-            self.connection.connection.drain_events()
+            self._established().drain_events()
             yield True
 
     def cancel(self, consumer_tag: str) -> None:

@@ -237,7 +237,7 @@ class Backend(BaseBackend):
         """The raw py-amqp channel, opened on first use (and after a close)."""
         channel = self._channel
         if channel is None or not channel.is_open or channel.connection is None:
-            channel = self._channel = self.connection.connection.channel()
+            channel = self._channel = self._established().channel()
             channel.events["basic_return"].add(self._on_return)
         return channel
 
@@ -272,7 +272,7 @@ class Backend(BaseBackend):
         Uses a throwaway channel, so the broker closing it with 404 disturbs
         neither this backend's channel nor its consumers.
         """
-        channel = self.connection.connection.channel()
+        channel = self._established().channel()
         try:
             channel.queue_declare(queue=queue, passive=True)
         except NotFound:
@@ -369,7 +369,7 @@ class Backend(BaseBackend):
             channel = self._channel
             if channel is None or not channel.is_open:
                 return
-            self.connection.connection.drain_events()
+            self._established().drain_events()
             yield True
 
     def cancel(self, consumer_tag: str) -> None:

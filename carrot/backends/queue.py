@@ -60,7 +60,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from carrot.backends.base import BaseBackend, BaseMessage
-from carrot.exceptions import CarrotError
+from carrot.exceptions import ConnectionClosedError
 
 __all__ = [
     "POLL_INTERVAL",
@@ -76,13 +76,6 @@ __all__ = [
 #: Seconds a waiting consumer blocks on the queue before it checks whether
 #: it has been closed or cancelled.
 POLL_INTERVAL = 0.05
-
-
-class ConnectionClosedError(CarrotError):
-    """Waited for a delivery on an in-memory connection or backend that is closed."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "the in-memory connection is closed"
 
 
 class _MessageQueue(queue_module.Queue):
