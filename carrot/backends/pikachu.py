@@ -446,7 +446,7 @@ class Backend(BaseBackend):
 
     @property
     def _conn(self) -> Connection:
-        return self.connection.connection
+        return self._established()
 
     # -- channel -----------------------------------------------------------
 

@@ -6,6 +6,7 @@ import pytest
 
 from carrot.backends.base import BaseBackend
 from carrot.backends.kombu import Backend as KombuBackend
+from carrot.backends.pikachu import SyncBackend as PikaBackend
 from carrot.backends.pyamqplib import Backend as AMQPBackend
 from carrot.connection import BrokerConnection
 from carrot.exceptions import CarrotError, ConnectionClosedError
@@ -26,7 +27,7 @@ def test_base_backend_established_raises_once_closed():
         BaseBackend(conn)._established()
 
 
-@pytest.mark.parametrize("backend_cls", [AMQPBackend, KombuBackend])
+@pytest.mark.parametrize("backend_cls", [AMQPBackend, KombuBackend, PikaBackend])
 def test_backend_channel_after_close_is_a_connection_error(backend_cls):
     # No socket: the connection is closed before anything was opened.
     conn = BrokerConnection("127.0.0.1", "guest", "guest", backend_cls=backend_cls)
