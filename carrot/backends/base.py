@@ -218,3 +218,42 @@ class BaseBackend:
 
     def qos(self, prefetch_size: int, prefetch_count: int, apply_global: bool = False) -> Any:
         """Limit unacknowledged deliveries."""
+
+
+class FlowByCancelMixin:
+    """``flow()`` for brokers that cannot pause a channel: cancel, then consume again.
+
+    RabbitMQ refuses ``channel.flow(active=False)`` and STOMP and kombu's
+    virtual transports have no flow control, so pausing cancels the
+    backend's consumers and resuming declares them again with the same tags
+    and callbacks. The backend keeps :attr:`_consumers` up to date in
+    ``declare_consumer`` and ``cancel``, and forgets :attr:`_paused` when its
+    channel goes away.
+
+    .. versionadded:: 0.11
+
+    .. versionchanged:: 0.11
+       carrot 0.10's AMQP backends sent ``channel.flow``, which RabbitMQ
+       refuses by closing the connection.
+    """
+
+    #: consumer_tag -> (queue, no_ack, callback) of the running consumers.
+    _consumers: dict[str, tuple[str, bool, Any]]
+    #: The consumers ``flow(False)`` cancelled, to restart on ``flow(True)``.
+    _paused: dict[str, tuple[str, bool, Any]] | None = None
+
+    def flow(self, active: bool) -> None:
+        """Pause (``False``) or resume (``True``) deliveries to this backend's consumers.
+
+        Messages already received (within the prefetch window) still reach
+        the callbacks.
+        """
+        if active:
+            paused, self._paused = self._paused, None
+            for tag, (queue, no_ack, callback) in (paused or {}).items():
+                self.declare_consumer(queue, no_ack, callback, tag)  # type: ignore[attr-defined]
+        elif self._paused is None:
+            paused = dict(self._consumers)
+            for tag in paused:
+                self.cancel(tag)  # type: ignore[attr-defined]
+            self._paused = paused

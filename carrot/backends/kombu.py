@@ -78,7 +78,7 @@ from kombu.transport.virtual.exchange import STANDARD_EXCHANGE_TYPES, ExchangeTy
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps
 
-from carrot.backends.base import _NOT_DECODED, BaseBackend, BaseMessage
+from carrot.backends.base import _NOT_DECODED, BaseBackend, BaseMessage, FlowByCancelMixin
 from carrot.backends.pyamqplib import QueueAlreadyExistsWarning
 from carrot.exceptions import CarrotError, ClientNotInstalled, MissingConnectionSetting
 
@@ -383,7 +383,7 @@ class Message(BaseMessage):
         return self.kombu_message.properties
 
 
-class Backend(BaseBackend):
+class Backend(FlowByCancelMixin, BaseBackend):
     """carrot's backend contract on a kombu virtual transport.
 
     :param connection: the :class:`~carrot.connection.BrokerConnection`; its
@@ -699,22 +699,6 @@ class Backend(BaseBackend):
         self.channel.basic_qos(
             prefetch_size=prefetch_size, prefetch_count=prefetch_count, apply_global=apply_global
         )
-
-    def flow(self, active: bool) -> None:
-        """Pause (``False``) or resume (``True``) deliveries to this channel's consumers.
-
-        kombu's virtual channels have no flow control, so pausing cancels
-        this channel's consumers and resuming starts them again with the same
-        tags and callbacks.
-        """
-        if active:
-            paused, self._paused = self._paused, None
-            for tag, (queue, no_ack, callback) in (paused or {}).items():
-                self.declare_consumer(queue, no_ack, callback, tag)
-        elif self._paused is None:
-            self._paused = dict(self._consumers)
-            for tag in self._paused:
-                self.cancel(tag)
 
 
 class RedisBackend(Backend):

@@ -51,7 +51,7 @@ import warnings
 from itertools import count
 from typing import Any, NamedTuple
 
-from carrot.backends.base import _NOT_DECODED, BaseBackend, BaseMessage
+from carrot.backends.base import _NOT_DECODED, BaseBackend, BaseMessage, FlowByCancelMixin
 from carrot.backends.pyamqplib import QueueAlreadyExistsWarning
 from carrot.exceptions import ClientNotInstalled, MissingConnectionSetting
 
@@ -368,7 +368,7 @@ def _ssl_options(ssl: Any, hostname: str) -> Any:
     return pika.SSLOptions(context, server_hostname=options.get("server_hostname", hostname))
 
 
-class Backend(BaseBackend):
+class Backend(FlowByCancelMixin, BaseBackend):
     """AMQP through pika's :class:`~pika.BlockingConnection`.
 
     :param connection: the :class:`~carrot.connection.BrokerConnection`.
@@ -748,24 +748,6 @@ class Backend(BaseBackend):
         self.channel.basic_qos(
             prefetch_size=prefetch_size, prefetch_count=prefetch_count, global_qos=apply_global
         )
-
-    def flow(self, active: bool) -> None:
-        """Pause (``False``) or resume (``True``) deliveries to this channel's consumers.
-
-        RabbitMQ refuses ``channel.flow(active=False)`` by closing the
-        connection, so pausing cancels this channel's consumers (see
-        :meth:`cancel` for deliveries already received) and resuming starts
-        them again with the same tags and callbacks.
-        """
-        if active:
-            paused, self._paused = self._paused, None
-            for tag, (queue, no_ack, callback) in (paused or {}).items():
-                self.declare_consumer(queue, no_ack, callback, tag)
-        elif self._paused is None:
-            paused = dict(self._consumers)
-            for tag in paused:
-                self.cancel(tag)
-            self._paused = paused
 
 
 class SyncBackend(Backend):

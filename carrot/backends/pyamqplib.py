@@ -30,7 +30,7 @@ from amqp.exceptions import ChannelError, NotFound
 from amqp.exceptions import ConnectionError as AMQPConnectionError
 
 from carrot.backends._fastpath import FastConnection, new_message
-from carrot.backends.base import _NOT_DECODED, BaseBackend, BaseMessage
+from carrot.backends.base import _NOT_DECODED, BaseBackend, BaseMessage, FlowByCancelMixin
 from carrot.exceptions import MissingConnectionSetting
 
 __all__ = [
@@ -168,7 +168,7 @@ class Message(BaseMessage):
         return self.amqp_message.properties.get("application_headers") or {}
 
 
-class Backend(BaseBackend):
+class Backend(FlowByCancelMixin, BaseBackend):
     """AMQP through py-amqp.
 
     :param connection: the :class:`~carrot.connection.BrokerConnection`.
@@ -463,23 +463,3 @@ class Backend(BaseBackend):
         self.channel.basic_qos(
             prefetch_size=prefetch_size, prefetch_count=prefetch_count, a_global=apply_global
         )
-
-    def flow(self, active: bool) -> None:
-        """Pause (``False``) or resume (``True``) deliveries to this channel's consumers.
-
-        .. versionchanged:: 0.11
-           RabbitMQ refuses ``channel.flow(active=False)`` by closing the
-           connection, so pausing cancels this channel's consumers and
-           resuming starts them again with the same tags and callbacks.
-           Messages already delivered (within the prefetch window) still
-           reach the callbacks.
-        """
-        if active:
-            paused, self._paused = self._paused, None
-            for tag, (queue, no_ack, callback) in (paused or {}).items():
-                self.declare_consumer(queue, no_ack, callback, tag)
-        elif self._paused is None:
-            paused = dict(self._consumers)
-            for tag in paused:
-                self.cancel(tag)
-            self._paused = paused
