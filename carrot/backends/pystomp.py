@@ -65,13 +65,17 @@ Limits (STOMP is not AMQP):
   remembered and made when the queue is first consumed (a queue created by
   a short subscription would be deleted when it ends); only its first
   binding is used then.
-* **get() waits.** STOMP has no ``basic.get``: :meth:`Backend.get` opens a
-  STOMP connection, subscribes to the queue with ``prefetch-count: 1`` and
-  waits up to :attr:`Backend.get_timeout` seconds for a message, so an empty
-  queue costs that long, and a message still on its way when the wait ends
-  is left in the queue. The message's connection stays open until it is
-  acked, rejected or requeued (or the backend closes, which returns it to the
-  queue). ``message_count`` is not known.
+* **get() waits, and prefetches one.** STOMP has no ``basic.get``:
+  :meth:`Backend.get` subscribes to the queue (``prefetch-count: 1``) on a
+  STOMP connection of its own and waits up to :attr:`Backend.get_timeout`
+  seconds, so an empty queue costs that long (and a message still on its way
+  when the wait ends stays in the queue). The message's connection stays
+  open until it is acked, rejected or requeued; then the subscription is kept
+  for the next ``get`` of that queue, and the broker may already have sent it
+  the next message, which other consumers do not see until that ``get``. It
+  goes back to the queue (marked ``redelivered``) when the queue is consumed
+  by this backend, or when the backend closes; an empty ``get`` closes it.
+  ``message_count`` is not known.
 * **queue_purge counts what it drains**: it consumes (``ack: auto``) until
   no message comes for :attr:`Backend.purge_quiet_time` seconds.
 * ``flow(False)`` unsubscribes the consumers, ``flow(True)`` subscribes them

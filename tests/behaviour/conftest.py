@@ -42,6 +42,8 @@ BACKENDS: list[Any] = [
     pytest.param("kombu", id="kombu"),
     pytest.param("redis", marks=pytest.mark.redis, id="redis"),
     pytest.param("pika", marks=pytest.mark.rabbitmq, id="pika"),
+    # Exchanges are declared over AMQP (STOMP cannot): hence both marks.
+    pytest.param("stomp", marks=[pytest.mark.stomp, pytest.mark.rabbitmq], id="stomp"),
 ]
 
 #: backend name -> keyword arguments for its BrokerConnection.
@@ -51,6 +53,7 @@ CONNECTION_ARGS: dict[str, dict[str, Any]] = {
     "kombu": {"backend_cls": "kombu"},
     "redis": {"hostname": "127.0.0.1", "port": 6379, "virtual_host": "/", "backend_cls": "redis"},
     "pika": {**_AMQP_ARGS, "backend_cls": "pika"},
+    "stomp": {**_AMQP_ARGS, "port": 61613, "backend_cls": "stomp"},
 }
 
 #: backend name -> what it supports beyond publish/get/consume/ack:
@@ -97,6 +100,8 @@ FEATURES: dict[str, set[str]] = {
         "prefetch",
         "properties",
     },
+    # No exchange declaration, no basic.get message_count (carrot.backends.pystomp).
+    "stomp": {"routing", "redelivery", "reject", "requeue", "prefetch", "properties"},
 }
 
 
@@ -136,6 +141,13 @@ def _kombu_ready_count(broker: Broker, queue: str) -> int:
         backend.close()
 
 
+def _stomp_ready_count(broker: Broker, queue: str) -> int:
+    # STOMP cannot count a queue: ask over AMQP (same RabbitMQ).
+    with BrokerConnection(**CONNECTION_ARGS["amqp"]) as conn:
+        channel = conn.connection.channel()
+        return channel.queue_declare(queue=queue, passive=True).message_count
+
+
 #: backend name -> function run before each test, for isolation.
 RESET: dict[str, Callable[[], None]] = {"memory": _reset_memory}
 
@@ -146,6 +158,7 @@ READY_COUNT: dict[str, Callable[[Broker, str], int]] = {
     "kombu": _kombu_ready_count,
     "redis": _kombu_ready_count,
     "pika": _pika_ready_count,
+    "stomp": _stomp_ready_count,
 }
 
 #: Backends whose queues and exchanges live on the local RabbitMQ and are
@@ -177,7 +190,38 @@ class _KombuCleanup:
 
 #: backend name -> cleanup for backends not on RabbitMQ: ``queue(name)``,
 #: ``exchange(name)`` record names, ``run()`` deletes them after the test.
-CLEANUP: dict[str, Callable[[str], Any]] = {"kombu": _KombuCleanup, "redis": _KombuCleanup}
+class _StompCleanup:
+    """Declares a test's exchanges over AMQP (STOMP cannot), deletes all it made after."""
+
+    def __init__(self, backend_name: str) -> None:
+        self.queues: list[str] = []
+        self.exchanges: list[str] = []
+
+    def queue(self, name: str) -> str:
+        self.queues.append(name)
+        return name
+
+    def exchange(self, name: str) -> str:
+        with BrokerConnection(**CONNECTION_ARGS["amqp"]) as conn:
+            conn.create_backend().exchange_declare(name, "direct", False, False)
+        self.exchanges.append(name)
+        return name
+
+    def run(self) -> None:
+        with BrokerConnection(**CONNECTION_ARGS["amqp"]) as conn:
+            backend = conn.create_backend()
+            for name in self.queues:
+                backend.queue_delete(name)
+            for name in self.exchanges:
+                backend.channel.exchange_delete(name)
+            backend.close()
+
+
+CLEANUP: dict[str, Callable[[str], Any]] = {
+    "kombu": _KombuCleanup,
+    "redis": _KombuCleanup,
+    "stomp": _StompCleanup,
+}
 
 #: Seconds a test waits for something that should happen.
 DEADLINE = 10.0
