@@ -6,6 +6,8 @@ Queues are checked (and deleted afterwards) over AMQP on the same broker.
 from __future__ import annotations
 
 import contextlib
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -307,4 +309,105 @@ def test_bad_password_is_refused() -> None:
     with pytest.raises(StompError) as excinfo:
         conn.connect()
     assert "wrong-pw" not in str(excinfo.value)
+    conn.close()
+
+
+# -- faults -------------------------------------------------------------------------
+
+
+class CuttableProxy:
+    """A loopback TCP proxy to RabbitMQ's STOMP port whose connections the test can cut."""
+
+    def __init__(self, target: tuple[str, int] = ("127.0.0.1", 61613)) -> None:
+        self.target = target
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(0.2)
+        self.port = self.server.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        deadline = time.monotonic() + 60
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                client, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target, timeout=5)
+            self.sockets += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        src.settimeout(60)
+        with contextlib.suppress(OSError):
+            for _ in range(1_000_000):
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.server.close()
+        self.cut()
+        self._thread.join(5)
+
+
+def test_lost_connection_raises_a_connection_error_and_reconnects(amqp_cleanup, unique) -> None:
+    proxy = CuttableProxy()
+    conn = BrokerConnection(backend_cls="stomp", **{**STOMP_ARGS, "port": proxy.port})
+    try:
+        queue = amqp_cleanup.queue(f"{unique}.q")
+        consumer = Consumer(conn, queue=queue, exchange="amq.direct", routing_key=queue)
+        consumer.register_callback(lambda data, message: message.ack())
+        consumer.consume()
+        lost = conn.connection
+        proxy.cut()
+        with pytest.raises(conn.connection_errors):
+            conn.drain_events(timeout=DEADLINE)
+        assert not lost.connected
+        conn.ensure_connection(max_retries=3, interval_start=0.1, interval_step=0.1)
+        assert conn.connection is not lost
+        assert conn.connection.connected
+    finally:
+        conn.close()
+        proxy.close()
+
+
+def test_silent_server_times_out() -> None:
+    server = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
+    try:
+        conn = BrokerConnection(
+            backend_cls="stomp",
+            **{**STOMP_ARGS, "port": server.getsockname()[1]},
+            connect_timeout=0.3,
+        )
+        with pytest.raises(conn.connection_errors, match="no CONNECTED"):
+            conn.connect()
+        conn.close()
+    finally:
+        server.close()
+
+
+def test_refused_port_is_a_connection_error() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    server.close()  # nothing listens there now
+    conn = BrokerConnection(backend_cls="stomp", **{**STOMP_ARGS, "port": port})
+    with pytest.raises(conn.connection_errors):
+        conn.connect()
     conn.close()
