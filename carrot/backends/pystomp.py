@@ -416,8 +416,11 @@ class Connection:
     :param connect_timeout: seconds for the TCP connect and for the broker's
         CONNECTED (or a receipt) to come.
     :param heartbeats: STOMP heart-beats ``(send_ms, receive_ms)``.
-    :param ssl: ``True`` or a dict with ``key_file``, ``cert_file``,
-        ``ca_certs`` for stomp.py's ``set_ssl``.
+    :param ssl: ``True``, or a dict of options for stomp.py's ``set_ssl``
+        (``key_file``, ``cert_file``, ``ca_certs``, ...; ``ssl.wrap_socket``'s
+        ``keyfile``/``certfile`` are accepted too).
+    :raises TypeError: ``ssl`` is an :class:`ssl.SSLContext`, which stomp.py
+        cannot take.
     """
 
     def __init__(
@@ -443,7 +446,7 @@ class Connection:
         self.inbox: queue_module.Queue[Any] = queue_module.Queue()
         #: False until CONNECTED, and again once closed or lost.
         self.connected = False
-        #: Set by the CLIENT: owning BrokerConnection, for :meth:`channel`.
+        #: The BrokerConnection this belongs to (set by the backend), for :meth:`channel`.
         self.client: Any = None
         self._stomp: Any = None
         self._event = threading.Event()
@@ -481,13 +484,7 @@ class Connection:
             reconnect_attempts_max=1,
         )
         if self.ssl:
-            options = self.ssl if isinstance(self.ssl, dict) else {}
-            conn.set_ssl(
-                for_hosts=[(self.host, self.port)],
-                key_file=options.get("key_file"),
-                cert_file=options.get("cert_file"),
-                ca_certs=options.get("ca_certs"),
-            )
+            conn.set_ssl(for_hosts=[(self.host, self.port)], **_ssl_options(self.ssl))
         conn.set_listener("carrot", _Listener(self))
         self._stomp = conn
         self._event.clear()
@@ -703,6 +700,22 @@ class Connection:
             self._track(sub, frame)
             sub.callback(frame)
             return
+
+
+#: ssl.wrap_socket-style option names -> stomp.py's set_ssl names.
+_SSL_OPTION_NAMES = {"keyfile": "key_file", "certfile": "cert_file"}
+
+
+def _ssl_options(ssl: Any) -> dict[str, Any]:
+    """stomp.py ``set_ssl`` keywords for a BrokerConnection's ``ssl`` setting."""
+    if ssl is True:
+        return {}
+    if isinstance(ssl, dict):
+        return {_SSL_OPTION_NAMES.get(key, key): value for key, value in ssl.items()}
+    raise TypeError(
+        f"the stomp backend takes ssl=True or a dict of stomp.py set_ssl options "
+        f"(key_file, cert_file, ca_certs, ...), not {type(ssl).__name__}"
+    )
 
 
 def _stomp_error(frame: Any) -> StompError:

@@ -670,3 +670,34 @@ def test_cancel_while_paused_is_not_resumed(broker: FakeBroker, conn: BrokerConn
     count = len(broker.frames("SUBSCRIBE"))
     backend.flow(True)
     assert len(broker.frames("SUBSCRIBE")) == count
+
+
+def test_ssl_options_map_to_set_ssl(broker: FakeBroker) -> None:
+    conn = BrokerConnection(
+        hostname="h",
+        backend_cls="stomp",
+        ssl={"keyfile": "k.pem", "certfile": "c.pem", "ca_certs": "ca.pem"},
+    )
+    conn.connect()
+    assert broker.connections[0].sent[0] == (
+        "SSL",
+        {
+            "for_hosts": [("h", 61613)],
+            "key_file": "k.pem",
+            "cert_file": "c.pem",
+            "ca_certs": "ca.pem",
+        },
+    )
+    conn.close()
+    plain = BrokerConnection(hostname="h", backend_cls="stomp", ssl=True)
+    plain.connect()
+    assert broker.connections[1].sent[0] == ("SSL", {"for_hosts": [("h", 61613)]})
+    plain.close()
+
+
+def test_ssl_context_is_refused(broker: FakeBroker) -> None:
+    import ssl
+
+    conn = BrokerConnection(hostname="h", backend_cls="stomp", ssl=ssl.create_default_context())
+    with pytest.raises(TypeError, match="SSLContext"):
+        conn.connect()
