@@ -819,6 +819,7 @@ class Backend(BaseBackend):
 
     def close(self) -> None:
         """Cancel this backend's consumers and return unsettled ``get`` messages."""
+        self._paused = None  # a later flow(True) has nothing to resume
         for tag in list(self._consumers):
             self.cancel(tag)
         getters, self._getters = self._getters, {}

@@ -701,3 +701,13 @@ def test_ssl_context_is_refused(broker: FakeBroker) -> None:
     conn = BrokerConnection(hostname="h", backend_cls="stomp", ssl=ssl.create_default_context())
     with pytest.raises(TypeError, match="SSLContext"):
         conn.connect()
+
+
+def test_close_while_paused_resumes_nothing(broker: FakeBroker, conn: BrokerConnection) -> None:
+    backend = conn.create_backend()
+    backend.declare_consumer("q", False, lambda frame: None, "tag1")
+    backend.flow(False)
+    backend.close()
+    count = len(broker.frames("SUBSCRIBE"))
+    backend.flow(True)
+    assert len(broker.frames("SUBSCRIBE")) == count
