@@ -506,7 +506,8 @@ class Connection:
     def _abort(self) -> None:
         self.connected = False
         conn = self._stomp
-        if conn is not None:
+        sock = getattr(getattr(conn, "transport", None), "socket", None)
+        if sock is not None and sock.fileno() != -1:  # not already closed under us
             with contextlib.suppress(OSError):
                 conn.transport.disconnect_socket()
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import amqp
 import pytest
 
 from carrot.backends.pystomp import StompError
@@ -302,6 +303,22 @@ def test_subscribing_to_a_missing_queue_raises(stomp_conn, unique) -> None:
     backend._existing.add(f"{unique}.missing")  # as if declared: /amq/queue/ does not create
     with pytest.raises(StompError):
         backend.declare_consumer(f"{unique}.missing", False, lambda frame: None, "tag")
+
+
+def test_binding_to_a_missing_exchange_raises(stomp_conn, unique, channel) -> None:
+    with pytest.raises(StompError, match="no exchange"):
+        Consumer(stomp_conn, queue=f"{unique}.q", exchange=f"{unique}.nox", routing_key="k")
+    with pytest.raises(amqp.exceptions.NotFound):
+        ready(channel, f"{unique}.q")  # nothing was declared either
+
+
+def test_publishing_to_a_missing_exchange_raises_on_drain(stomp_conn, unique) -> None:
+    Publisher(stomp_conn, exchange=f"{unique}.nox", routing_key="k").send("lost")
+    # As AMQP closes the channel, RabbitMQ's STOMP sends ERROR and closes the connection.
+    with pytest.raises(StompError, match="no exchange"):
+        stomp_conn.drain_events(timeout=DEADLINE)
+    with pytest.raises(stomp_conn.connection_errors):
+        stomp_conn.drain_events(timeout=DEADLINE)
 
 
 def test_bad_password_is_refused() -> None:

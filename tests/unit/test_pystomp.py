@@ -54,7 +54,7 @@ class FakeStompConnection:
         self.sent: list[tuple[str, dict[str, Any]]] = []
         self.listener: Any = None
         self.connected = False
-        self.transport = SimpleNamespace(disconnect_socket=self._drop)
+        self.transport = SimpleNamespace(disconnect_socket=self._drop, socket=self)
         #: sub_id -> (destination, prefetch) of subscriptions that take one at a time.
         self.one_at_a_time: dict[str, str] = {}
         #: delivery tag -> (sub_id, destination, body, headers)
@@ -63,6 +63,10 @@ class FakeStompConnection:
 
     def _drop(self) -> None:
         self.connected = False
+        self.dropped = True
+
+    def fileno(self) -> int:  # the transport's socket, for the backend's check
+        return -1 if getattr(self, "dropped", False) else 3
 
     def set_listener(self, name: str, listener: Any) -> None:
         self.listener = listener
