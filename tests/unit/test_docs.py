@@ -30,6 +30,8 @@ REFERENCE_MODULES = [
     "carrot.backends.queue",
     "carrot.backends.librabbitmq",
     "carrot.backends.kombu",
+    "carrot.backends.pikachu",
+    "carrot.backends.pystomp",
     "carrot.cli",
 ]
 
