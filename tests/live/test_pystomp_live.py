@@ -118,9 +118,11 @@ def test_consume_with_callbacks_and_ack(stomp_conn, amqp_cleanup, unique, channe
     consumer = Consumer(stomp_conn, queue=queue, exchange="amq.direct", routing_key=queue)
     publisher = Publisher(stomp_conn, exchange="amq.direct", routing_key=queue)
     received: list[Any] = []
+    threads: set[threading.Thread] = set()
 
     def callback(data: Any, message: Any) -> None:
         received.append(data)
+        threads.add(threading.current_thread())
         message.ack()
 
     consumer.register_callback(callback)
@@ -129,6 +131,7 @@ def test_consume_with_callbacks_and_ack(stomp_conn, amqp_cleanup, unique, channe
     it = consumer.iterconsume(limit=3)
     assert list(it) == [True, True, True]
     assert received == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert threads == {threading.current_thread()}  # never stomp.py's receiver thread
     wait_for(lambda: ready(channel, queue) == 0, "acked messages gone")
     consumer.close()
     publisher.close()
