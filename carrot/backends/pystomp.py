@@ -378,7 +378,7 @@ class _Listener:
         self.connection = connection
 
     def on_connected(self, frame: Any) -> None:
-        self.connection._event.set()
+        self.connection._on_connected(frame)
 
     def on_message(self, frame: Any) -> None:
         self.connection._on_message(frame)
@@ -446,6 +446,9 @@ class Connection:
         self.inbox: queue_module.Queue[Any] = queue_module.Queue()
         #: False until CONNECTED, and again once closed or lost.
         self.connected = False
+        #: product, version (from the CONNECTED frame's ``server`` header) and
+        #: platform (the STOMP version), as ``carrot ping`` prints them.
+        self.server_properties: dict[str, str] = {}
         #: The BrokerConnection this belongs to (set by the backend), for :meth:`channel`.
         self.client: Any = None
         self._stomp: Any = None
@@ -533,6 +536,16 @@ class Connection:
         return self.client.create_backend()
 
     # -- receiver thread (stomp.py's) --------------------------------------
+
+    def _on_connected(self, frame: Any) -> None:
+        server = frame.headers.get("server", "")
+        product, _, version = server.partition("/")
+        self.server_properties = {
+            "product": product or "STOMP server",
+            "version": version or "?",
+            "platform": f"STOMP {frame.headers.get('version', '1.0')}",
+        }
+        self._event.set()
 
     def _on_message(self, frame: Any) -> None:
         sub = self._subscriptions.get(frame.headers.get("subscription", ""))

@@ -85,7 +85,9 @@ class FakeStompConnection:
             )
             return
         self.connected = True
-        self.listener.on_connected(Frame("CONNECTED", {"version": "1.2"}))
+        self.listener.on_connected(
+            Frame("CONNECTED", {"version": "1.2", "server": "RabbitMQ/3.10.7"})
+        )
 
     def subscribe(self, destination: str, sub_id: str, ack: str = "auto", headers=None) -> None:
         headers = dict(headers or {})
@@ -298,6 +300,11 @@ def test_connect_sends_login_and_vhost_and_hides_password(
     assert "s3cret" not in repr(stomp_conn)
     assert "s3cret" not in repr(conn)
     assert conn.host == "stomp.example:61613"
+    assert stomp_conn.server_properties == {
+        "product": "RabbitMQ",
+        "version": "3.10.7",
+        "platform": "STOMP 1.2",
+    }
 
 
 def test_refused_login_raises_stomp_error(broker: FakeBroker, conn: BrokerConnection) -> None:
