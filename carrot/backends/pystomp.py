@@ -47,7 +47,13 @@ Features:
   dead-lettered) and requeue (``NACK``, redelivered with ``redelivered``);
 * ``get`` and ``queue_purge``, emulated (see below);
 * ``delivery_info`` with exchange and routing_key (from the ``destination``
-  header), redelivered, delivery_tag and consumer_tag.
+  header), redelivered, delivery_tag and consumer_tag;
+* STOMP has no channels: the backends made from one
+  :class:`~carrot.connection.BrokerConnection` share its STOMP connection
+  (:class:`Connection`), whose ``drain_events`` serves all their consumers;
+* errors: an ERROR frame raises :exc:`StompError` (in ``channel_errors``); a
+  lost, refused or timed-out connection raises :exc:`StompConnectionError`
+  or stomp.py's ``ConnectFailedException`` (in ``connection_errors``).
 
 Thread safety: stomp.py reads frames on a thread of its own. That thread
 only puts them on a :class:`queue.Queue`; callbacks run in the thread that
@@ -58,8 +64,10 @@ Limits (STOMP is not AMQP):
 
 * **No exchange declaration.** ``exchange_declare`` does nothing: an
   exchange must already exist (RabbitMQ's ``amq.direct``, ``amq.topic``,
-  ``amq.fanout``, ``amq.headers``, or one declared over AMQP). Publishing to
-  a missing one makes RabbitMQ send an ERROR frame and close the connection.
+  ``amq.fanout``, ``amq.headers``, or one declared over AMQP). Binding a
+  queue to a missing one raises :exc:`StompError`; publishing to one makes
+  RabbitMQ send an ERROR frame (raised by the next ``drain_events``) and
+  close the connection, as AMQP closes the channel.
 * **Bindings without arguments.** A headers-exchange binding's arguments
   cannot be sent; ``queue_bind`` of an exclusive or auto-delete queue is
   remembered and made when the queue is first consumed (a queue created by
