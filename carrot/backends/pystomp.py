@@ -572,7 +572,9 @@ class Connection:
         self._event.set()
         for event in list(self._receipts.values()):
             event.set()
-        self.inbox.put(frame)
+        if frame.headers.get("receipt-id") not in self._receipts:
+            # Not the answer to a request someone waits for: drain_events raises it.
+            self.inbox.put(frame)
 
     def _on_disconnected(self) -> None:
         self.connected = False

@@ -40,6 +40,7 @@ class FakeBroker:
         self.pending: dict[str, list[tuple[bytes, dict[str, str]]]] = {}
         self.refuse_login = False
         self.error_on_subscribe: str | None = None
+        self.error_names_receipt = False
         self._tags = iter(range(1, 1_000_000))
 
     def frames(self, cmd: str) -> list[tuple[FakeStompConnection, dict[str, Any]]]:
@@ -95,7 +96,10 @@ class FakeStompConnection:
             ("SUBSCRIBE", {"destination": destination, "id": sub_id, "ack": ack, **headers})
         )
         if self.broker.error_on_subscribe:
-            self.listener.on_error(Frame("ERROR", {"message": self.broker.error_on_subscribe}))
+            error_headers = {"message": self.broker.error_on_subscribe}
+            if self.broker.error_names_receipt:
+                error_headers["receipt-id"] = headers["receipt"]
+            self.listener.on_error(Frame("ERROR", error_headers))
             return
         self.listener.on_receipt(Frame("RECEIPT", {"receipt-id": headers["receipt"]}))
         pending = self.broker.pending.get(destination, [])
@@ -514,12 +518,22 @@ def test_error_frame_raises_from_drain_events(broker: FakeBroker, conn: BrokerCo
         conn.drain_events(timeout=1)
 
 
-def test_subscribe_error_raises(broker: FakeBroker, conn: BrokerConnection) -> None:
+@pytest.mark.parametrize("names_receipt", [False, True])
+def test_subscribe_error_raises(
+    broker: FakeBroker, conn: BrokerConnection, names_receipt: bool
+) -> None:
     backend = conn.create_backend()
     broker.error_on_subscribe = "precondition_failed"
+    broker.error_names_receipt = names_receipt
     with pytest.raises(StompError, match="precondition_failed"):
         backend.declare_consumer("q", False, lambda frame: None, "tag1")
     assert "tag1" not in backend._consumers
+    if names_receipt:  # raised once, where it was asked for
+        with pytest.raises(socket.timeout):
+            conn.drain_events(timeout=0.05)
+    else:  # it may concern anything: drain_events raises it too
+        with pytest.raises(StompError, match="precondition_failed"):
+            conn.drain_events(timeout=0.05)
 
 
 def test_lost_connection_raises_connection_error(
