@@ -121,7 +121,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from carrot.backends.base import BaseBackend, BaseMessage
+from carrot.backends.base import BaseBackend, BaseMessage, FlowByCancelMixin
 from carrot.exceptions import CarrotError, ClientNotInstalled, MissingConnectionSetting
 
 __all__ = [
@@ -752,7 +752,7 @@ def _stomp_error(frame: Any) -> StompError:
 # -- the backend --------------------------------------------------------------
 
 
-class Backend(BaseBackend):
+class Backend(FlowByCancelMixin, BaseBackend):
     """carrot's backend for RabbitMQ's STOMP plugin, on stomp.py.
 
     :param connection: the :class:`~carrot.connection.BrokerConnection`
@@ -783,10 +783,10 @@ class Backend(BaseBackend):
     def __init__(self, connection: Any, **kwargs: Any) -> None:
         _import_stomp()
         super().__init__(connection, **kwargs)
+        #: consumer_tag -> (queue, no_ack, callback), for flow() (FlowByCancelMixin).
+        self._consumers: dict[str, tuple[str, bool, Callable[[Any], Any]]] = {}
         #: consumer_tag -> its subscription.
-        self._consumers: dict[str, _Subscription] = {}
-        #: consumer_tag -> (queue, no_ack, callback), to resubscribe after flow(False).
-        self._consumer_args: dict[str, tuple[str, bool, Callable[[Any], Any]]] = {}
+        self._subscriptions: dict[str, _Subscription] = {}
         #: Set by flow(False): the consumers to start again on flow(True).
         self._paused: dict[str, tuple[str, bool, Callable[[Any], Any]]] | None = None
         #: queue -> properties from queue_declare.
@@ -835,16 +835,17 @@ class Backend(BaseBackend):
 
     @property
     def channel(self) -> Connection:
-        """The shared :class:`Connection` (STOMP has no channels)."""
-        conn = self.connection.connection
-        if conn is None:
-            raise StompConnectionError("the BrokerConnection is closed")
-        return conn
+        """The shared :class:`Connection` (STOMP has no channels).
+
+        :raises carrot.exceptions.ConnectionClosedError: the
+            :class:`~carrot.connection.BrokerConnection` was closed.
+        """
+        return self._established()
 
     def close(self) -> None:
         """Cancel this backend's consumers and return unsettled ``get`` messages."""
         self._paused = None  # a later flow(True) has nothing to resume
-        for tag in list(self._consumers):
+        for tag in list(self._subscriptions):
             self.cancel(tag)
         getters, self._getters = self._getters, {}
         idle, self._idle_getters = self._idle_getters, {}
@@ -981,14 +982,14 @@ class Backend(BaseBackend):
             idle[0].close()  # a message it holds goes back, to this consumer
         if self.prefetch_count and not no_ack:
             headers["prefetch-count"] = str(self.prefetch_count)
-        self._consumers[consumer_tag] = self.channel.subscribe(
+        self._subscriptions[consumer_tag] = self.channel.subscribe(
             destination,
             ack="auto" if no_ack else "client-individual",
             headers=headers,
             callback=callback,
             consumer_tag=consumer_tag,
         )
-        self._consumer_args[consumer_tag] = (queue, no_ack, callback)
+        self._consumers[consumer_tag] = (queue, no_ack, callback)
         return consumer_tag
 
     def consume(self, limit: int | None = None) -> Iterator[bool]:
@@ -1001,7 +1002,7 @@ class Backend(BaseBackend):
             if limit and total >= limit:
                 return
             conn = self.connection.connection
-            if not self._consumers or conn is None or not conn.connected:
+            if not self._subscriptions or conn is None or not conn.connected:
                 return
             conn.drain_events()
             yield True
@@ -1012,10 +1013,10 @@ class Backend(BaseBackend):
 
     def cancel(self, consumer_tag: str) -> None:
         """Stop the consumer ``consumer_tag``."""
-        self._consumer_args.pop(consumer_tag, None)
+        self._consumers.pop(consumer_tag, None)
         if self._paused is not None and self._paused.pop(consumer_tag, None) is not None:
             return  # flow(False) unsubscribed it; flow(True) must not start it again
-        sub = self._consumers.pop(consumer_tag, None)
+        sub = self._subscriptions.pop(consumer_tag, None)
         conn = self.connection.connection
         if sub is not None and conn is not None and conn.connected:
             conn.cancel(sub)
@@ -1080,23 +1081,6 @@ class Backend(BaseBackend):
     def qos(self, prefetch_size: int, prefetch_count: int, apply_global: bool = False) -> None:
         """Send ``prefetch-count`` on subscriptions made from now on."""
         self.prefetch_count = prefetch_count
-
-    def flow(self, active: bool) -> None:
-        """Pause (``False``) or resume (``True``) this backend's consumers.
-
-        STOMP has no flow control: pausing unsubscribes them (deliveries
-        already received are given back when drained), resuming subscribes
-        them again with the same tags and callbacks.
-        """
-        if active:
-            paused, self._paused = self._paused, None
-            for tag, (queue, no_ack, callback) in (paused or {}).items():
-                self.declare_consumer(queue, no_ack, callback, tag)
-        elif self._paused is None:
-            paused = dict(self._consumer_args)
-            for tag in paused:
-                self.cancel(tag)
-            self._paused = paused
 
     # -- publishing --------------------------------------------------------------
 

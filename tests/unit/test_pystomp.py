@@ -736,3 +736,17 @@ def test_close_while_paused_resumes_nothing(broker: FakeBroker, conn: BrokerConn
     count = len(broker.frames("SUBSCRIBE"))
     backend.flow(True)
     assert len(broker.frames("SUBSCRIBE")) == count
+
+
+def test_using_a_backend_after_close_raises_connection_closed(
+    broker: FakeBroker, conn: BrokerConnection
+) -> None:
+    from carrot.exceptions import ConnectionClosedError
+
+    backend = conn.create_backend()
+    message = backend.prepare_message(b"x", 1)
+    conn.close()
+    with pytest.raises(ConnectionClosedError):
+        backend.publish(message, "", "q")
+    # A ConnectionError (OSError): retry loops over connection_errors catch it.
+    assert issubclass(ConnectionClosedError, tuple(conn.connection_errors))
