@@ -1,4 +1,4 @@
-"""Installs carrot: ``pip install .`` (extras: django, yaml, msgpack, pika, stomp, test, docs)."""
+"""Installs carrot: ``pip install .`` (extras: django, yaml, msgpack, pika, stomp, redis, docs, bench, test)."""
 
 import re
 from pathlib import Path
@@ -30,7 +30,11 @@ EXTRAS["test"] = sorted(
         *EXTRAS["yaml"],
         *EXTRAS["msgpack"],
         *EXTRAS["pika"],
+        *EXTRAS["stomp"],
         *EXTRAS["redis"],
+        *EXTRAS["docs"],
+        # tests/unit/test_fastpath.py draws the benchmark chart
+        "matplotlib>=3.5",
     }
 )
 
