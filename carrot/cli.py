@@ -36,6 +36,7 @@ usage errors (bad arguments, a malformed URL or unknown scheme), and for
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -45,7 +46,7 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
@@ -64,10 +65,31 @@ __all__ = [
     "parse_url",
 ]
 
-#: scheme -> (default port, ssl) of the AMQP URL schemes.
+#: scheme -> (backend_cls, default port, ssl) of the network URL schemes.
+NETWORK_SCHEMES: dict[str, tuple[str, int, bool]] = {
+    "amqp": ("amqp", 5672, False),
+    "amqps": ("amqp", 5671, True),
+    "pika": ("pika", 5672, False),
+    "pikas": ("pika", 5671, True),
+    "stomp": ("stomp", 61613, False),
+    "stomp+ssl": ("stomp", 61614, True),
+    "redis": ("redis", 6379, False),
+}
+#: The AMQP URL schemes (py-amqp), kept for code that reads them: scheme -> (port, ssl).
 AMQP_SCHEMES = {"amqp": (5672, False), "amqps": (5671, True)}
-#: Schemes of the in-process backend.
+#: Schemes of the in-process backends: scheme -> backend_cls.
+IN_PROCESS_SCHEMES = {"memory": "memory", "kombu+memory": "kombu", "kombu": "kombu"}
+#: Schemes of carrot's own in-process backend (:mod:`carrot.backends.queue`).
 MEMORY_SCHEMES = frozenset({"memory"})
+#: Every scheme :func:`parse_url` knows, in the order error messages list them.
+KNOWN_SCHEMES = (*NETWORK_SCHEMES, *IN_PROCESS_SCHEMES)
+#: backend_cls -> the scheme :func:`format_url` writes (plain, TLS).
+_FORMAT_SCHEMES = {
+    "amqp": ("amqp", "amqps"),
+    "pika": ("pika", "pikas"),
+    "stomp": ("stomp", "stomp+ssl"),
+    "redis": ("redis", "redis"),
+}
 #: What a masked password is shown as.
 MASK = "***"
 #: The broker ``demo`` and ``bench`` use by default.
@@ -140,12 +162,18 @@ def parse_url(url: str) -> dict[str, Any]:
     (5671, True)
     >>> parse_url("memory://")
     {'backend_cls': 'memory'}
+    >>> parse_url("stomp://rabbit")["port"], parse_url("stomp://rabbit")["backend_cls"]
+    (61613, 'stomp')
+    >>> params = parse_url("redis://:s3cret@cache:6380/2")
+    >>> params["password"], params["virtual_host"], params["backend_cls"]
+    ('s3cret', '2', 'redis')
 
-    :param url: ``amqp://``, ``amqps://`` or ``memory://`` (see the module
-        docstring for the defaults).
+    :param url: one of :data:`KNOWN_SCHEMES` (see the module docstring for
+        each scheme's fields and defaults).
     :returns: hostname, userid, password, virtual_host, port, ssl and
         backend_cls (and connect_timeout when the URL sets it); only
-        backend_cls for ``memory://``.
+        backend_cls for the in-process schemes (``memory://``,
+        ``kombu+memory://``).
     :raises InvalidURLError: (a ``ValueError``) the URL is malformed or its
         scheme unknown; the message masks the password.
     """
@@ -155,16 +183,16 @@ def parse_url(url: str) -> dict[str, Any]:
         )
     if any(ch.isspace() or ord(ch) < 32 for ch in url):
         raise InvalidURLError(url, "contains whitespace or control characters")
-    scheme = url.partition("://")[0].lower()
-    if scheme in MEMORY_SCHEMES:
-        rest = url.partition("://")[2]
+    scheme, _, rest = url.partition("://")
+    scheme = scheme.lower()
+    if scheme in IN_PROCESS_SCHEMES:
         if rest.strip("/"):
-            raise InvalidURLError(url, "memory:// takes no host, path or options")
-        return {"backend_cls": "memory"}
-    if scheme not in AMQP_SCHEMES:
-        known = ", ".join(f"{name}://" for name in (*AMQP_SCHEMES, *sorted(MEMORY_SCHEMES)))
+            raise InvalidURLError(url, f"{scheme}:// takes no host, path or options")
+        return {"backend_cls": IN_PROCESS_SCHEMES[scheme]}
+    if scheme not in NETWORK_SCHEMES:
+        known = ", ".join(f"{name}://" for name in KNOWN_SCHEMES)
         raise InvalidURLError(url, f"unknown scheme {scheme!r} (known: {known})")
-    default_port, ssl = AMQP_SCHEMES[scheme]
+    backend_cls, default_port, ssl = NETWORK_SCHEMES[scheme]
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -176,17 +204,30 @@ def parse_url(url: str) -> dict[str, Any]:
     if port == 0:
         raise InvalidURLError(url, "port 0 is not a port")
     hostname = hostname or "localhost"
-    if ":" in hostname:
+    if ":" in hostname and backend_cls == "amqp":
         hostname = f"[{hostname}]"  # IPv6, as py-amqp expects it in "host:port"
+    username = unquote(parts.username) if parts.username is not None else None
+    password = unquote(parts.password) if parts.password is not None else None
     path = parts.path
+    if backend_cls == "redis":
+        # Redis has no login by default: no user id or password unless given
+        # (a user id is a Redis 6 ACL user). The path is the database number.
+        db = path[1:] or "0"
+        if not db.isdigit() or not db.isascii():
+            raise InvalidURLError(url, f"the path is the Redis database number, not {db!r}")
+        userid, virtual_host = username or None, str(int(db))
+    else:
+        userid = username if username is not None else "guest"
+        password = password if password is not None else "guest"
+        virtual_host = unquote(path[1:]) if len(path) > 1 else "/"
     params: dict[str, Any] = {
         "hostname": hostname,
-        "userid": unquote(parts.username) if parts.username is not None else "guest",
-        "password": unquote(parts.password) if parts.password is not None else "guest",
-        "virtual_host": unquote(path[1:]) if len(path) > 1 else "/",
+        "userid": userid,
+        "password": password,
+        "virtual_host": virtual_host,
         "port": port or default_port,
         "ssl": ssl,
-        "backend_cls": "amqp",
+        "backend_cls": backend_cls,
     }
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key != "connect_timeout":
@@ -206,14 +247,27 @@ def format_url(params: dict[str, Any]) -> str:
 
     >>> format_url(parse_url("amqp://guest:guest@127.0.0.1:1"))
     'amqp://guest:***@127.0.0.1:1//'
+    >>> format_url(parse_url("redis://:secret@127.0.0.1/3"))
+    'redis://:***@127.0.0.1:6379/3'
     """
-    if params.get("backend_cls") == "memory":
+    backend_cls = params.get("backend_cls")
+    if backend_cls == "memory":
         return "memory://"
-    scheme = "amqps" if params.get("ssl") else "amqp"
+    if backend_cls == "kombu":
+        return "kombu+memory://"
+    plain, secure = _FORMAT_SCHEMES.get(backend_cls or "amqp", ("amqp", "amqps"))
+    scheme = secure if params.get("ssl") else plain
+    hostname = str(params["hostname"])
+    if ":" in hostname and not hostname.startswith("["):
+        hostname = f"[{hostname}]"
+    user = quote(params.get("userid") or "", safe="")
+    if backend_cls == "redis":
+        login = f"{user}:{MASK}@" if params.get("password") is not None else ""
+        login = login or (f"{user}@" if user else "")
+        return f"{scheme}://{login}{hostname}:{params['port']}/{params.get('virtual_host') or 0}"
     vhost = params.get("virtual_host") or "/"
     path = "/" if vhost == "/" else quote(vhost, safe="")
-    user = quote(params.get("userid") or "", safe="")
-    return f"{scheme}://{user}:{MASK}@{params['hostname']}:{params['port']}/{path}"
+    return f"{scheme}://{user}:{MASK}@{hostname}:{params['port']}/{path}"
 
 
 # -- output -----------------------------------------------------------------------
@@ -314,8 +368,9 @@ def _show(value: Any, limit: int = 100) -> str:
 # -- connecting -------------------------------------------------------------------
 
 
-def _is_memory(params: dict[str, Any]) -> bool:
-    return params.get("backend_cls") == "memory"
+def _in_process(params: dict[str, Any]) -> bool:
+    """Whether ``params`` name a backend living in this process (no broker)."""
+    return params.get("backend_cls") in ("memory", "kombu")
 
 
 def _connect(url: str) -> tuple[BrokerConnection, dict[str, Any], str]:
@@ -347,6 +402,30 @@ def _wait_for(conn: BrokerConnection, done: Callable[[], bool], timeout: float, 
 # -- demo -----------------------------------------------------------------------------
 
 
+def _delete_queue_afterwards(
+    conn: BrokerConnection, queue: str
+) -> contextlib.AbstractContextManager:
+    """Delete ``queue`` when the block ends, however it ends.
+
+    The brokers delete the exclusive auto-delete queues of ``demo`` and
+    ``bench`` themselves (AMQP, STOMP), but kombu's memory and Redis
+    transports keep an auto-delete queue their consumer left. A failure to
+    delete does not hide the error that ended the block.
+    """
+
+    @contextlib.contextmanager
+    def manager() -> Iterator[None]:
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.create_backend().queue_delete(queue)
+            raise
+        conn.create_backend().queue_delete(queue)
+
+    return manager()
+
+
 def _demo_cases(count: int) -> list[tuple[str, str | None, list[Any]]]:
     def data(i: int) -> dict[str, Any]:
         return {"text": "héllo wörld ✓", "n": i, "pi": 3.14159, "items": [1, 2, 3], "ok": True}
@@ -366,14 +445,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from carrot.messaging import Consumer, Publisher
 
     conn, params, shown = _connect(args.broker)
-    backend_name = "memory" if _is_memory(params) else "amqp"
+    backend_name = params.get("backend_cls") or "amqp"
     queue = f"carrot.demo.{uuid.uuid4().hex[:12]}"
     received: list[Any] = []
     sent = matched = 0
     used = []
-    with conn:
+    with conn, _delete_queue_afterwards(conn, queue):
         # An exclusive queue on the default exchange: the broker deletes it
-        # when we disconnect.
+        # when we disconnect (and we do, for kombu's transports).
         consumer = Consumer(
             conn, queue=queue, exclusive=True, durable=False, auto_delete=True, no_ack=True
         )
@@ -381,6 +460,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         publisher = Publisher(conn, exchange="", routing_key=queue, delivery_mode="transient")
         consumer.consume()
         _out(f"demo: {args.count} message(s) per serializer through {shown}")
+        # STOMP cannot declare exchanges; the default exchange needs none.
+        how = " (STOMP: /amq/queue/, no exchange declared)" if backend_name == "stomp" else ""
+        _out(f"queue {queue} (exclusive, auto-delete) on the default exchange{how}")
         for label, serializer, payloads in _demo_cases(args.count):
             try:
                 serialization.encode(payloads[0], serializer=serializer)
@@ -415,28 +497,81 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -- ping -----------------------------------------------------------------------------
 
 
+def _redis_client(connection: Any) -> Any:
+    """The redis-py client under a kombu Redis connection (None if there is none)."""
+    channel = getattr(connection, "default_channel", None)
+    return getattr(channel, "client", None)
+
+
+def _time_round_trips(count: int, operation: Callable[[], Any]) -> list[float]:
+    """Milliseconds each of ``count`` calls of ``operation`` took."""
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        operation()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def _stomp_round_trip(connection: Any) -> Callable[[], None]:
+    """A STOMP round trip: SUBSCRIBE (waiting for its receipt), then UNSUBSCRIBE.
+
+    The destination is a ``/topic/`` of its own, whose auto-delete queue
+    RabbitMQ removes at the UNSUBSCRIBE.
+    """
+    destination = f"/topic/carrot.ping.{uuid.uuid4().hex[:12]}"
+
+    def operation() -> None:
+        connection.unsubscribe(connection.subscribe(destination, ack="auto"))
+
+    return operation
+
+
+def _channel_round_trip(connection: Any) -> Callable[[], None]:
+    def operation() -> None:
+        connection.channel().close()
+
+    return operation
+
+
 def cmd_ping(args: argparse.Namespace) -> int:
-    """Connect, print the server's product and version and the round-trip time."""
+    """Connect, print the server's product and version and the round-trip time.
+
+    What is timed depends on the backend: opening and closing a channel
+    (AMQP: py-amqp and pika), a SUBSCRIBE receipt (STOMP), a ``PING``
+    command (Redis).
+    """
     conn, params, shown = _connect(args.url)
+    backend_cls = params.get("backend_cls")
     with conn:
         connection = conn.connection
-        props = getattr(connection, "server_properties", None) or {}
-        product = _text(props.get("product", "unknown server"))
-        version = _text(props.get("version", "?"))
-        if _is_memory(params):
-            _out(f"{shown}: in-process ({product} {version}); no network, nothing to time")
+        if _in_process(params):
+            what = "kombu memory transport" if backend_cls == "kombu" else "carrot memory backend"
+            _out(f"{shown}: in-process ({what}); no network, nothing to time")
             return 0
-        platform = props.get("platform")
-        extra = f" on {_text(platform)}" if platform else ""
-        _out(f"connected to {shown}: {product} {version}{extra}")
-        samples = []
-        for _ in range(args.count):
-            started = time.perf_counter()
-            channel = connection.channel()
-            channel.close()
-            samples.append((time.perf_counter() - started) * 1000)
+        if backend_cls == "redis":
+            client = _redis_client(connection)
+            try:
+                version = _text(client.info("server")["redis_version"])
+            except Exception:  # the version is a nicety; "connected" is enough
+                _out(f"connected to {shown}")
+            else:
+                _out(f"connected to {shown}: Redis {version}")
+            label, operation = "PING", client.ping
+        else:
+            props = getattr(connection, "server_properties", None) or {}
+            product = _text(props.get("product", "unknown server"))
+            version = _text(props.get("version", "?"))
+            platform = props.get("platform")
+            extra = f" on {_text(platform)}" if platform else ""
+            _out(f"connected to {shown}: {product} {version}{extra}")
+            if backend_cls == "stomp":
+                label, operation = "SUBSCRIBE receipt", _stomp_round_trip(connection)
+            else:
+                label, operation = "channel open + close", _channel_round_trip(connection)
+        samples = _time_round_trips(args.count, operation)
         _out(
-            f"round trip (channel open + close) x{len(samples)}: "
+            f"round trip ({label}) x{len(samples)}: "
             f"min {min(samples):.2f} ms, avg {sum(samples) / len(samples):.2f} ms, "
             f"max {max(samples):.2f} ms"
         )
@@ -482,7 +617,28 @@ def _encode_body(args: argparse.Namespace, body: str | bytes) -> tuple[str, str,
     return content_type, content_encoding, payload
 
 
-def _exchange_exists(conn: BrokerConnection, exchange: str) -> bool:
+def _exchange_exists(conn: BrokerConnection, exchange: str, backend_cls: str) -> bool:
+    """Whether ``exchange`` exists; ``True`` where the backend cannot tell.
+
+    Checked on AMQP (py-amqp and pika) with a passive declare. STOMP cannot
+    ask (a publish to a missing exchange makes RabbitMQ close the
+    connection), nor can the kombu transports be asked without declaring.
+    """
+    if backend_cls == "pika":
+        from pika.exceptions import ChannelClosedByBroker
+
+        pika_channel = conn.connection.channel()
+        try:
+            pika_channel.exchange_declare(exchange, passive=True)
+        except ChannelClosedByBroker as exc:
+            if exc.reply_code == 404:
+                return False
+            raise
+        if pika_channel.is_open:
+            pika_channel.close()
+        return True
+    if backend_cls != "amqp":
+        return True
     from amqp.exceptions import NotFound
 
     channel = conn.get_channel()
@@ -511,8 +667,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
     exchange = args.exchange
     routing_key = args.routing_key if args.routing_key is not None else args.declare_queue or ""
     with conn:
-        memory = _is_memory(params)
-        if exchange and not memory and not _exchange_exists(conn, exchange):
+        memory = _in_process(params)
+        backend_cls = params.get("backend_cls") or "amqp"
+        if exchange and not memory and not _exchange_exists(conn, exchange, backend_cls):
             raise CommandError(f"exchange {exchange!r} not found on {shown}")
         backend = conn.create_backend()
         if args.declare_queue:
@@ -529,7 +686,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         f"exchange {exchange!r} with routing key {routing_key!r} on {shown}"
     )
     if memory:
-        _note("memory:// lives in this process: the message is gone when carrot exits")
+        _note(f"{shown} lives in this process: the message is gone when carrot exits")
     return 0
 
 
@@ -551,8 +708,8 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
     conn, params, shown = _connect(args.url)
     timeout = args.timeout
-    if _is_memory(params) and timeout is None:
-        _note("memory:// lives in this process: nothing else can publish to it")
+    if _in_process(params) and timeout is None:
+        _note(f"{shown} lives in this process: nothing else can publish to it")
         timeout = 0.0
     printed = 0
     with conn:
@@ -592,7 +749,11 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
 
 def run_bench(
-    conn: BrokerConnection, count: int, size: int, progress: bool | None = None
+    conn: BrokerConnection,
+    count: int,
+    size: int,
+    progress: bool | None = None,
+    subscribe_first: bool = False,
 ) -> dict[str, float]:
     """Publish ``count`` messages of ``size`` bytes, then consume them all.
 
@@ -600,14 +761,31 @@ def run_bench(
     consuming acks each. The full comparison across backends and libraries
     lives in ``benchmarks/``; this measures the one connection given.
 
+    :keyword subscribe_first: start the consumer before publishing (its
+        callbacks still run only in the consume phase). STOMP needs it: the
+        broker creates an exclusive queue only when it is subscribed to, and
+        drops what is published to a queue that does not exist yet.
+
     :returns: ``publish_seconds``, ``consume_seconds`` and the rates
         ``publish_rate``/``consume_rate`` in messages per second.
     :raises CommandError: not all messages came back within
         :data:`RECEIVE_TIMEOUT` seconds of the last one.
     """
+    queue = f"carrot.bench.{uuid.uuid4().hex[:12]}"
+    with _delete_queue_afterwards(conn, queue):
+        return _run_bench(conn, queue, count, size, progress, subscribe_first)
+
+
+def _run_bench(
+    conn: BrokerConnection,
+    queue: str,
+    count: int,
+    size: int,
+    progress: bool | None,
+    subscribe_first: bool,
+) -> dict[str, float]:
     from carrot.messaging import Consumer, Publisher
 
-    queue = f"carrot.bench.{uuid.uuid4().hex[:12]}"
     body = os.urandom(size)
     consumer = Consumer(
         conn, queue=queue, exclusive=True, durable=False, auto_delete=True, auto_ack=True
@@ -621,6 +799,9 @@ def run_bench(
         bar.update()
 
     consumer.register_callback(on_message)
+    if subscribe_first:
+        consumer.qos(0, min(count, 1000))
+        consumer.consume()
     bar = ProgressBar(count, "publish", enabled=progress)
     started = time.perf_counter()
     for _ in range(count):
@@ -631,8 +812,9 @@ def run_bench(
     bar.close()
 
     bar = ProgressBar(count, "consume", enabled=progress)
-    consumer.qos(0, min(count, 1000))
-    consumer.consume()
+    if not subscribe_first:
+        consumer.qos(0, min(count, 1000))
+        consumer.consume()
     started = time.perf_counter()
     while received < count:
         before = received
@@ -668,10 +850,10 @@ def _bench_compare(args: argparse.Namespace) -> int:
     if not script.is_file():
         raise CommandError(f"bench --compare needs a source checkout of carrot: {script} not found")
     params = parse_url(args.broker)
-    if params.get("backend_cls") == "memory":
+    if params.get("backend_cls") not in ("amqp", "pika"):
         raise CommandError(
             "bench --compare measures AMQP clients against RabbitMQ: "
-            "give --broker amqp://host:port//",
+            "give --broker amqp://host:port// (or pika://)",
             exit_code=2,
         )
     argv = ["-n", str(args.count), "--rounds", str(args.rounds)]
@@ -683,10 +865,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Measure publish and consume throughput on one broker (or compare clients)."""
     if args.compare:
         return _bench_compare(args)
-    conn, _, shown = _connect(args.broker)
+    conn, params, shown = _connect(args.broker)
     with conn:
         _out(f"bench: {args.count} messages of {args.size} bytes through {shown}")
-        result = run_bench(conn, args.count, args.size)
+        stomp = params.get("backend_cls") == "stomp"
+        if stomp:
+            _out("(STOMP: subscribed before publishing, so that the queue exists)")
+        result = run_bench(conn, args.count, args.size, subscribe_first=stomp)
     _out(
         f"publish: {args.count} messages in {result['publish_seconds']:.3f} s = "
         f"{result['publish_rate']:,.0f} msg/s"
@@ -733,8 +918,10 @@ def _seconds(text: str) -> float:
 
 
 _URL_HELP = (
-    "broker URL: amqp://user:password@host:port/vhost, amqps://... or memory:// "
-    "(user and password default to guest, the port to 5672)"
+    "broker URL: amqp://user:password@host:port/vhost (or amqps://), "
+    "pika://... (pikas://), stomp://user:password@host:port/vhost (stomp+ssl://), "
+    "redis://:password@host:port/db, memory:// or kombu+memory:// "
+    "(AMQP and STOMP user and password default to guest)"
 )
 
 

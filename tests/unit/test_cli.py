@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -140,8 +141,18 @@ def test_parse_url_result_builds_a_broker_connection():
         ("", "expected scheme://"),
         ("localhost", "expected scheme://"),
         ("guest:secret@localhost", "expected scheme://"),
-        ("redis://h", "unknown scheme 'redis'"),
         ("http://h", "unknown scheme 'http'"),
+        ("kafka://h", "unknown scheme 'kafka'"),
+        ("stomps://h", "unknown scheme 'stomps'"),
+        ("pika://h:abc", "Port"),
+        ("stomp://h:0", "port 0"),
+        ("stomp://h/?heartbeat=5", "unknown option 'heartbeat'"),
+        ("redis://h/x", "Redis database number, not 'x'"),
+        ("redis://h/1/2", "Redis database number, not '1/2'"),
+        ("redis://h/-1", "Redis database number"),
+        ("redis://h:99999", "Port"),
+        ("kombu+memory://somehost", "kombu+memory://"),
+        ("kombu://h", "kombu://"),
         ("amqp://h:abc", "Port"),
         ("amqp://h:99999", "Port"),
         ("amqp://h:0", "port 0"),
@@ -194,6 +205,108 @@ def test_format_url_masks_and_shows_defaults():
     assert cli.format_url(cli.parse_url("memory://")) == "memory://"
 
 
+def test_parse_url_pika_has_the_amqp_fields():
+    assert cli.parse_url("pika://user:pass@rabbit:5673/prod") == {
+        "hostname": "rabbit",
+        "userid": "user",
+        "password": "pass",
+        "virtual_host": "prod",
+        "port": 5673,
+        "ssl": False,
+        "backend_cls": "pika",
+    }
+    defaults = cli.parse_url("pika://rabbit")
+    assert (defaults["userid"], defaults["password"], defaults["port"]) == ("guest", "guest", 5672)
+    assert defaults["virtual_host"] == "/"
+    secure = cli.parse_url("pikas://rabbit")
+    assert (secure["port"], secure["ssl"], secure["backend_cls"]) == (5671, True, "pika")
+
+
+def test_parse_url_pika_ipv6_host_has_no_brackets():
+    # pika resolves the host as it is; only py-amqp wants "[::1]".
+    assert cli.parse_url("pika://[::1]:5673/")["hostname"] == "::1"
+
+
+def test_parse_url_stomp():
+    assert cli.parse_url("stomp://user:pass@rabbit:61620/prod") == {
+        "hostname": "rabbit",
+        "userid": "user",
+        "password": "pass",
+        "virtual_host": "prod",
+        "port": 61620,
+        "ssl": False,
+        "backend_cls": "stomp",
+    }
+    defaults = cli.parse_url("stomp://rabbit")
+    assert (defaults["userid"], defaults["password"]) == ("guest", "guest")
+    assert (defaults["port"], defaults["virtual_host"]) == (61613, "/")
+    secure = cli.parse_url("STOMP+SSL://rabbit?connect_timeout=3")
+    assert (secure["port"], secure["ssl"], secure["backend_cls"]) == (61614, True, "stomp")
+    assert secure["connect_timeout"] == 3.0
+
+
+def test_parse_url_redis():
+    assert cli.parse_url("redis://:p%40ss@cache:6380/2") == {
+        "hostname": "cache",
+        "userid": None,
+        "password": "p@ss",
+        "virtual_host": "2",
+        "port": 6380,
+        "ssl": False,
+        "backend_cls": "redis",
+    }
+
+
+def test_parse_url_redis_defaults_have_no_login():
+    params = cli.parse_url("redis://")
+    assert params["hostname"] == "localhost"
+    assert (params["userid"], params["password"]) == (None, None)
+    assert (params["port"], params["virtual_host"]) == (6379, "0")
+    assert cli.parse_url("redis://h/")["virtual_host"] == "0"
+    assert cli.parse_url("redis://h/07")["virtual_host"] == "7"
+    assert cli.parse_url("redis://acl-user:pw@h")["userid"] == "acl-user"
+
+
+@pytest.mark.parametrize("url", ["kombu+memory://", "kombu://", "KOMBU+MEMORY://", "kombu:///"])
+def test_parse_url_kombu_memory(url):
+    assert cli.parse_url(url) == {"backend_cls": "kombu"}
+
+
+def test_new_schemes_build_broker_connections():
+    redis_conn = BrokerConnection(**cli.parse_url("redis://:pw@h:6380/3"))
+    assert (redis_conn.hostname, redis_conn.port, redis_conn.password) == ("h", 6380, "pw")
+    assert redis_conn.virtual_host == "3"
+    assert BrokerConnection(**cli.parse_url("stomp://h")).port == 61613
+    assert BrokerConnection(**cli.parse_url("kombu://")).hostname is None
+
+
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        ("pika://guest:guest@127.0.0.1:1", "pika://guest:***@127.0.0.1:1//"),
+        ("pikas://u:p@h/a%2Fb", "pikas://u:***@h:5671/a%2Fb"),
+        ("pika://u:p@[::1]/", "pika://u:***@[::1]:5672//"),
+        ("stomp://u:s3cret@h", "stomp://u:***@h:61613//"),
+        ("stomp+ssl://u:s3cret@h:7000/v", "stomp+ssl://u:***@h:7000/v"),
+        ("redis://:s3cret@h/2", "redis://:***@h:6379/2"),
+        ("redis://user:s3cret@h:1", "redis://user:***@h:1/0"),
+        ("redis://h", "redis://h:6379/0"),
+        ("redis://user@h", "redis://user@h:6379/0"),
+        ("redis://:@h", "redis://:***@h:6379/0"),
+        ("kombu://", "kombu+memory://"),
+        ("kombu+memory://", "kombu+memory://"),
+    ],
+)
+def test_format_url_new_schemes_mask_and_round_trip(url, shown):
+    params = cli.parse_url(url)
+    assert cli.format_url(params) == shown
+    assert "s3cret" not in shown
+    # The shown URL, its mask replaced by the password, parses back the same.
+    password = params.get("password")
+    again = cli.parse_url(shown.replace(cli.MASK, quote(password or "", safe="")))
+    assert again == params
+
+
 # -- main(), in process, on memory:// -----------------------------------------
 
 
@@ -229,6 +342,48 @@ def test_demo_reports_a_mismatch(monkeypatch, capsys):
 def test_ping_memory(capsys):
     assert cli.main(["ping", "memory://"]) == 0
     assert "in-process" in capsys.readouterr().out
+
+
+def test_demo_round_trip_on_kombu_memory(capsys):
+    assert cli.main(["demo", "--broker", "kombu+memory://", "--count", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("demo: 2 message(s) per serializer through kombu+memory://\n")
+    assert "round trip OK: 10 messages, 5 serializers, backend kombu" in out
+    assert out.count("[OK]") == 10
+    assert "MISMATCH" not in out
+
+
+def test_demo_on_kombu_memory_leaves_no_queue(capsys):
+    from kombu.transport import memory as kombu_memory
+
+    assert cli.main(["demo", "--broker", "kombu://"]) == 0
+    queue = capsys.readouterr().out.splitlines()[1].split()[1]
+    assert queue.startswith("carrot.demo.")
+    # The auto-delete queue went when the demo's consumer was cancelled.
+    assert queue not in kombu_memory.Channel.queues
+
+
+def test_ping_kombu_memory(capsys):
+    assert cli.main(["ping", "kombu://"]) == 0
+    assert capsys.readouterr().out == (
+        "kombu+memory://: in-process (kombu memory transport); no network, nothing to time\n"
+    )
+
+
+def test_publish_then_consume_on_kombu_memory(unique, capsys):
+    queue = f"{unique}.cli"
+    assert cli.main(["publish", "kombu://", "hi kombu", "--declare-queue", queue]) == 0
+    captured = capsys.readouterr()
+    assert "published 8 bytes (text/plain, utf-8)" in captured.out
+    assert "kombu+memory:// lives in this process" in captured.err
+    assert cli.main(["consume", "kombu://", "--queue", queue, "--count", "1"]) == 0
+    assert capsys.readouterr().out == "hi kombu\n"
+
+
+def test_bench_compare_refuses_non_amqp_brokers(capsys):
+    for url in ("redis://h", "stomp://h", "kombu://"):
+        assert cli.main(["bench", "--compare", "--broker", url]) == 2
+        assert "measures AMQP clients against RabbitMQ" in capsys.readouterr().err
 
 
 def test_publish_then_consume_on_memory(capsys):
@@ -361,7 +516,8 @@ def test_unknown_scheme_is_one_line_exit_2(capsys):
     err = capsys.readouterr().err
     assert err == (
         "carrot: invalid broker URL 'kafka://h': unknown scheme 'kafka' "
-        "(known: amqp://, amqps://, memory://)\n"
+        "(known: amqp://, amqps://, pika://, pikas://, stomp://, stomp+ssl://, redis://, "
+        "memory://, kombu+memory://, kombu://)\n"
     )
 
 
