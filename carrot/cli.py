@@ -22,9 +22,39 @@ Broker URLs (see :func:`parse_url`):
   ``amqp://host/`` and ``amqp://host//`` all mean ``/``, as does
   ``amqp://host/%2F``. ``?connect_timeout=S`` sets the connect timeout.
 * ``amqps://...``: the same over TLS (``ssl=True``), default port 5671.
+* ``pika://user:password@host:port/vhost`` (``pikas://`` for TLS): RabbitMQ
+  through pika (``backend_cls="pika"``), with the fields and defaults of
+  ``amqp://``.
+* ``stomp://user:password@host:port/vhost`` (``stomp+ssl://`` for TLS,
+  default port 61614): RabbitMQ's STOMP plugin through stomp.py
+  (``backend_cls="stomp"``). User id and password default to ``guest``,
+  the port to 61613, the virtual host (sent as STOMP's ``host`` header) to
+  ``/``.
+* ``redis://[user][:password@]host:port/db``: Redis through kombu
+  (``backend_cls="redis"``). No user id or password unless given (a user id
+  is a Redis 6 ACL user); the port defaults to 6379 and the database
+  number (the path, passed as ``virtual_host``) to 0. The URL's parts go
+  to :class:`~carrot.connection.BrokerConnection` as separate fields, not
+  as a kombu URL in ``hostname``, so the password stays out of every host
+  name that output or errors show.
 * ``memory://``: the in-process backend (:mod:`carrot.backends.queue`).
+* ``kombu+memory://`` (or ``kombu://``): kombu's in-process memory
+  transport (``backend_cls="kombu"``), with kombu's exchange routing.
 
-A password is never printed: URLs echoed in output and errors show ``***``.
+The network schemes take ``?connect_timeout=S``. A password is never
+printed: URLs echoed in output and errors show ``***``.
+
+What ``ping`` times depends on the backend: opening and closing a channel
+(``amqp://``, ``pika://``), a SUBSCRIBE answered by its receipt
+(``stomp://``, on a ``/topic/`` destination of its own), a Redis ``PING``
+(``redis://``). It prints the server's product and version where the
+connection tells them (AMQP, STOMP's CONNECTED frame, Redis ``INFO``).
+
+``demo`` and ``bench`` use an exclusive, auto-delete queue on the default
+exchange and delete it when done (kombu's transports would keep it). On
+STOMP no exchange is declared (it cannot declare any): the messages go to
+``/amq/queue/<queue>``; ``bench`` subscribes before publishing there,
+since RabbitMQ creates an exclusive STOMP queue only when subscribed to.
 
 Exit status: 0 on success; 1 when something failed at run time (cannot
 connect, refused by the broker, a demo round trip that does not match); 2 for
@@ -977,8 +1007,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[debug],
         help="connect and time a round trip",
         description=(
-            "Connect, print the server's product and version, and time a few "
-            "channel open/close round trips."
+            "Connect, print the server's product and version, and time a few round "
+            "trips: channel open/close (amqp://, pika://), a SUBSCRIBE receipt "
+            "(stomp://), a PING (redis://)."
         ),
     )
     ping.add_argument("url", metavar="URL", help=_URL_HELP)
