@@ -380,6 +380,64 @@ def test_publish_then_consume_on_kombu_memory(unique, capsys):
     assert capsys.readouterr().out == "hi kombu\n"
 
 
+class _FakeRedisClient:
+    def __init__(self, info_fails: bool) -> None:
+        self.info_fails = info_fails
+        self.pings = 0
+
+    def info(self, section: str) -> dict[str, str]:
+        if self.info_fails:
+            raise RuntimeError("INFO is disabled")
+        return {"redis_version": "7.9.9"}
+
+    def ping(self) -> bool:
+        self.pings += 1
+        return True
+
+
+class _FakeConn:
+    def __init__(self, connection: object) -> None:
+        self.connection = connection
+
+    def __enter__(self) -> _FakeConn:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("info_fails, first_line", [(False, ": Redis 7.9.9"), (True, "")])
+def test_ping_redis_version_or_just_connected(monkeypatch, capsys, info_fails, first_line):
+    client = _FakeRedisClient(info_fails)
+    kombu_connection = type("KombuConnection", (), {"default_channel": None})()
+    kombu_connection.default_channel = type("Channel", (), {"client": client})()
+    params = cli.parse_url("redis://:pw@h/1")
+
+    def fake_connect(url: str) -> tuple[_FakeConn, dict, str]:
+        return _FakeConn(kombu_connection), params, cli.format_url(params)
+
+    monkeypatch.setattr(cli, "_connect", fake_connect)
+    assert cli.main(["ping", "redis://:pw@h/1", "--count", "4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"connected to redis://:***@h:6379/1{first_line}"
+    assert lines[1].startswith("round trip (PING) x4: min ")
+    assert client.pings == 4
+
+
+def test_demo_deletes_its_queue_when_it_fails(monkeypatch, capsys):
+    from kombu.transport import memory as kombu_memory
+
+    def no_message(conn, done, timeout, what):
+        raise cli.CommandError(f"timed out waiting for {what}")
+
+    monkeypatch.setattr(cli, "_wait_for", no_message)
+    assert cli.main(["demo", "--broker", "kombu://"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == "carrot: timed out waiting for the json message\n"
+    queue = captured.out.splitlines()[1].split()[1]
+    assert queue not in kombu_memory.Channel.queues
+
+
 def test_bench_compare_refuses_non_amqp_brokers(capsys):
     for url in ("redis://h", "stomp://h", "kombu://"):
         assert cli.main(["bench", "--compare", "--broker", url]) == 2
