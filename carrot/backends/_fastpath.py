@@ -390,13 +390,17 @@ class FastChannel(amqp.Channel):
         return super().basic_reject(delivery_tag, requeue, argsig)
 
     def basic_nack(
-        self, delivery_tag: Any, multiple: bool = False, requeue: bool = True, **kw: Any
+        self, delivery_tag: Any, multiple: bool = False, requeue: bool = True, argsig: str = "Lbb"
     ) -> Any:
+        """Reject one delivery, or every one up to ``delivery_tag`` (RabbitMQ's ``basic.nack``).
+
+        py-amqp's channel has no ``basic_nack``; this sends the frame itself.
+        """
         if multiple:
             self.acks.settled_upto(delivery_tag)
         else:
             self.acks.settled(delivery_tag)
-        return super().basic_nack(delivery_tag, multiple, requeue, **kw)
+        return self.send_method(spec.Basic.Nack, argsig, (delivery_tag, multiple, requeue))
 
     def basic_get(self, queue: str = "", no_ack: bool = False, argsig: str = "Bsb") -> Any:
         message = super().basic_get(queue, no_ack, argsig)

@@ -1,0 +1,340 @@
+"""Adversarial tests of the py-amqp fast path, without a socket.
+
+Random interleavings of deliveries, ``basic.get-ok``, acks, rejects, nacks
+and explicit ``multiple=True`` acks on several channels and consumers are
+run through a :class:`FastConnection` wired to a fake socket; every frame
+it writes is replayed against a model of RabbitMQ's per-channel
+unacknowledged set, which fails on any ack of a tag that is not
+outstanding and on any combined ack covering a tag the caller did not ack.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from typing import Any
+
+import amqp
+import pytest
+from amqp import spec
+from amqp.method_framing import frame_handler, frame_writer
+from amqp.serialization import dumps, loads
+
+from carrot.backends._fastpath import (
+    FastChannel,
+    FastConnection,
+    PublishFramer,
+    _locked_frame_writer,
+)
+
+# -- fakes -------------------------------------------------------------------------
+
+
+class FakeSocket:
+    """Hands out queued chunks to ``recv_into``; times out when there are none."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def feed(self, data: bytes, rng: random.Random | None = None) -> None:
+        if not data:
+            return
+        if rng is None or len(data) < 2:
+            self.chunks.append(data)
+            return
+        cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randrange(1, 6))))
+        last = 0
+        for cut in [*cuts, len(data)]:
+            self.chunks.append(data[last:cut])
+            last = cut
+
+    def recv_into(self, view: memoryview) -> int:
+        if not self.chunks:
+            raise TimeoutError("timed out")
+        chunk = self.chunks.pop(0)
+        if len(chunk) > len(view):
+            self.chunks.insert(0, chunk[len(view) :])
+            chunk = chunk[: len(view)]
+        view[: len(chunk)] = chunk
+        return len(chunk)
+
+
+class FakeTransport:
+    connected = True
+
+    def __init__(self) -> None:
+        self.sock = FakeSocket()
+        self.written: list[bytes] = []
+
+    def write(self, data: Any) -> None:
+        self.written.append(bytes(data))
+
+    @contextlib.contextmanager
+    def having_timeout(self, timeout: float | None) -> Any:
+        yield self.sock
+
+    def take(self) -> bytes:
+        data, self.written = b"".join(self.written), []
+        return data
+
+
+class _WriterConn:
+    def __init__(self, frame_max: int) -> None:
+        self.frame_max = frame_max
+        self.bytes_sent = 0
+
+
+def amqp_bytes(frame_max: int, *frames: tuple) -> bytes:
+    """What py-amqp's own frame writer writes for ``frames``."""
+    transport = FakeTransport()
+    write = frame_writer(_WriterConn(frame_max), transport)
+    for frame in frames:
+        write(*frame)
+    return transport.take()
+
+
+def make_connection(frame_max: int = 131072) -> tuple[FastConnection, FakeTransport]:
+    conn = FastConnection(host="fake:5672", frame_max=frame_max)
+    transport = FakeTransport()
+    conn._transport = transport
+    conn.on_inbound_frame = frame_handler(conn, conn.on_inbound_method)
+    conn.frame_writer = _locked_frame_writer(conn, transport)
+    conn.framer = PublishFramer(frame_max)
+    return conn, transport
+
+
+def open_channel(conn: FastConnection, channel_id: int) -> FastChannel:
+    channel = FastChannel(conn, channel_id)
+    channel.is_open = True
+    return channel
+
+
+def deliver(channel_id: int, consumer_tag: str, tag: int, body: bytes = b"m", **props) -> bytes:
+    args = dumps("sLbss", (consumer_tag, tag, False, "ex", "rk"))
+    return amqp_bytes(
+        131072, (1, channel_id, spec.Basic.Deliver, args, amqp.Message(body, **props))
+    )
+
+
+def get_ok(channel_id: int, tag: int, body: bytes = b"g") -> bytes:
+    args = dumps("Lbssl", (tag, False, "ex", "rk", 0))
+    return amqp_bytes(131072, (1, channel_id, spec.Basic.GetOk, args, amqp.Message(body)))
+
+
+def method(channel_id: int, sig: tuple, fmt: str = "", args: tuple = ()) -> bytes:
+    return amqp_bytes(131072, (1, channel_id, sig, dumps(fmt, args) if fmt else b"", None))
+
+
+def drain_all(conn: FastConnection, limit: int = 10000) -> int:
+    for count in range(limit):
+        try:
+            conn.drain_events(timeout=0)
+        except TimeoutError:
+            return count
+    raise AssertionError("drain did not stop")
+
+
+def written_methods(data: bytes) -> list[tuple[int, tuple, bytes]]:
+    """The methods in bytes the client wrote, parsed by py-amqp's reader."""
+    seen: list[tuple[int, tuple, bytes]] = []
+
+    class Conn:
+        bytes_recv = 0
+
+    handler = frame_handler(
+        Conn(), lambda ch, sig, payload, content: seen.append((ch, sig, payload))
+    )
+    offset = 0
+    while offset < len(data):
+        channel = int.from_bytes(data[offset + 1 : offset + 3], "big")
+        size = int.from_bytes(data[offset + 3 : offset + 7], "big")
+        assert data[offset + 7 + size] == 0xCE
+        handler((data[offset], channel, data[offset + 7 : offset + 7 + size]))
+        offset += 8 + size
+    return seen
+
+
+# -- a model of the broker's unacknowledged deliveries --------------------------------
+
+
+class BrokerModel:
+    """RabbitMQ's view: per channel, the delivery tags not yet settled.
+
+    An ack, reject or nack of a tag that is not outstanding is a channel
+    error on RabbitMQ (``PRECONDITION_FAILED - unknown delivery tag``); a
+    ``multiple`` one settles every outstanding tag up to it. The caller's
+    intent is recorded separately so a combined ack that covers a tag the
+    caller did not ack is caught.
+    """
+
+    def __init__(self) -> None:
+        self.outstanding: dict[int, set[int]] = {}
+        #: Tags the caller acked (per channel).
+        self.caller_acked: dict[int, set[int]] = {}
+        #: Tags the caller rejected or nacked (per channel).
+        self.caller_rejected: dict[int, set[int]] = {}
+        self.acked: dict[int, set[int]] = {}
+        self.rejected: dict[int, set[int]] = {}
+
+    def delivered(self, channel: int, tag: int, no_ack: bool = False) -> None:
+        if not no_ack:
+            self.outstanding.setdefault(channel, set()).add(tag)
+
+    def _settle(self, channel: int, tag: int, multiple: bool, intent: dict, into: dict) -> None:
+        out = self.outstanding.setdefault(channel, set())
+        assert tag in out, f"channel {channel}: settling unknown delivery tag {tag}"
+        covered = {t for t in out if t <= tag} if multiple else {tag}
+        wrong = covered - intent.get(channel, set())
+        assert not wrong, f"channel {channel}: tag {tag} multiple={multiple} settles {wrong}"
+        out -= covered
+        into.setdefault(channel, set()).update(covered)
+
+    def apply(self, data: bytes) -> None:
+        for channel, sig, payload in written_methods(data):
+            if sig == spec.Basic.Ack:
+                tag, multiple = loads("Lb", payload, 4)[0]
+                self._settle(channel, tag, multiple, self.caller_acked, self.acked)
+            elif sig == spec.Basic.Reject:
+                tag, _requeue = loads("Lb", payload, 4)[0]
+                self._settle(channel, tag, False, self.caller_rejected, self.rejected)
+            elif sig == spec.Basic.Nack:
+                tag, multiple, _requeue = loads("Lbb", payload, 4)[0]
+                self._settle(channel, tag, multiple, self.caller_rejected, self.rejected)
+
+
+# -- attack 1: the ack rule under random interleavings ------------------------------------
+
+
+class Caller:
+    """An application with random habits, acting through the public channel API."""
+
+    def __init__(self, rng: random.Random, model: BrokerModel) -> None:
+        self.rng = rng
+        self.model = model
+        #: (channel, tag) delivered, needing settlement, not yet settled.
+        self.held: dict[tuple[int, int], FastChannel] = {}
+
+    def unsettled(self, channel: FastChannel) -> list[int]:
+        return sorted(t for (c, t) in self.held if c == channel.channel_id)
+
+    def settle(self, channel: FastChannel, tag: int) -> None:
+        cid = channel.channel_id
+        choice = self.rng.random()
+        lower = [t for t in self.unsettled(channel) if t <= tag]
+        if choice < 0.55:
+            self.model.caller_acked.setdefault(cid, set()).add(tag)
+            del self.held[(cid, tag)]
+            channel.basic_ack(tag)
+        elif choice < 0.65:
+            self.model.caller_rejected.setdefault(cid, set()).add(tag)
+            del self.held[(cid, tag)]
+            channel.basic_reject(tag, requeue=self.rng.random() < 0.5)
+        elif choice < 0.72:
+            self.model.caller_rejected.setdefault(cid, set()).add(tag)
+            del self.held[(cid, tag)]
+            channel.basic_nack(tag, multiple=False, requeue=True)
+        elif choice < 0.82:
+            # An explicit multiple=True ack of every unsettled tag up to this one.
+            self.model.caller_acked.setdefault(cid, set()).update(lower)
+            for t in lower:
+                del self.held[(cid, t)]
+            channel.basic_ack(tag, multiple=True)
+        elif choice < 0.87:
+            self.model.caller_rejected.setdefault(cid, set()).update(lower)
+            for t in lower:
+                del self.held[(cid, t)]
+            channel.basic_nack(tag, multiple=True, requeue=False)
+        # else: keep it for later
+
+    def settle_some(self, count: int) -> None:
+        for _ in range(count):
+            if not self.held:
+                return
+            cid, tag = self.rng.choice(sorted(self.held))
+            self.settle(self.held[(cid, tag)], tag)
+
+
+def run_interleaving(seed: int) -> None:
+    rng = random.Random(seed)
+    conn, transport = make_connection()
+    channels = [open_channel(conn, 1), open_channel(conn, 2)]
+    model = BrokerModel()
+    caller = Caller(rng, model)
+    next_tag = {1: 1, 2: 1}
+    consumers = {1: ["a", "b", "n"], 2: ["c", "d"]}
+    channels[0].no_ack_consumers.add("n")  # a no_ack consumer sharing channel 1's tags
+
+    def make_callback(channel: FastChannel, consumer_tag: str) -> Any:
+        def callback(message: amqp.Message) -> None:
+            tag = message.delivery_tag
+            if consumer_tag in channel.no_ack_consumers:
+                return
+            caller.held[(channel.channel_id, tag)] = channel
+            if rng.random() < 0.8:
+                caller.settle(channel, tag)
+            if rng.random() < 0.1:
+                caller.settle_some(2)
+
+        return callback
+
+    for channel in channels:
+        for consumer_tag in consumers[channel.channel_id]:
+            channel.callbacks[consumer_tag] = make_callback(channel, consumer_tag)
+
+    pending: list[bytes] = []
+    for _step in range(rng.randrange(20, 80)):
+        what = rng.random()
+        if what < 0.6:
+            channel = rng.choice(channels)
+            cid = channel.channel_id
+            consumer_tag = rng.choice(consumers[cid])
+            tag = next_tag[cid]
+            next_tag[cid] += 1
+            model.delivered(cid, tag, no_ack=consumer_tag in channel.no_ack_consumers)
+            pending.append(deliver(cid, consumer_tag, tag))
+        elif what < 0.7:
+            # basic_get on a channel that also has consumers: deliveries ahead of
+            # the get-ok are dispatched while basic_get waits.
+            channel = rng.choice(channels)
+            cid = channel.channel_id
+            tag = next_tag[cid]
+            next_tag[cid] += 1
+            model.delivered(cid, tag)
+            pending.append(get_ok(cid, tag))
+            transport.sock.feed(b"".join(pending), rng)
+            pending.clear()
+            message = channel.basic_get("q")
+            assert message is not None and message.delivery_tag == tag
+            caller.held[(cid, tag)] = channel
+            if rng.random() < 0.5:
+                caller.settle(channel, tag)
+        elif what < 0.9:
+            transport.sock.feed(b"".join(pending), rng)
+            pending.clear()
+            if rng.random() < 0.5:
+                drain_all(conn)
+            else:  # a single event: acks may stay held while frames are buffered
+                with contextlib.suppress(TimeoutError):
+                    conn.drain_events(timeout=0)
+        else:
+            caller.settle_some(rng.randrange(1, 4))
+        model.apply(transport.take())
+    transport.sock.feed(b"".join(pending), rng)
+    drain_all(conn)
+    # The caller settles what it kept, oldest first on each channel.
+    for (cid, tag), channel in sorted(caller.held.items()):
+        model.caller_acked.setdefault(cid, set()).add(tag)
+        channel.basic_ack(tag)
+    caller.held.clear()
+    conn.flush_acks()
+    model.apply(transport.take())
+    assert conn._acks_pending == 0
+    for cid, out in model.outstanding.items():
+        assert out == set(), f"channel {cid}: tags {sorted(out)} never settled"
+        assert model.acked.get(cid, set()) == model.caller_acked.get(cid, set())
+        assert model.rejected.get(cid, set()) == model.caller_rejected.get(cid, set())
+
+
+@pytest.mark.parametrize("seed", range(150))
+def test_random_interleavings_never_misack(seed):
+    run_interleaving(seed)
