@@ -85,6 +85,8 @@ _SIZE = Struct(">Q")
 _FRAME_SIZE = Struct(">I")
 _ACK = Struct(">BHIHHQBB")
 _DELIVER_SIG = b"\x00\x3c\x00\x3c"  # basic.deliver: class 60, method 60
+#: Methods followed by content frames: basic.deliver, basic.get-ok, basic.return.
+_CONTENT_SIGS = (_DELIVER_SIG, b"\x00\x3c\x00\x47", b"\x00\x3c\x00\x32")
 _FRAME_END = b"\xce"
 _UNAVAILABLE = {errno.EAGAIN, errno.EINTR, errno.ENOENT, errno.EWOULDBLOCK}
 _DELIVER = spec.Basic.Deliver
@@ -606,9 +608,47 @@ class FastConnection(amqp.Connection):
                 pass
         finally:
             self._dispatching -= 1
-        if self._acks_pending and self._rend - self._rstart < 8:
-            # Everything read has been handled: send the acks it produced.
+        if self._acks_pending and not self._event_buffered():
+            # What was read holds no further whole event (the next one needs
+            # another read, which may be long in coming: the application may
+            # not even wait again): send the acks the handled ones produced.
             self.flush_acks()
+
+    def _event_buffered(self) -> bool:
+        """Whether the read buffer holds a whole method (and its content) not handled yet.
+
+        Only ``True`` when the next :meth:`drain_events` surely dispatches
+        without reading; held-back acks stay held only then.
+        """
+        # Hot path (per delivery while acks are held): usually three frames.
+        buf, pos, end = self._rbuf, self._rstart, self._rend
+        # channel -> body bytes still expected (None: waiting for the header).
+        content: dict[int, int | None] = {
+            ch: None if partial[6] is None else partial[7] - partial[9]
+            for ch, partial in self._partial.items()
+        }
+        while end - pos >= 8:
+            ftype, channel_id, size = _FRAME_HEADER.unpack_from(buf, pos)
+            if pos + 8 + size > end:
+                return False
+            if ftype == 1:
+                if buf[pos + 7 : pos + 11] not in _CONTENT_SIGS:
+                    return True
+                content[channel_id] = None
+            elif ftype == 2:
+                (body_size,) = _BODY_SIZE.unpack_from(buf, pos + 11)
+                if not body_size:
+                    return True
+                content[channel_id] = body_size
+            elif ftype == 3:
+                left = content.get(channel_id)
+                if left is None:
+                    return False  # py-amqp's own partial content: do not guess
+                if left <= size:
+                    return True
+                content[channel_id] = left - size
+            pos += 8 + size
+        return False
 
     def _next_frame(self, timeout: float | None) -> bool:
         # Hot path: parses one frame from the buffer (reading when it has none).

@@ -16,6 +16,7 @@ carrot (camqadm) call methods such as ``exchange_delete`` on it directly.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import socket
 import ssl as ssl_module
@@ -362,15 +363,25 @@ class Backend(FlowByCancelMixin, BaseBackend):
         """Dispatch deliveries to the consumers' callbacks, yielding after each event.
 
         Stops after ``limit`` events, or when the channel has been closed.
+        Acks the callbacks made and the fast path still holds back (more
+        deliveries were already read) are written when it stops.
         """
-        for total in count():
-            if limit and total >= limit:
-                return
-            channel = self._channel
-            if channel is None or not channel.is_open:
-                return
-            self._established().drain_events()
-            yield True
+        try:
+            for total in count():
+                if limit and total >= limit:
+                    return
+                channel = self._channel
+                if channel is None or not channel.is_open:
+                    return
+                self._established().drain_events()
+                yield True
+        finally:
+            conn = self.connection.connection
+            flush_acks = getattr(conn, "flush_acks", None)
+            if flush_acks is not None and conn.connected:
+                # If the connection died, the broker requeues them anyway.
+                with contextlib.suppress(OSError):
+                    flush_acks()
 
     def cancel(self, consumer_tag: str) -> None:
         """Stop the consumer ``consumer_tag``."""

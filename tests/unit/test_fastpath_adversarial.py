@@ -338,3 +338,63 @@ def run_interleaving(seed: int) -> None:
 @pytest.mark.parametrize("seed", range(150))
 def test_random_interleavings_never_misack(seed):
     run_interleaving(seed)
+
+
+# -- held-back acks must not be stranded -----------------------------------------------
+
+
+def acks_in(data: bytes) -> list[tuple[int, int, bool]]:
+    """``(channel, tag, multiple)`` of every ``basic.ack`` in ``data``."""
+    return [
+        (channel, *loads("Lb", payload, 4)[0])
+        for channel, sig, payload in written_methods(data)
+        if sig == spec.Basic.Ack
+    ]
+
+
+def test_ack_is_written_when_only_a_partial_frame_is_buffered():
+    # Delivery 1 complete, delivery 2 cut in the middle of its body: the ack
+    # made in 1's callback must not wait for the rest of 2 (which may never
+    # come while the application does something else).
+    conn, transport = make_connection()
+    channel = open_channel(conn, 1)
+    channel.callbacks["c"] = lambda m: channel.basic_ack(m.delivery_tag)
+    second = deliver(1, "c", 2, b"x" * 1000)
+    transport.sock.feed(deliver(1, "c", 1) + second[:-100])
+    conn.drain_events(timeout=0)
+    assert acks_in(transport.take()) == [(1, 1, True)]
+    assert conn._acks_pending == 0
+
+
+def test_ack_is_held_only_while_a_whole_delivery_is_buffered():
+    conn, transport = make_connection()
+    channel = open_channel(conn, 1)
+    channel.callbacks["c"] = lambda m: channel.basic_ack(m.delivery_tag)
+    transport.sock.feed(b"".join(deliver(1, "c", t) for t in (1, 2, 3)))
+    conn.drain_events(timeout=0)
+    assert transport.take() == b""  # delivery 2 is buffered whole: the ack waits for it
+    conn.drain_events(timeout=0)
+    conn.drain_events(timeout=0)
+    assert acks_in(transport.take()) == [(1, 3, True)]
+
+
+def test_backend_consume_with_a_limit_sends_held_acks_when_it_ends():
+    # Consumer.wait(limit=1) with more deliveries prefetched: the held ack
+    # must be on the wire when wait() returns, not at the next socket read.
+    from types import SimpleNamespace
+
+    from carrot.backends.pyamqplib import Backend
+
+    conn, transport = make_connection()
+    channel = open_channel(conn, 1)
+    channel.callbacks["c"] = lambda m: channel.basic_ack(m.delivery_tag)
+    backend = Backend(SimpleNamespace(connection=conn))
+    backend._channel = channel
+    transport.sock.feed(b"".join(deliver(1, "c", t) for t in (1, 2, 3)))
+    assert list(backend.consume(limit=1)) == [True]
+    assert acks_in(transport.take()) == [(1, 1, True)]
+    # An abandoned generator (a break out of the loop) sends them too.
+    consuming = backend.consume()
+    next(consuming)
+    consuming.close()
+    assert acks_in(transport.take()) == [(1, 2, True)]
