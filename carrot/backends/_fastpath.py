@@ -469,6 +469,19 @@ class FastConnection(amqp.Connection):
         self.framer = PublishFramer(131072)
         super().__init__(*args, **kwargs)
 
+    def connect(self, callback: Any = None) -> Any:
+        if not self.connected:
+            # A new socket: nothing read from (or held back for) the old one
+            # carries over, such as a frame it was cut off in the middle of.
+            self._rstart = self._rend = 0
+            self._partial.clear()
+            self._poller = None
+            self._ack_channels = []
+            self._acks_pending = 0
+            self.is_blocked = False
+            self.blocked_reason = None
+        return super().connect(callback)
+
     def _on_tune(self, *args: Any, **kwargs: Any) -> Any:
         result = super()._on_tune(*args, **kwargs)
         self.framer = PublishFramer(self.frame_max)

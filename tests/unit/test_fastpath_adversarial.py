@@ -398,3 +398,29 @@ def test_backend_consume_with_a_limit_sends_held_acks_when_it_ends():
     next(consuming)
     consuming.close()
     assert acks_in(transport.take()) == [(1, 2, True)]
+
+
+def test_reconnecting_the_same_connection_starts_with_an_empty_read_buffer(monkeypatch):
+    # py-amqp lets a Connection connect() again after its socket died; bytes
+    # of a frame cut short on the dead socket must not prefix the new stream.
+    conn, transport = make_connection()
+    channel = open_channel(conn, 1)
+    channel.callbacks["c"] = lambda m: None
+    transport.sock.feed(deliver(1, "c", 1, b"x" * 500)[:-50])
+    with pytest.raises(TimeoutError):
+        conn.drain_events(timeout=0)
+    transport.connected = False
+    fresh = FakeTransport()
+
+    def fake_connect(self: Any, callback: Any = None) -> None:
+        # What py-amqp's connect does, minus the socket: new transport, then
+        # frames are read through drain_events.
+        self._transport = fresh
+        self.on_inbound_frame = frame_handler(self, self.on_inbound_method)
+        self.frame_writer = _locked_frame_writer(self, fresh)
+        fresh.sock.feed(method(0, spec.Connection.Blocked, "s", ("low on memory",)))
+        self.drain_events(timeout=0)
+
+    monkeypatch.setattr(amqp.Connection, "connect", fake_connect)
+    conn.connect()
+    assert conn.is_blocked
