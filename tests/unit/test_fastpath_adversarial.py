@@ -20,6 +20,7 @@ from amqp import spec
 from amqp.method_framing import frame_handler, frame_writer
 from amqp.serialization import dumps, loads
 
+from carrot.backends import _fastpath
 from carrot.backends._fastpath import (
     FastChannel,
     FastConnection,
@@ -424,3 +425,200 @@ def test_reconnecting_the_same_connection_starts_with_an_empty_read_buffer(monke
     monkeypatch.setattr(amqp.Connection, "connect", fake_connect)
     conn.connect()
     assert conn.is_blocked
+
+
+# -- attack 2: frame parsing ------------------------------------------------------------
+
+
+def test_byte_by_byte_interleaved_channels_heartbeats_and_frame_boundaries():
+    frame_max = 4096
+    chunk = frame_max - 8
+    conn, transport = make_connection(frame_max)
+    got: list[tuple[int, int, Any, dict]] = []
+    for cid in (1, 2):
+        channel = open_channel(conn, cid)
+        channel.callbacks["c"] = lambda m, cid=cid: got.append(
+            (cid, m.delivery_tag, m.body, dict(m.properties))
+        )
+    heartbeat = amqp_bytes(frame_max, (8, 0, None, None, None))
+
+    def frames(cid: int, tag: int, body: bytes, **props: Any) -> list[bytes]:
+        args = dumps("sLbss", ("c", tag, False, "ex", "rk"))
+        data = amqp_bytes(
+            frame_max, (1, cid, spec.Basic.Deliver, args, amqp.Message(body, **props))
+        )
+        parts, offset = [], 0
+        while offset < len(data):
+            size = int.from_bytes(data[offset + 3 : offset + 7], "big")
+            parts.append(data[offset : offset + 8 + size])
+            offset += 8 + size
+        return parts
+
+    sizes = [0, 1, chunk - 1, chunk, chunk + 1, 2 * chunk, 2 * chunk + 1, 3 * chunk - 1]
+    expected = []
+    stream = []
+    for i, size in enumerate(sizes, start=1):
+        body = bytes([i]) * size
+        one = frames(1, i, body, content_type="application/x-test", priority=i % 3)
+        other = frames(2, i, body[::-1], application_headers={"i": i, "n": {"l": [i, "s"]}})
+        # Channel 2's whole delivery and a heartbeat sit between channel 1's
+        # header and its body frames; another heartbeat between body frames.
+        stream += [one[0], one[1], heartbeat, *other, *one[2:3], heartbeat, *one[3:]]
+        mine = (
+            1,
+            i,
+            body if size else "",
+            {"content_type": "application/x-test", "priority": i % 3},
+        )
+        theirs = (
+            2,
+            i,
+            body[::-1] if size else "",
+            {"application_headers": {"i": i, "n": {"l": [i, "s"]}}},
+        )
+        # An empty body completes at its header, before channel 2's delivery.
+        expected += [mine, theirs] if not size else [theirs, mine]
+    data = b"".join(stream)
+    for offset in range(len(data)):
+        transport.sock.chunks.append(data[offset : offset + 1])
+    for _ in range(len(data) * 2):
+        try:
+            conn.drain_events(timeout=0)
+        except TimeoutError:
+            break
+    assert [(c, t, b) for c, t, b, _p in got] == [(c, t, b) for c, t, b, _p in expected]
+    assert [p for *_, p in got] == [p for *_, p in expected]
+    assert conn._partial == {}
+    assert conn._rstart == conn._rend
+
+
+def test_broker_channel_close_mid_stream_with_held_acks():
+    conn, transport = make_connection()
+    channel = open_channel(conn, 1)
+    got = []
+
+    def callback(message: amqp.Message) -> None:
+        got.append(message.delivery_tag)
+        channel.basic_ack(message.delivery_tag)
+
+    channel.callbacks["c"] = callback
+    close = method(1, spec.Channel.Close, "BsBB", (406, "PRECONDITION_FAILED - boom", 60, 80))
+    transport.sock.feed(
+        deliver(1, "c", 1) + deliver(1, "c", 2) + close + method(1, spec.Channel.OpenOk, "s", ("",))
+    )
+    with pytest.raises(amqp.exceptions.PreconditionFailed):
+        drain_all(conn)
+    assert got == [1, 2]
+    sent = written_methods(transport.take())
+    # The acks made before the close was read go first (the broker discards
+    # them, as it would have had py-amqp written them one by one), then
+    # close-ok, then py-amqp reopens the channel.
+    assert [sig for _c, sig, _p in sent] == [
+        spec.Basic.Ack,
+        spec.Channel.CloseOk,
+        spec.Channel.Open,
+    ]
+    assert channel.is_open
+    assert channel.acks.live == set() and conn._acks_pending == 0
+    # Tags start again at 1 on the reopened channel and combine as before.
+    channel.callbacks["c"] = callback
+    transport.sock.feed(deliver(1, "c", 1) + deliver(1, "c", 2))
+    drain_all(conn)
+    assert got == [1, 2, 1, 2]
+    assert acks_in(transport.take()) == [(1, 2, True)]
+
+
+def test_broker_cancel_while_deliveries_are_buffered():
+    conn, transport = make_connection()
+    channel = open_channel(conn, 1)
+    got = []
+    cancelled = []
+    channel.callbacks["c"] = got.append
+    channel.cancel_callbacks["c"] = cancelled.append
+    cancel = method(1, spec.Basic.Cancel, "sb", ("c", True))
+    # Deliveries before the cancel reach the callback; one the broker had
+    # already sent for the (now unknown) consumer is requeued, as py-amqp does.
+    transport.sock.feed(deliver(1, "c", 1) + deliver(1, "c", 2) + cancel + deliver(1, "c", 3))
+    drain_all(conn)
+    assert [m.delivery_tag for m in got] == [1, 2]
+    assert cancelled == ["c"]
+    sent = written_methods(transport.take())
+    assert [(sig, loads("Lb", p, 4)[0]) for _c, sig, p in sent] == [(spec.Basic.Reject, [3, True])]
+    assert channel.acks.live == {1, 2}
+
+
+class TimedSocket(FakeSocket):
+    """A fake socket whose ``later`` chunks only arrive to a blocking read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.later: list[bytes] = []
+        self.timeout: float | None = None
+
+    def recv_into(self, view: memoryview) -> int:
+        if not self.chunks and self.timeout is None and self.later:
+            self.chunks.append(self.later.pop(0))
+        return super().recv_into(view)
+
+
+class FakePoller:
+    def __init__(self, sock: TimedSocket) -> None:
+        self.sock = sock
+
+    def poll(self, timeout: float) -> list:
+        return [(0, 1)] if self.sock.chunks else []
+
+
+def test_connection_blocked_while_publishing_holds_writes_until_unblocked():
+    conn, transport = make_connection()
+    sock = transport.sock = TimedSocket()
+
+    @contextlib.contextmanager
+    def having_timeout(timeout: float | None) -> Any:
+        sock.timeout = timeout
+        yield sock
+
+    transport.having_timeout = having_timeout
+    conn._poller = FakePoller(sock)
+    channel = open_channel(conn, 1)
+    written_at_delivery = []
+    channel.callbacks["c"] = lambda m: written_at_delivery.append(len(transport.written))
+    sock.feed(method(0, spec.Connection.Blocked, "s", ("low on memory",)) + deliver(1, "c", 1))
+    sock.later.append(deliver(1, "c", 2) + method(0, spec.Connection.Unblocked))
+    message = amqp.Message(b"payload")
+    for _ in range(_fastpath.CHECK_EVERY - 1):
+        channel.fast_publish(message, "", "q")
+    before = len(transport.written)
+    assert before == _fastpath.CHECK_EVERY - 1 and not conn.is_blocked
+    channel.fast_publish(message, "", "q")  # this one looks, sees blocked, waits
+    assert not conn.is_blocked
+    # Nothing was written while blocked; deliveries meanwhile were dispatched.
+    assert written_at_delivery == [before, before]
+    assert len(transport.written) == before + 1
+    assert transport.written[-1] == conn.framer.frames(1, message, "", "q")
+
+
+def test_frame_larger_than_the_read_buffer_split_everywhere():
+    frame_max = 4 * _fastpath.READ_SIZE
+    conn, transport = make_connection(frame_max)
+    channel = open_channel(conn, 1)
+    got = []
+    channel.callbacks["c"] = got.append
+    body = bytes(range(256)) * (3 * _fastpath.READ_SIZE // 256 + 7)
+    data = deliver(1, "c", 1, b"small") + b"".join(
+        amqp_bytes(
+            frame_max,
+            (
+                1,
+                1,
+                spec.Basic.Deliver,
+                dumps("sLbss", ("c", t, False, "", "q")),
+                amqp.Message(body),
+            ),
+        )
+        for t in (2, 3)
+    )
+    rng = random.Random(5)
+    transport.sock.feed(data, rng)
+    drain_all(conn)
+    assert [m.body for m in got] == [b"small", body, body]
