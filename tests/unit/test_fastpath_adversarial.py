@@ -622,3 +622,141 @@ def test_frame_larger_than_the_read_buffer_split_everywhere():
     transport.sock.feed(data, rng)
     drain_all(conn)
     assert [m.body for m in got] == [b"small", body, body]
+
+
+# -- attack 3: publish frames ---------------------------------------------------------------
+
+
+def _publish_cases() -> list[tuple[dict, str, str]]:
+    import datetime
+    import decimal
+
+    headers = {
+        "int": -(2**40),
+        "small": 7,
+        "bool": True,
+        "none": None,
+        "float": -1.25,
+        "dec": decimal.Decimal("3.14"),
+        "when": datetime.datetime(2020, 1, 2, 3, 4, 5),
+        "list": [1, "two", [3.0, {"four": None}], False],
+        "table": {"nested": {"deeper": {"x": "\u2603"}}, "empty": {}},
+        "bytes": b"\x00\xff",
+        "\u00fcnicode key": "\u00e9t\u00e9",
+    }
+    props = [
+        {"priority": 0, "delivery_mode": 1, "content_type": None, "content_encoding": None},
+        {"priority": None, "delivery_mode": 2, "content_type": "application/json"},
+        {"application_headers": headers, "priority": 0},
+        {"application_headers": {"only": None}},
+    ]
+    keys = [("", "q"), ("\u00e9change", "r\u00f6ute.\u2603"), ("x" * 255, "k" * 255)]
+    return [(p, e, r) for p in props for e, r in keys]
+
+
+@pytest.mark.parametrize(("props", "exchange", "routing_key"), _publish_cases())
+def test_publish_is_byte_identical_to_py_amqp_for_awkward_values(props, exchange, routing_key):
+    conn, transport = make_connection(4096)
+    channel = open_channel(conn, 5)
+    for body in (b"", b"b" * 4088, "\u2603" * 3000):
+        for mandatory in (False, True):
+            try:
+                expected = amqp_bytes(
+                    4096,
+                    (
+                        1,
+                        5,
+                        spec.Basic.Publish,
+                        dumps("Bssbb", (0, exchange, routing_key, mandatory, False)),
+                        amqp.Message(body, **props),
+                    ),
+                )
+            except TypeError:  # a str body with content_encoding None: py-amqp fails too
+                with pytest.raises(TypeError):
+                    channel.fast_publish(amqp.Message(body, **props), exchange, routing_key)
+                assert transport.take() == b""
+                continue
+            for _ in range(2):  # the second one from the caches
+                channel.fast_publish(amqp.Message(body, **props), exchange, routing_key, mandatory)
+                assert transport.take() == expected
+
+
+def test_backend_publish_matches_py_amqp_basic_publish():
+    from types import SimpleNamespace
+
+    from carrot.backends.pyamqplib import Backend
+
+    conn, transport = make_connection()
+    channel = open_channel(conn, 1)
+    backend = Backend(SimpleNamespace(connection=conn))
+    backend._channel = channel
+    headers = {"task": "t", "nested": {"a": [1, None]}}
+    message = backend.prepare_message(b"{}", 2, priority=0, content_type="application/json")
+    backend.publish(message, "ex\u00e9", "rk", mandatory=True, headers=headers)
+    props = {
+        "delivery_mode": 2,
+        "priority": 0,
+        "content_type": "application/json",
+        "content_encoding": None,
+        "application_headers": headers,
+    }
+    assert transport.take() == amqp_bytes(
+        131072,
+        (
+            1,
+            1,
+            spec.Basic.Publish,
+            dumps("Bssbb", (0, "ex\u00e9", "rk", True, False)),
+            amqp.Message(b"{}", **props),
+        ),
+    )
+
+
+def test_after_confirm_select_publish_frames_are_py_amqps():
+    # py-amqp's basic_publish neither waits for a confirm after a manual
+    # confirm_select (only with confirm_publish=True): same frames either way.
+    conn, transport = make_connection()
+    channel = open_channel(conn, 1)
+    transport.sock.feed(method(1, spec.Confirm.SelectOk))
+    channel.confirm_select()
+    assert written_methods(transport.take()) == [(1, spec.Confirm.Select, b"\x00\x55\x00\x0a\x00")]
+    channel.fast_publish(amqp.Message(b"m"), "", "q")
+    assert transport.take() == amqp_bytes(
+        131072,
+        (1, 1, spec.Basic.Publish, dumps("Bssbb", (0, "", "q", False, False)), amqp.Message(b"m")),
+    )
+    # The broker's confirm goes to py-amqp's basic_ack event handlers.
+    confirms = []
+    channel.events["basic_ack"].add(lambda tag, multiple: confirms.append((tag, multiple)))
+    transport.sock.feed(method(1, spec.Basic.Ack, "Lb", (1, False)))
+    drain_all(conn)
+    assert confirms == [(1, False)]
+
+
+def test_confirm_publish_connection_falls_back_to_py_amqp_and_waits_for_the_confirm():
+    conn, transport = make_connection()
+    conn.confirm_publish = True
+    channel = FastChannel(conn, 1)  # py-amqp picks basic_publish_confirm here
+    channel.is_open = True
+    transport.sock.feed(
+        method(1, spec.Confirm.SelectOk) + method(1, spec.Basic.Ack, "Lb", (1, False))
+    )
+    channel.fast_publish(amqp.Message(b"m"), "", "q")
+    sent = transport.take()
+    assert written_methods(
+        sent[
+            : -len(
+                amqp_bytes(
+                    131072,
+                    (
+                        1,
+                        1,
+                        spec.Basic.Publish,
+                        dumps("Bssbb", (0, "", "q", False, False)),
+                        amqp.Message(b"m"),
+                    ),
+                )
+            )
+        ]
+    ) == [(1, spec.Confirm.Select, b"\x00\x55\x00\x0a\x00")]
+    assert transport.sock.chunks == []  # it waited for (and read) the confirm
