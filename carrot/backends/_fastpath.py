@@ -49,6 +49,7 @@ import select
 import socket
 import threading
 from struct import Struct
+from threading import get_ident
 from typing import Any
 
 import amqp
@@ -284,6 +285,10 @@ class AckTracker:
             self.multiple = tag
         else:
             self.singles.append(tag)
+            if len(order) > 2 * len(live) + 64:
+                # An old delivery stays unsettled: drop the settled tags
+                # queued behind it (amortized; keeps memory bounded).
+                self.order = collections.deque(t for t in order if t in live)
         self.pending += 1
         return True
 
@@ -380,6 +385,22 @@ class FastChannel(amqp.Channel):
         """Acknowledge; consecutive single acks are combined (see :class:`AckTracker`)."""
         # Hot path: once per acked message.
         conn = self.connection
+        if (
+            not multiple
+            and conn is not None
+            and conn._dispatching
+            and conn._dispatch_thread != get_ident()
+        ):
+            # Another thread is inside drain_events (maybe blocked reading a
+            # socket that stays quiet until the broker sees this ack): write
+            # it now, alone, leaving that thread's held-back acks to it (no
+            # combined ack of its covers this tag: it is still live), and
+            # only then forget the tag.
+            with conn.write_lock:
+                conn.transport.write(ack_frames(self.channel_id, [delivery_tag], 0))
+            conn.bytes_sent += 1
+            self.acks.settled(delivery_tag)
+            return None
         if not multiple and conn is not None and self.acks.ack(delivery_tag):
             conn.ack_pending(self)
             return None
@@ -446,6 +467,8 @@ class FastConnection(amqp.Connection):
     blocked_reason: str | None = None
     #: The channel of the last method dispatched.
     _last_channel_id: int | None = None
+    #: The thread inside the outermost running drain_events.
+    _dispatch_thread: int | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         settings = dict(kwargs.get("socket_settings") or {})
@@ -615,6 +638,8 @@ class FastConnection(amqp.Connection):
         """
         # Hot path: runs once per delivered message.
         next_frame = self._next_frame
+        if not self._dispatching:
+            self._dispatch_thread = get_ident()
         self._dispatching += 1
         try:
             while not next_frame(timeout):

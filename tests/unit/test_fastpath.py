@@ -654,6 +654,7 @@ def test_acks_flush_at_threshold():
     for tag in range(1, _fastpath.ACK_FLUSH_AT + 1):
         channel.acks.delivered(tag)
     conn._dispatching = 1  # as inside a consumer callback: acks are held back
+    conn._dispatch_thread = threading.get_ident()  # ... in this thread
     for tag in range(1, _fastpath.ACK_FLUSH_AT):
         channel.basic_ack(tag)
     assert transport.written == []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import threading
 from typing import Any
 
 import amqp
@@ -760,3 +761,71 @@ def test_confirm_publish_connection_falls_back_to_py_amqp_and_waits_for_the_conf
         ]
     ) == [(1, spec.Confirm.Select, b"\x00\x55\x00\x0a\x00")]
     assert transport.sock.chunks == []  # it waited for (and read) the confirm
+
+
+# -- threads and long-held deliveries ----------------------------------------------------------
+
+
+class BlockingSocket(FakeSocket):
+    """A blocking read waits (bounded) until data is fed, like a real socket."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived = threading.Event()
+        self.waiting = threading.Event()
+
+    def feed(self, data: bytes, rng: random.Random | None = None) -> None:
+        super().feed(data, rng)
+        self.arrived.set()
+
+    def recv_into(self, view: memoryview) -> int:
+        for _ in range(100):
+            if self.chunks:
+                break
+            self.arrived.clear()
+            self.waiting.set()
+            self.arrived.wait(0.1)
+        return super().recv_into(view)
+
+
+def test_ack_from_another_thread_while_one_waits_in_drain_events_is_written():
+    # A worker thread acks while the consuming thread is blocked reading the
+    # socket (prefetch exhausted: the broker sends nothing until it sees an
+    # ack). Holding that ack back would hang both until some frame arrives.
+    conn, transport = make_connection()
+    sock = transport.sock = BlockingSocket()
+    channel = open_channel(conn, 1)
+    handed_over: list = []
+    channel.callbacks["c"] = handed_over.append
+    sock.feed(deliver(1, "c", 1) + deliver(1, "c", 2))
+    conn.drain_events(timeout=None)
+    conn.drain_events(timeout=None)
+    assert [m.delivery_tag for m in handed_over] == [1, 2]
+    sock.waiting.clear()
+    reader = threading.Thread(target=conn.drain_events, kwargs={"timeout": None})
+    reader.start()
+    try:
+        assert sock.waiting.wait(10)  # the reader is blocked in recv
+        for message in handed_over:
+            channel.basic_ack(message.delivery_tag)  # from this (worker) thread
+        assert acks_in(transport.take()) == [(1, 1, False), (1, 2, False)]
+    finally:
+        channel.callbacks["c"] = lambda m: None
+        sock.feed(deliver(1, "c", 3))  # lets the reader return
+        reader.join(10)
+    assert not reader.is_alive()
+
+
+def test_one_delivery_held_forever_does_not_grow_the_tracker():
+    conn, transport = make_connection()
+    channel = open_channel(conn, 1)
+    for tag in range(1, 20001):
+        channel.acks.delivered(tag)
+        if tag > 1:
+            channel.basic_ack(tag)
+    assert len(channel.acks.live) == 1
+    assert len(channel.acks.order) < 1000
+    # Tag 1 is still the one the broker has outstanding; acking it is a single ack.
+    transport.take()
+    channel.basic_ack(1)
+    assert acks_in(transport.take()) == [(1, 1, True)]
