@@ -339,3 +339,46 @@ def test_queue_deleted_while_deliveries_are_buffered(amqp_connection, unique, am
     # What the broker delivered before deleting the queue arrived once each, in order.
     assert got == [str(i).encode() for i in range(len(got))]
     assert backend.channel.is_open
+
+
+def test_worker_thread_acks_while_the_consumer_waits(unique, amqp_cleanup):
+    # The consuming thread blocks in drain_events with prefetch used up; a
+    # worker acks what it was handed. Every ack must reach the broker then,
+    # or no further delivery ever comes.
+    import queue as queue_module
+
+    name = amqp_cleanup.queue(unique)
+    n = 200
+    fill(name, n)
+    conn = fast_connection()
+    handed: queue_module.Queue = queue_module.Queue()
+    acked: list = []
+    try:
+        channel = conn.channel()
+        channel.basic_qos(0, 10, False)
+        channel.basic_consume(name, callback=handed.put)
+        stop = threading.Event()
+
+        def worker() -> None:
+            while not stop.is_set():
+                try:
+                    message = handed.get(timeout=0.1)
+                except queue_module.Empty:
+                    continue
+                channel.basic_ack(message.delivery_tag)
+                acked.append(message.body)
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        deadline = time.monotonic() + 30
+        try:
+            while len(acked) < n and time.monotonic() < deadline:
+                with contextlib.suppress(socket.timeout):
+                    conn.drain_events(timeout=5)
+        finally:
+            stop.set()
+            thread.join(10)
+        assert sorted(acked, key=int) == [str(i).encode() for i in range(n)]
+    finally:
+        conn.close()
+    assert wait_for(lambda: ready_count(name) == 0)
