@@ -644,8 +644,15 @@ class FastConnection(amqp.Connection):
         try:
             while not next_frame(timeout):
                 pass
-        finally:
+        except BaseException:
             self._dispatching -= 1
+            if self._acks_pending and self.connected:
+                # A callback raised (or the read failed): the application may
+                # not come back, so the acks made so far go out now.
+                with contextlib.suppress(OSError):
+                    self.flush_acks()
+            raise
+        self._dispatching -= 1
         if self._acks_pending and not self._event_buffered():
             # What was read holds no further whole event (the next one needs
             # another read, which may be long in coming: the application may
