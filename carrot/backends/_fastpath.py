@@ -26,12 +26,15 @@ hot paths:
 * **ack** (:meth:`FastChannel.basic_ack`): consecutive acks are combined
   into one ``basic.ack(multiple=True)``; see :class:`AckTracker` for the
   rule. Only acks made while deliveries are being dispatched (inside
-  ``drain_events``, i.e. from a consumer callback) are held back; they are
-  written before any other frame on the connection, before the client waits
-  on the socket, once everything read so far has been handled, and when
+  ``drain_events``, i.e. from a consumer callback, in the thread running
+  it) are held back; they are written before any other frame on the
+  connection, before the client waits on the socket, when
+  ``drain_events`` returns and the buffer holds no further whole event,
+  when a callback raises, when ``Backend.consume`` stops, and when
   :data:`ACK_FLUSH_AT` of them are pending. An ack made anywhere else (after
-  ``fetch()``, from application code between two waits) is written at once,
-  so an idle application never sits on an unsent ack.
+  ``fetch()``, from application code between two waits, from another
+  thread while one waits in ``drain_events``) is written at once, so an
+  idle application never sits on an unsent ack.
 
 Anything unexpected (a channel in confirm mode, a non-bytes body, a
 connection another library built) takes py-amqp's own code path.

@@ -870,3 +870,28 @@ def test_stale_ack_after_the_broker_reopened_the_channel_is_what_py_amqp_writes(
     held[0].channel.basic_ack(held[0].delivery_tag)
     assert acks_in(transport.take()) == [(1, 1, True)]
     assert channel.acks.live == {2}
+
+
+def test_ack_of_a_no_ack_delivery_is_written_as_py_amqp_writes_it():
+    conn, transport = make_connection()
+    channel = open_channel(conn, 1)
+    got: list = []
+    channel.callbacks["a"] = got.append
+    channel.callbacks["n"] = got.append
+    channel.no_ack_consumers.add("n")
+    transport.sock.feed(deliver(1, "a", 1) + deliver(1, "n", 2) + deliver(1, "a", 3))
+    drain_all(conn)
+    assert channel.acks.live == {1, 3}
+    # A (wrong) ack of the no_ack delivery goes out at once, alone, as with
+    # py-amqp (the broker answers PRECONDITION_FAILED either way).
+    channel.basic_ack(2)
+    assert acks_in(transport.take()) == [(1, 2, False)]
+    # The combined ack over 1..3 is harmless: 2 is not outstanding at the broker.
+    model = BrokerModel()
+    for tag in (1, 3):
+        model.delivered(1, tag)
+    model.caller_acked[1] = {1, 3}
+    channel.basic_ack(1)
+    channel.basic_ack(3)
+    model.apply(transport.take())
+    assert model.outstanding[1] == set()
