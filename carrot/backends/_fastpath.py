@@ -834,17 +834,18 @@ _new_message = object.__new__
 
 def _parse_deliver(channel: FastChannel, buf: bytearray, offset: int) -> list:
     """Parse ``basic.deliver``'s arguments into a partial delivery."""
-    # Hot path: once per delivery.
+    # Hot path: once per delivery. Short strings decode as py-amqp decodes
+    # them ("surrogatepass": what a py-amqp publisher can send).
     n = buf[offset]
-    consumer_tag = buf[offset + 1 : offset + 1 + n].decode()
+    consumer_tag = buf[offset + 1 : offset + 1 + n].decode("utf-8", "surrogatepass")
     offset += 1 + n
     delivery_tag, redelivered = _TAG_FLAG.unpack_from(buf, offset)
     offset += 9
     n = buf[offset]
-    exchange = buf[offset + 1 : offset + 1 + n].decode()
+    exchange = buf[offset + 1 : offset + 1 + n].decode("utf-8", "surrogatepass")
     offset += 1 + n
     n = buf[offset]
-    routing_key = buf[offset + 1 : offset + 1 + n].decode()
+    routing_key = buf[offset + 1 : offset + 1 + n].decode("utf-8", "surrogatepass")
     return [
         channel,
         consumer_tag,

@@ -895,3 +895,23 @@ def test_ack_of_a_no_ack_delivery_is_written_as_py_amqp_writes_it():
     channel.basic_ack(3)
     model.apply(transport.take())
     assert model.outstanding[1] == set()
+
+
+def test_delivery_with_a_surrogate_in_its_routing_key_decodes_like_py_amqp():
+    # py-amqp encodes and decodes short strings with "surrogatepass": a
+    # py-amqp publisher can send routing key "\ud800", and a py-amqp
+    # consumer receives it. The fast path must not choke on it.
+    conn, transport = make_connection()
+    channel = open_channel(conn, 1)
+    got: list = []
+    channel.callbacks["c\udc80"] = got.append
+    args = dumps("sLbss", ("c\udc80", 1, False, "ex\ud800", "rk\udfff"))
+    transport.sock.feed(
+        amqp_bytes(131072, (1, 1, spec.Basic.Deliver, args, amqp.Message(b"body")))
+        + deliver(1, "c\udc80", 2)
+    )
+    drain_all(conn)
+    assert [m.delivery_tag for m in got] == [1, 2]
+    assert got[0].delivery_info["exchange"] == "ex\ud800"
+    assert got[0].delivery_info["routing_key"] == "rk\udfff"
+    assert got[0].body == b"body"
