@@ -382,3 +382,81 @@ def test_worker_thread_acks_while_the_consumer_waits(unique, amqp_cleanup):
     finally:
         conn.close()
     assert wait_for(lambda: ready_count(name) == 0)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_settlement_on_two_channels_against_rabbitmq(seed, unique, amqp_cleanup):
+    # Any ack of a tag the broker does not hold unacked closes the channel
+    # with PRECONDITION_FAILED; any combined ack covering an unsettled
+    # delivery makes it vanish (never redelivered, never settled by us).
+    import random
+
+    rng = random.Random(seed)
+    n = 300
+    queues = [amqp_cleanup.queue(f"{unique}.{i}") for i in (1, 2)]
+    for name in queues:
+        fill(name, n)
+    conn = fast_connection()
+    final: Counter = Counter()  # (queue, body) -> times acked or dropped
+    held: dict = {}  # (channel id, tag) -> (channel, queue, body)
+    problems: list[str] = []
+    try:
+        channels = [conn.channel(), conn.channel()]
+
+        def settle(channel: Any, queue: str, tag: int, body: bytes) -> None:
+            roll = rng.random()
+            if roll < 0.55:
+                channel.basic_ack(tag)
+                final[(queue, body)] += 1
+            elif roll < 0.65:
+                channel.basic_reject(tag, requeue=False)
+                final[(queue, body)] += 1
+            elif roll < 0.75:
+                channel.basic_reject(tag, requeue=True)
+            elif roll < 0.8:
+                channel.basic_nack(tag, multiple=False, requeue=True)
+            elif roll < 0.88:
+                mine = sorted(t for (cid, t) in held if cid == channel.channel_id and t < tag)
+                for t in mine:
+                    _ch, q, b = held.pop((channel.channel_id, t))
+                    final[(q, b)] += 1
+                channel.basic_ack(tag, multiple=True)
+                final[(queue, body)] += 1
+            else:
+                held[(channel.channel_id, tag)] = (channel, queue, body)
+
+        for channel, name in zip(channels, queues, strict=True):
+            channel.basic_qos(0, 40, False)
+
+            def callback(message: Any, channel: Any = channel, name: str = name) -> None:
+                if final[(name, message.body)]:
+                    problems.append(f"{name} {message.body!r} delivered after settled")
+                settle(channel, name, message.delivery_tag, message.body)
+
+            channel.basic_consume(name, callback=callback)
+        deadline = time.monotonic() + 60
+        while sum(1 for _k in final) < 2 * n and time.monotonic() < deadline:
+            with contextlib.suppress(socket.timeout):
+                conn.drain_events(timeout=0.2)
+            if held and rng.random() < 0.3:
+                for key in rng.sample(sorted(held), min(len(held), 3)):
+                    if key in held:
+                        channel, name, body = held.pop(key)
+                        settle(channel, name, key[1], body)
+            if rng.random() < 0.05:
+                message = channels[0].basic_get(queues[0])
+                if message is not None:
+                    settle(channels[0], queues[0], message.delivery_tag, message.body)
+            if time.monotonic() > deadline - 30:
+                # Wind down: settle whatever is held, oldest first.
+                for (_cid, tag), (channel, name, body) in sorted(held.items()):
+                    channel.basic_ack(tag)
+                    final[(name, body)] += 1
+                held.clear()
+        assert problems == []
+        assert all(ch.is_open for ch in channels)  # no PRECONDITION_FAILED
+        assert len(final) == 2 * n and set(final.values()) == {1}
+    finally:
+        conn.close()
+    for name in queues:
+        assert wait_for(lambda name=name: ready_count(name) == 0), ready_count(name)
