@@ -51,6 +51,7 @@ import errno
 import select
 import socket
 import threading
+import time
 from struct import Struct
 from threading import get_ident
 from typing import Any
@@ -528,6 +529,10 @@ class FastConnection(amqp.Connection):
     def _check_inbound(self) -> None:
         """Handle whatever frames the broker has sent, without waiting."""
         self._since_check = 0
+        if self._dispatching and self._dispatch_thread != get_ident():
+            # Another thread is reading (in drain_events): the socket and
+            # the read buffer are its; it handles what the broker sends.
+            return
         if self._rend - self._rstart < 8:
             poller = self._poller
             if poller is None:
@@ -550,9 +555,16 @@ class FastConnection(amqp.Connection):
             self._check_inbound()
         while self.is_blocked:
             # The broker asked publishers to stop: wait for connection.unblocked.
-            self.drain_events(timeout=None)
+            if self._dispatching and self._dispatch_thread != get_ident():
+                time.sleep(0.01)  # the thread in drain_events reads it
+            else:
+                self.drain_events(timeout=None)
         with self.write_lock:
-            if self._acks_pending:
+            if self._acks_pending and (
+                not self._dispatching or self._dispatch_thread == get_ident()
+            ):
+                # (Held-back acks belong to the dispatching thread; another
+                # thread's publish leaves them to it.)
                 self._flush_acks()
             self.transport.write(data)
         self.bytes_sent += 1

@@ -915,3 +915,39 @@ def test_delivery_with_a_surrogate_in_its_routing_key_decodes_like_py_amqp():
     assert got[0].delivery_info["exchange"] == "ex\ud800"
     assert got[0].delivery_info["routing_key"] == "rk\udfff"
     assert got[0].body == b"body"
+
+
+def test_publishing_thread_does_not_read_while_another_thread_is_in_drain_events():
+    # A consumer thread waits in drain_events; a second thread publishes.
+    # The publisher's periodic look at inbound frames must leave the socket
+    # and the read buffer to the reader, or both parse the same bytes.
+    conn, transport = make_connection()
+    sock = transport.sock = BlockingSocket()
+    conn._poller = SimpleNamespaceLike(poll=lambda timeout: [(0, 1)])
+    channel = open_channel(conn, 1)
+    channel.callbacks["c"] = lambda m: None
+    readers: list[int] = []
+    real_next_frame = conn._next_frame
+
+    def spy(timeout: float | None) -> bool:
+        readers.append(threading.get_ident())
+        return real_next_frame(timeout)
+
+    conn._next_frame = spy
+    reader = threading.Thread(target=conn.drain_events, kwargs={"timeout": None})
+    reader.start()
+    try:
+        assert sock.waiting.wait(10)
+        for _ in range(_fastpath.CHECK_EVERY * 2):
+            channel.fast_publish(amqp.Message(b"m"), "", "q")
+        assert len(transport.written) == _fastpath.CHECK_EVERY * 2
+    finally:
+        sock.feed(deliver(1, "c", 1))
+        reader.join(10)
+    assert not reader.is_alive()
+    assert set(readers) == {reader.ident}
+
+
+class SimpleNamespaceLike:
+    def __init__(self, **kwargs: Any) -> None:
+        self.__dict__.update(kwargs)
