@@ -481,6 +481,8 @@ class FastConnection(amqp.Connection):
         kwargs["socket_settings"] = settings
         kwargs.setdefault("frame_writer", _locked_frame_writer)
         self.write_lock = threading.Lock()
+        #: Held by the thread reading the socket (in drain_events).
+        self._read_lock = threading.RLock()
         self._ack_channels: list[FastChannel] = []
         self._acks_pending = 0
         # How deep we are in drain_events (callbacks may wait again inside).
@@ -529,10 +531,16 @@ class FastConnection(amqp.Connection):
     def _check_inbound(self) -> None:
         """Handle whatever frames the broker has sent, without waiting."""
         self._since_check = 0
-        if self._dispatching and self._dispatch_thread != get_ident():
+        if not self._read_lock.acquire(blocking=False):
             # Another thread is reading (in drain_events): the socket and
             # the read buffer are its; it handles what the broker sends.
             return
+        try:
+            self._check_inbound_locked()
+        finally:
+            self._read_lock.release()
+
+    def _check_inbound_locked(self) -> None:
         if self._rend - self._rstart < 8:
             poller = self._poller
             if poller is None:
@@ -555,10 +563,13 @@ class FastConnection(amqp.Connection):
             self._check_inbound()
         while self.is_blocked:
             # The broker asked publishers to stop: wait for connection.unblocked.
-            if self._dispatching and self._dispatch_thread != get_ident():
-                time.sleep(0.01)  # the thread in drain_events reads it
+            if self._read_lock.acquire(blocking=False):
+                try:
+                    self.drain_events(timeout=None)
+                finally:
+                    self._read_lock.release()
             else:
-                self.drain_events(timeout=None)
+                time.sleep(0.01)  # the thread in drain_events reads it
         with self.write_lock:
             if self._acks_pending and (
                 not self._dispatching or self._dispatch_thread == get_ident()
@@ -652,6 +663,12 @@ class FastConnection(amqp.Connection):
             when it passes.
         """
         # Hot path: runs once per delivered message.
+        # One thread reads at a time (a publishing thread looks for inbound
+        # frames too); the lock is reentrant for waits inside callbacks.
+        with self._read_lock:
+            self._drain_events(timeout)
+
+    def _drain_events(self, timeout: float | None) -> None:
         next_frame = self._next_frame
         if not self._dispatching:
             self._dispatch_thread = get_ident()

@@ -460,3 +460,45 @@ def test_random_settlement_on_two_channels_against_rabbitmq(seed, unique, amqp_c
         conn.close()
     for name in queues:
         assert wait_for(lambda name=name: ready_count(name) == 0), ready_count(name)
+
+
+def test_one_thread_consumes_while_another_publishes_on_the_same_connection(unique, amqp_cleanup):
+    name = amqp_cleanup.queue(unique)
+    n = 5000
+    conn = fast_connection()
+    got: Counter = Counter()
+    errors: list[BaseException] = []
+    try:
+        consuming = conn.channel()
+        consuming.queue_declare(name, auto_delete=False)
+        consuming.basic_qos(0, 100, False)
+
+        def callback(message: Any) -> None:
+            got[message.body] += 1
+            consuming.basic_ack(message.delivery_tag)
+
+        consuming.basic_consume(name, callback=callback)
+        publishing = conn.channel()
+
+        def publish() -> None:
+            try:
+                for i in range(n):
+                    publishing.fast_publish(amqp.Message(b"%d" % i + b"." * (i % 700)), "", name)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        thread = threading.Thread(target=publish)
+        thread.start()
+        deadline = time.monotonic() + 60
+        try:
+            while len(got) < n and time.monotonic() < deadline and not errors:
+                with contextlib.suppress(socket.timeout):
+                    conn.drain_events(timeout=0.5)
+        finally:
+            thread.join(30)
+        assert errors == []
+        assert len(got) == n and set(got.values()) == {1}
+        assert {body.rstrip(b".") for body in got} == {b"%d" % i for i in range(n)}
+    finally:
+        conn.close()
+    assert wait_for(lambda: ready_count(name) == 0)
