@@ -38,9 +38,11 @@ hot paths:
 
 Anything unexpected (a channel in confirm mode, a non-bytes body, a
 connection another library built) takes py-amqp's own code path.
-Like py-amqp, a connection is meant for one thread at a time; writes are
-made under one lock, so a fast-path write never interleaves with another
-thread's frame.
+Like py-amqp, a connection is meant for one thread at a time; still, writes
+are made under one lock, so a fast-path write never interleaves with another
+thread's frame, and reads under another: while one thread waits in
+``drain_events``, a publishing thread leaves the socket to it, and acks
+made in other threads are written at once.
 """
 
 from __future__ import annotations
