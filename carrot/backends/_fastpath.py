@@ -475,6 +475,8 @@ class FastConnection(amqp.Connection):
     _last_channel_id: int | None = None
     #: The thread inside the outermost running drain_events.
     _dispatch_thread: int | None = None
+    #: Methods dispatched so far (another thread waiting to read watches it).
+    _dispatched = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         settings = dict(kwargs.get("socket_settings") or {})
@@ -667,8 +669,33 @@ class FastConnection(amqp.Connection):
         # Hot path: runs once per delivered message.
         # One thread reads at a time (a publishing thread looks for inbound
         # frames too); the lock is reentrant for waits inside callbacks.
-        with self._read_lock:
+        lock = self._read_lock
+        if not lock.acquire(blocking=False) and not self._wait_for_reader(timeout):
+            return
+        try:
             self._drain_events(timeout)
+        finally:
+            lock.release()
+
+    def _wait_for_reader(self, timeout: float | None) -> bool:
+        """Another thread is reading: wait for the read lock, or for it to dispatch.
+
+        ``True`` with the lock held; ``False`` once the other thread has
+        dispatched a method (maybe the one this thread waits for, as in
+        ``close()`` or ``queue_declare()`` from a second thread): the
+        caller's wait loop then looks again, as after any event.
+        """
+        seen = self._dispatched
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._read_lock.acquire(timeout=0.05):
+            if self._dispatched != seen:
+                return False
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError("timed out")
+        if self._dispatched != seen:
+            self._read_lock.release()
+            return False
+        return True
 
     def _drain_events(self, timeout: float | None) -> None:
         next_frame = self._next_frame
@@ -687,6 +714,7 @@ class FastConnection(amqp.Connection):
                     self.flush_acks()
             raise
         self._dispatching -= 1
+        self._dispatched += 1
         if self._acks_pending and not self._event_buffered():
             # What was read holds no further whole event (the next one needs
             # another read, which may be long in coming: the application may

@@ -502,3 +502,25 @@ def test_one_thread_consumes_while_another_publishes_on_the_same_connection(uniq
     finally:
         conn.close()
     assert wait_for(lambda: ready_count(name) == 0)
+
+
+def test_close_from_another_thread_while_one_waits_in_drain_events():
+    conn = fast_connection()
+    conn.channel()
+    outcome: list = []
+
+    def reader() -> None:
+        try:
+            conn.drain_events(timeout=10)
+            outcome.append("returned")
+        except Exception as exc:  # reported below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    assert wait_for(lambda: conn._dispatching == 1, seconds=5, step=0.01)
+    conn.close()  # must complete, not raise or hang
+    thread.join(15)
+    assert not thread.is_alive()
+    assert not conn.connected
+    assert len(outcome) == 1

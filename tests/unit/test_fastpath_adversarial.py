@@ -951,3 +951,53 @@ def test_publishing_thread_does_not_read_while_another_thread_is_in_drain_events
 class SimpleNamespaceLike:
     def __init__(self, **kwargs: Any) -> None:
         self.__dict__.update(kwargs)
+
+
+def test_second_thread_waiting_to_read_returns_once_the_reader_dispatched():
+    # Thread B waits (say for queue_declare-ok, or close-ok from close())
+    # while thread A is reading: A dispatches the reply, B must notice
+    # instead of then blocking on a socket that stays quiet.
+    conn, transport = make_connection()
+    sock = transport.sock = BlockingSocket()
+    channel = open_channel(conn, 1)
+    channel.callbacks["c"] = lambda m: None
+    readers: list[int] = []
+    real_next_frame = conn._next_frame
+
+    def spy(timeout: float | None) -> bool:
+        readers.append(threading.get_ident())
+        return real_next_frame(timeout)
+
+    conn._next_frame = spy
+    reader = threading.Thread(target=conn.drain_events, kwargs={"timeout": None})
+    reader.start()
+    assert sock.waiting.wait(10)
+    waiter_done = threading.Event()
+
+    def waiter() -> None:
+        conn.drain_events(timeout=None)
+        waiter_done.set()
+
+    second = threading.Thread(target=waiter)
+    second.start()
+    try:
+        sock.feed(deliver(1, "c", 1))
+        assert waiter_done.wait(10)
+    finally:
+        sock.feed(deliver(1, "c", 2))  # frees whichever thread still reads
+        reader.join(10)
+        second.join(10)
+    assert not reader.is_alive() and not second.is_alive()
+    assert set(readers) == {reader.ident}
+    # A timeout still applies while waiting for the other reader.
+    sock.chunks.clear()
+    sock.waiting.clear()
+    reader = threading.Thread(target=conn.drain_events, kwargs={"timeout": None})
+    reader.start()
+    assert sock.waiting.wait(10)
+    try:
+        with pytest.raises(TimeoutError):
+            conn.drain_events(timeout=0.2)
+    finally:
+        sock.feed(deliver(1, "c", 3))
+        reader.join(10)
