@@ -407,9 +407,16 @@ class FastChannel(amqp.Channel):
             conn.bytes_sent += 1
             self.acks.settled(delivery_tag)
             return None
-        if not multiple and conn is not None and self.acks.ack(delivery_tag):
-            conn.ack_pending(self)
-            return None
+        if not multiple and conn is not None:
+            # The tracker changes under the write lock: another thread's frame
+            # write (a reject, a close) takes held-back acks under it too.
+            with conn.write_lock:
+                held = self.acks.ack(delivery_tag)
+                flush = held and conn._hold_ack(self)
+            if held:
+                if flush:
+                    conn.flush_acks()
+                return None
         if multiple:
             self.acks.settled_upto(delivery_tag)
         return super().basic_ack(delivery_tag, multiple, argsig)
@@ -586,14 +593,13 @@ class FastConnection(amqp.Connection):
 
     # -- acks ---------------------------------------------------------------------
 
-    def ack_pending(self, channel: FastChannel) -> None:
-        """An ack on ``channel`` is held back; write them all when there are many."""
+    def _hold_ack(self, channel: FastChannel) -> bool:
+        """Count an ack held back on ``channel`` (write lock held); true: flush now."""
         if channel not in self._ack_channels:
             self._ack_channels.append(channel)
         self._acks_pending += 1
-        if self._acks_pending >= ACK_FLUSH_AT or not self._dispatching:
-            # Outside a dispatch nothing would flush it soon: write it now.
-            self.flush_acks()
+        # Outside a dispatch nothing would flush it soon: write it now.
+        return self._acks_pending >= ACK_FLUSH_AT or not self._dispatching
 
     def flush_acks(self) -> None:
         """Write every held-back ack now."""

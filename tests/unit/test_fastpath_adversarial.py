@@ -27,6 +27,7 @@ from carrot.backends._fastpath import (
     FastConnection,
     PublishFramer,
     _locked_frame_writer,
+    ack_frames,
 )
 
 # -- fakes -------------------------------------------------------------------------
@@ -1001,3 +1002,28 @@ def test_second_thread_waiting_to_read_returns_once_the_reader_dispatched():
     finally:
         sock.feed(deliver(1, "c", 3))
         reader.join(10)
+
+
+def test_holding_an_ack_waits_for_another_threads_write():
+    # Another thread writing a frame takes the held-back acks under the write
+    # lock; holding an ack changes the tracker under the same lock, so neither
+    # can see the other half-done (an ack lost between take() and reset()).
+    conn, transport = make_connection()
+    channel = open_channel(conn, 1)
+    channel.acks.delivered(1)
+    done = threading.Event()
+
+    def ack() -> None:
+        channel.basic_ack(1)
+        done.set()
+
+    worker = threading.Thread(target=ack, daemon=True)
+    with conn.write_lock:
+        worker.start()
+        assert not done.wait(0.2)
+        # Still untouched while the other write is in progress.
+        assert channel.acks.live == {1}, "the ack changed the tracker without the write lock"
+        assert channel.acks.pending == 0
+    worker.join(10)
+    assert done.is_set()
+    assert transport.take() == ack_frames(1, [], 1)
