@@ -18,98 +18,25 @@ from typing import Any
 import amqp
 import pytest
 from amqp import spec
-from amqp.method_framing import frame_handler, frame_writer
+from amqp.method_framing import frame_handler
 from amqp.serialization import dumps, loads
+from fastpath_fakes import (
+    FakeSocket,
+    FakeTransport,
+    amqp_bytes,
+    make_connection,
+    open_channel,
+)
 
 from carrot.backends import _fastpath
 from carrot.backends._fastpath import (
     FastChannel,
     FastConnection,
-    PublishFramer,
     _locked_frame_writer,
     ack_frames,
 )
 
-# -- fakes -------------------------------------------------------------------------
-
-
-class FakeSocket:
-    """Hands out queued chunks to ``recv_into``; times out when there are none."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-
-    def feed(self, data: bytes, rng: random.Random | None = None) -> None:
-        if not data:
-            return
-        if rng is None or len(data) < 2:
-            self.chunks.append(data)
-            return
-        cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randrange(1, 6))))
-        last = 0
-        for cut in [*cuts, len(data)]:
-            self.chunks.append(data[last:cut])
-            last = cut
-
-    def recv_into(self, view: memoryview) -> int:
-        if not self.chunks:
-            raise TimeoutError("timed out")
-        chunk = self.chunks.pop(0)
-        if len(chunk) > len(view):
-            self.chunks.insert(0, chunk[len(view) :])
-            chunk = chunk[: len(view)]
-        view[: len(chunk)] = chunk
-        return len(chunk)
-
-
-class FakeTransport:
-    connected = True
-
-    def __init__(self) -> None:
-        self.sock = FakeSocket()
-        self.written: list[bytes] = []
-
-    def write(self, data: Any) -> None:
-        self.written.append(bytes(data))
-
-    @contextlib.contextmanager
-    def having_timeout(self, timeout: float | None) -> Any:
-        yield self.sock
-
-    def take(self) -> bytes:
-        data, self.written = b"".join(self.written), []
-        return data
-
-
-class _WriterConn:
-    def __init__(self, frame_max: int) -> None:
-        self.frame_max = frame_max
-        self.bytes_sent = 0
-
-
-def amqp_bytes(frame_max: int, *frames: tuple) -> bytes:
-    """What py-amqp's own frame writer writes for ``frames``."""
-    transport = FakeTransport()
-    write = frame_writer(_WriterConn(frame_max), transport)
-    for frame in frames:
-        write(*frame)
-    return transport.take()
-
-
-def make_connection(frame_max: int = 131072) -> tuple[FastConnection, FakeTransport]:
-    conn = FastConnection(host="fake:5672", frame_max=frame_max)
-    transport = FakeTransport()
-    conn._transport = transport
-    conn.on_inbound_frame = frame_handler(conn, conn.on_inbound_method)
-    conn.frame_writer = _locked_frame_writer(conn, transport)
-    conn.framer = PublishFramer(frame_max)
-    return conn, transport
-
-
-def open_channel(conn: FastConnection, channel_id: int) -> FastChannel:
-    channel = FastChannel(conn, channel_id)
-    channel.is_open = True
-    return channel
+# -- what the broker would send ---------------------------------------------------
 
 
 def deliver(channel_id: int, consumer_tag: str, tag: int, body: bytes = b"m", **props) -> bytes:
