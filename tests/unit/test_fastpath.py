@@ -494,7 +494,6 @@ def simulate(tracker_ops: list[tuple[str, int]], tags: list[int]) -> None:
 
 def test_ack_rule_against_a_model_broker():
     rng = random.Random(1234)
-    random.seed(99)
     for _ in range(300):
         tags = list(range(1, rng.randrange(1, 40)))
         ops = [(rng.choice(["ack", "ack", "ack", "reject"]), rng.choice(tags)) for _ in tags * 2]
