@@ -105,12 +105,8 @@ NETWORK_SCHEMES: dict[str, tuple[str, int, bool]] = {
     "stomp+ssl": ("stomp", 61614, True),
     "redis": ("redis", 6379, False),
 }
-#: The AMQP URL schemes (py-amqp), kept for code that reads them: scheme -> (port, ssl).
-AMQP_SCHEMES = {"amqp": (5672, False), "amqps": (5671, True)}
 #: Schemes of the in-process backends: scheme -> backend_cls.
 IN_PROCESS_SCHEMES = {"memory": "memory", "kombu+memory": "kombu", "kombu": "kombu"}
-#: Schemes of carrot's own in-process backend (:mod:`carrot.backends.queue`).
-MEMORY_SCHEMES = frozenset({"memory"})
 #: Every scheme :func:`parse_url` knows, in the order error messages list them.
 KNOWN_SCHEMES = (*NETWORK_SCHEMES, *IN_PROCESS_SCHEMES)
 #: backend_cls -> the scheme :func:`format_url` writes (plain, TLS).
