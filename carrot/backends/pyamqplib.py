@@ -228,8 +228,17 @@ class Backend(FlowByCancelMixin, BaseBackend):
         return conn
 
     def close_connection(self, connection: Any) -> None:
-        """Close a connection opened by :meth:`establish_connection`."""
-        connection.close()
+        """Close a connection opened by :meth:`establish_connection`.
+
+        When the close handshake fails (the broker sent ``basic.cancel`` for a
+        deleted queue, or the socket broke), the error is raised but the
+        socket is closed all the same: it never leaks.
+        """
+        try:
+            connection.close()
+        except BaseException:
+            connection.collect()  # closes the socket; safe when already collected
+            raise
 
     # -- channel -----------------------------------------------------------
 

@@ -719,3 +719,21 @@ def test_flow_pause_with_a_full_prefetch_window(
     backend.flow(True)
     drain_until(amqp_connection, lambda: len(got) == total, timeout=30)
     assert sorted(int(m.body) for m in got) == list(range(total))
+
+
+def test_close_after_the_broker_cancelled_a_consumer_releases_the_socket(
+    amqp_conninfo, unique, amqp_cleanup
+) -> None:
+    # Deleting a queue while consuming makes the broker send basic.cancel,
+    # which py-amqp raises from inside the close handshake.
+    conn = BrokerConnection(**amqp_conninfo)
+    backend = conn.create_backend()
+    queue = amqp_cleanup.queue(unique)
+    backend.queue_declare(queue, False, False, False)
+    backend.declare_consumer(queue, False, lambda message: None, f"{unique}.tag")
+    backend.channel.queue_delete(queue)  # the broker cancels our consumer
+    raw = conn.connection
+    conn.close()  # swallows the ConsumerCancelled, as carrot's close swallowed socket errors
+    assert not raw.connected
+    # (not raw.transport: py-amqp's property would connect again)
+    assert raw._transport is None
