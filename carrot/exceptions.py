@@ -24,6 +24,11 @@ Errors of the broker and of the network are not wrapped: catch them through
 :attr:`~carrot.connection.BrokerConnection.channel_errors`, which list the
 active backend's classes.
 
+One warning stands apart from the tree::
+
+    UserWarning
+     └── CarrotWarning              accepted as carrot 0.10 did, but likely a mistake
+
 Each class is also importable from where carrot 0.10 defined it
 (``carrot.backends.base.MessageStateError``,
 ``carrot.connection.ConnectionLimitExceeded``,
@@ -33,6 +38,7 @@ Each class is also importable from where carrot 0.10 defined it
 __all__ = [
     "BackendNotFound",
     "CarrotError",
+    "CarrotWarning",
     "ClientNotInstalled",
     "ConnectionClosedError",
     "ConnectionLimitExceeded",
@@ -48,6 +54,17 @@ __all__ = [
 
 class CarrotError(Exception):
     """Root of every exception carrot raises itself."""
+
+
+class CarrotWarning(UserWarning):
+    """Something carrot accepted, as carrot 0.10 did, but that is probably a mistake.
+
+    For example an unknown keyword argument (``Consumer(durible=True)``),
+    which carrot 0.10 ignored silently. Turn it into an error while testing
+    with ``-W error::carrot.exceptions.CarrotWarning``.
+
+    .. versionadded:: 0.11
+    """
 
 
 class BackendNotFound(CarrotError, ImportError):  # noqa: N818 -- compat: carrot's (or a kept) name

@@ -38,7 +38,8 @@ ALL = [
 
 
 def test_all_lists_every_exception() -> None:
-    assert set(exceptions.__all__) == {cls.__name__ for cls in ALL} | {"CarrotError"}
+    names = {cls.__name__ for cls in ALL}
+    assert set(exceptions.__all__) == names | {"CarrotError", "CarrotWarning"}
 
 
 @pytest.mark.parametrize("cls", ALL)
