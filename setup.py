@@ -24,6 +24,8 @@ EXTRAS = {
 EXTRAS["test"] = sorted(
     {
         "pytest>=7",
+        # tox.ini's [pytest] gives every test a timeout: a hang fails fast
+        "pytest-timeout>=2.1",
         # the TLS tests make their own certificates
         "cryptography>=41",
         *EXTRAS["django"],

@@ -60,3 +60,9 @@ def test_sdist_manifest_carries_docs_tests_and_license() -> None:
 def test_gitignore_covers_build_output_and_virtualenvs() -> None:
     ignored = set((ROOT / ".gitignore").read_text().split())
     assert {"build/", "dist/", ".venv/", "*.egg-info/"} <= ignored
+
+
+def test_every_test_has_a_default_timeout(pytestconfig: pytest.Config) -> None:
+    # pytest-timeout is in the test extra, and tox.ini gives every test a deadline
+    assert '"pytest-timeout>=' in (ROOT / "setup.py").read_text()
+    assert 0 < float(pytestconfig.getini("timeout")) <= 300
