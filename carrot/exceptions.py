@@ -6,6 +6,7 @@ The tree::
      ├── BackendNotFound            (also ImportError)
      ├── ClientNotInstalled         (also ImportError)
      ├── MissingConnectionSetting   (also KeyError)
+     ├── InvalidURLError            (also ValueError)
      ├── ConnectionLimitExceeded
      ├── ConnectionClosedError      (also the builtin ConnectionError, an OSError)
      ├── MessageStateError
@@ -45,6 +46,7 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "FilterWithAutoAckError",
+    "InvalidURLError",
     "MessageStateError",
     "MissingConnectionSetting",
     "SerializerNotInstalled",
@@ -121,6 +123,26 @@ class MissingConnectionSetting(CarrotError, KeyError):  # noqa: N818 -- compat: 
         # compat: carrot's text, e.g. "Missing user id for AMQP connection."
         setting = self._WORDING.get(self.setting, self.setting)
         return f"Missing {setting} for {self.backend} connection."
+
+
+class InvalidURLError(CarrotError, ValueError):
+    """A broker URL that cannot be used: malformed, or of an unknown scheme.
+
+    The message names the URL with its password masked (``***``).
+
+    :param url: the URL (or broker list) as given.
+    :param reason: what is wrong with it.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(url, reason)
+
+    def __str__(self) -> str:
+        from carrot.urls import mask_url  # carrot.urls imports this module
+
+        return f"invalid broker URL {mask_url(self.url)!r}: {self.reason}"
 
 
 class ConnectionLimitExceeded(CarrotError):  # noqa: N818 -- compat: carrot's (or a kept) name
