@@ -11,12 +11,15 @@ from carrot.exceptions import (
     BackendNotFound,
     CarrotError,
     ClientNotInstalled,
+    ConfirmTimeoutError,
     ConnectionClosedError,
     ConnectionLimitExceeded,
     DecodeError,
     EncodeError,
     FilterWithAutoAckError,
     InvalidURLError,
+    MessageNacked,
+    MessageReturned,
     MessageStateError,
     MissingConnectionSetting,
     SerializerNotInstalled,
@@ -36,6 +39,9 @@ ALL = [
     DecodeError,
     FilterWithAutoAckError,
     UnknownDeliveryModeError,
+    MessageNacked,
+    MessageReturned,
+    ConfirmTimeoutError,
 ]
 
 
@@ -117,6 +123,7 @@ def test_connection_limit_exceeded_names_the_limit() -> None:
         SerializerNotInstalled("no yaml"),
         EncodeError("bad"),
         DecodeError("bad"),
+        ConfirmTimeoutError(3, 1.5),
     ],
 )
 def test_pickles(exc: CarrotError) -> None:
