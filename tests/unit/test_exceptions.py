@@ -11,11 +11,15 @@ from carrot.exceptions import (
     BackendNotFound,
     CarrotError,
     ClientNotInstalled,
+    ConfirmTimeoutError,
     ConnectionClosedError,
     ConnectionLimitExceeded,
     DecodeError,
     EncodeError,
     FilterWithAutoAckError,
+    InvalidURLError,
+    MessageNacked,
+    MessageReturned,
     MessageStateError,
     MissingConnectionSetting,
     SerializerNotInstalled,
@@ -26,6 +30,7 @@ ALL = [
     BackendNotFound,
     ClientNotInstalled,
     MissingConnectionSetting,
+    InvalidURLError,
     ConnectionLimitExceeded,
     ConnectionClosedError,
     MessageStateError,
@@ -34,6 +39,9 @@ ALL = [
     DecodeError,
     FilterWithAutoAckError,
     UnknownDeliveryModeError,
+    MessageNacked,
+    MessageReturned,
+    ConfirmTimeoutError,
 ]
 
 
@@ -54,6 +62,7 @@ def test_rooted_at_carrot_error(cls: type) -> None:
         (BackendNotFound, ImportError),
         (ClientNotInstalled, ImportError),
         (MissingConnectionSetting, KeyError),
+        (InvalidURLError, ValueError),
         (EncodeError, TypeError),
         (EncodeError, ValueError),
         (DecodeError, ValueError),
@@ -90,6 +99,12 @@ def test_missing_connection_setting_is_readable_not_a_repr() -> None:
         raise exc
 
 
+def test_invalid_url_error_names_the_url_masked() -> None:
+    exc = InvalidURLError("amqp://u:s3cret@h:x//", "bad port")
+    assert str(exc) == "invalid broker URL 'amqp://u:***@h:x//': bad port"
+    assert (exc.url, exc.reason) == ("amqp://u:s3cret@h:x//", "bad port")
+
+
 def test_connection_limit_exceeded_names_the_limit() -> None:
     exc = ConnectionLimitExceeded(4)
     assert exc.limit == 4
@@ -102,11 +117,13 @@ def test_connection_limit_exceeded_names_the_limit() -> None:
         BackendNotFound("x", "why"),
         ClientNotInstalled("pika", "pika"),
         MissingConnectionSetting("password"),
+        InvalidURLError("amqp://u:pw@h:x//", "bad port"),
         ConnectionLimitExceeded(3),
         MessageStateError("already acked"),
         SerializerNotInstalled("no yaml"),
         EncodeError("bad"),
         DecodeError("bad"),
+        ConfirmTimeoutError(3, 1.5),
     ],
 )
 def test_pickles(exc: CarrotError) -> None:
