@@ -230,7 +230,8 @@ class BrokerConnection:
     def _close_quietly(self, connection: Any) -> None:
         try:
             self._get_backend().close_connection(connection)
-        except (OSError, *self.connection_errors):
+        # mypy does not see a starred tuple of exception classes as one
+        except (OSError, *self.connection_errors):  # type: ignore[misc]
             pass
 
     def get_channel(self) -> Any:
@@ -438,7 +439,9 @@ def get_django_conninfo(settings: Any = None) -> dict[str, Any]:
         ``django.conf.settings``.
     """
     if settings is None:
-        from django.conf import settings
+        from django.conf import settings as django_settings
+
+        settings = django_settings
 
     conninfo: dict[str, Any] = {}
     for arg_name, setting_name in ARG_TO_DJANGO_SETTING.items():
