@@ -151,9 +151,14 @@ class ConfirmWindow:
     ) -> bool:
         """``basic.return``: mark the oldest outstanding message it matches; False if none does.
 
+        A ``str`` body (py-amqp decodes text bodies) is compared as UTF-8.
+
         The broker sends the return before the ack of the same message, and
         in publish order, so the oldest unmarked match is the one.
         """
+        if isinstance(body, str):
+            # py-amqp hands a text body back decoded; what was sent was bytes.
+            body = body.encode("utf-8", "surrogatepass")
         with self._lock:
             for seq in self._order:
                 entry = self._pending.get(seq)

@@ -219,6 +219,40 @@ class BaseBackend:
     def qos(self, prefetch_size: int, prefetch_count: int, apply_global: bool = False) -> Any:
         """Limit unacknowledged deliveries."""
 
+    #: ``True`` when :meth:`publish` returns only once the transport holds
+    #: the message (an in-process queue), so ``Publisher(confirm=True)``
+    #: counts each message confirmed as soon as :meth:`publish` returns.
+    confirms_on_publish: bool = False
+
+    def confirm_select(self, window: Any) -> None:
+        """Put the channel in publisher-confirm mode; report the broker's answers to ``window``.
+
+        ``window`` is a :class:`carrot.confirms.ConfirmWindow`: call its
+        ``acked``, ``nacked`` and ``returned`` as the broker answers.
+
+        :raises NotImplementedError: this backend has no publisher confirms.
+
+        .. versionadded:: 0.11
+        """
+        if not self.confirms_on_publish:
+            raise NotImplementedError(
+                f"the {type(self).__module__}.{type(self).__name__} backend has no publisher "
+                "confirms: Publisher(confirm=True) needs a backend that has them (amqp, pika, "
+                "memory)"
+            )
+
+    def drain_confirms(self, timeout: float) -> None:
+        """Read the broker's answers for up to ``timeout`` seconds (see :meth:`confirm_select`).
+
+        With :attr:`confirms_on_publish` there is nothing to read.
+
+        .. versionadded:: 0.11
+        """
+        if not self.confirms_on_publish:
+            raise NotImplementedError(
+                f"{type(self).__name__}.drain_confirms: the backend has no publisher confirms"
+            )
+
 
 class FlowByCancelMixin:
     """``flow()`` for brokers that cannot pause a channel: cancel, then consume again.

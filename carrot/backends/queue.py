@@ -333,6 +333,10 @@ class Backend(BaseBackend):
         its hostname, user and password are not used.
     """
 
+    #: A message is in the queue when :meth:`publish` returns: with
+    #: ``Publisher(confirm=True)`` every message counts as confirmed then.
+    confirms_on_publish = True
+
     Message = Message
     #: Raised when waiting on a closed connection or backend.
     connection_errors: tuple[type[BaseException], ...] = (ConnectionClosedError,)
