@@ -21,6 +21,7 @@ from typing import Any
 import amqp
 from amqp.exceptions import ConnectionError as AMQPConnectionException
 
+from carrot._keywords import warn_unknown_keywords
 from carrot.backends import get_backend_cls, resolve_backend
 from carrot.exceptions import ConnectionLimitExceeded, InvalidURLError
 from carrot.urls import format_url, is_url, mask_url, parse_url, split_urls
@@ -156,7 +157,9 @@ class BrokerConnection:
     .. versionchanged:: 0.11
        :meth:`connect` after :meth:`close` opens a new connection (carrot
        0.10 returned ``None``), and ``__exit__`` no longer replaces the
-       exception raised in the block with a new one of the same type.
+       exception raised in the block with a new one of the same type. An
+       unknown keyword argument is still ignored, but a
+       :exc:`~carrot.exceptions.CarrotWarning` names it.
 
     .. versionchanged:: 0.11
        ``hostname`` may be a URL or a list of brokers; new keywords
@@ -182,6 +185,10 @@ class BrokerConnection:
     #: The default backend's connection error class.
     ConnectionException = AMQPConnectionException
 
+    #: The keyword arguments read from ``**kwargs`` (others warn); ``transport_cls``
+    #: comes back from :meth:`info`, which code passes to a new connection.
+    _keywords: tuple[str, ...] = (*CONNECTION_KEYWORDS, "transport_cls")
+
     def __init__(
         self,
         hostname: str | list[str] | None = None,
@@ -192,6 +199,7 @@ class BrokerConnection:
         pool: ConnectionPool | None = None,
         **kwargs: Any,
     ) -> None:
+        warn_unknown_keywords(type(self), kwargs)
         self.pool = pool
         self.insist = kwargs.get("insist", self.insist)
         self.heartbeat = _check_heartbeat(kwargs.get("heartbeat", self.heartbeat))

@@ -11,12 +11,15 @@ from carrot.exceptions import (
     BackendNotFound,
     CarrotError,
     ClientNotInstalled,
+    ConfirmTimeoutError,
     ConnectionClosedError,
     ConnectionLimitExceeded,
     DecodeError,
     EncodeError,
     FilterWithAutoAckError,
     InvalidURLError,
+    MessageNacked,
+    MessageReturned,
     MessageStateError,
     MissingConnectionSetting,
     SerializerNotInstalled,
@@ -36,11 +39,15 @@ ALL = [
     DecodeError,
     FilterWithAutoAckError,
     UnknownDeliveryModeError,
+    MessageNacked,
+    MessageReturned,
+    ConfirmTimeoutError,
 ]
 
 
 def test_all_lists_every_exception() -> None:
-    assert set(exceptions.__all__) == {cls.__name__ for cls in ALL} | {"CarrotError"}
+    names = {cls.__name__ for cls in ALL}
+    assert set(exceptions.__all__) == names | {"CarrotError", "CarrotWarning"}
 
 
 @pytest.mark.parametrize("cls", ALL)
@@ -116,6 +123,7 @@ def test_connection_limit_exceeded_names_the_limit() -> None:
         SerializerNotInstalled("no yaml"),
         EncodeError("bad"),
         DecodeError("bad"),
+        ConfirmTimeoutError(3, 1.5),
     ],
 )
 def test_pickles(exc: CarrotError) -> None:
