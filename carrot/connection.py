@@ -76,6 +76,12 @@ class BrokerConnection:
     :keyword backend_cls: the backend: a class, a dotted path, an alias from
         :data:`carrot.backends.BACKEND_ALIASES`, or ``None`` for py-amqp.
     :keyword transport: alias of ``backend_cls`` (kombu's name).
+    :keyword accept: serializer names or content types that consumers on
+        this connection decode when they name none themselves (see
+        :attr:`carrot.messaging.Consumer.accept`); ``["json"]`` refuses
+        pickle everywhere. None (default): every content type.
+
+        .. versionadded:: 0.11
 
     Used as a context manager it closes on exit; an exception raised inside
     the block propagates unchanged.
@@ -91,6 +97,8 @@ class BrokerConnection:
     insist = False
     connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT
     ssl: Any = False
+    #: Default ``accept`` of the consumers on this connection (None: all content types).
+    accept: Any = None
     _closed: bool | None = True
     backend_cls: Any = None
 
@@ -116,6 +124,7 @@ class BrokerConnection:
         self.insist = kwargs.get("insist", self.insist)
         self.connect_timeout = kwargs.get("connect_timeout", self.connect_timeout)
         self.ssl = kwargs.get("ssl", self.ssl)
+        self.accept = kwargs.get("accept", self.accept)
         self.backend_cls = kwargs.get("backend_cls") or kwargs.get("transport") or self.backend_cls
         self._closed = None
         self._connection = None
@@ -135,6 +144,7 @@ class BrokerConnection:
     def __copy__(self) -> BrokerConnection:
         info = self.info()
         info.pop("transport_cls")
+        info.setdefault("accept", self.accept)
         return self.__class__(pool=self.pool, **info)
 
     def __enter__(self) -> BrokerConnection:
@@ -467,6 +477,7 @@ class DjangoBrokerConnection(BrokerConnection):
     def __copy__(self) -> DjangoBrokerConnection:
         info = self.info()
         info.pop("transport_cls")
+        info.setdefault("accept", self.accept)
         return self.__class__(pool=self.pool, settings=self._django_settings, **info)
 
 
