@@ -13,7 +13,8 @@ Commands::
 command) shows the traceback of a failure; without it a failure is one line
 on stderr.
 
-Broker URLs (see :func:`parse_url`):
+Broker URLs (parsed by :func:`carrot.urls.parse_url`, the same code
+:class:`~carrot.connection.BrokerConnection` uses for ``hostname=URL``):
 
 * ``amqp://user:password@host:port/vhost``: RabbitMQ through py-amqp. A
   missing user id or password is ``guest`` and a missing port 5672, as in
@@ -79,11 +80,14 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from carrot import __version__, serialization
 from carrot.connection import BrokerConnection
-from carrot.exceptions import CarrotError, DecodeError, SerializerNotInstalled
+from carrot.exceptions import CarrotError, DecodeError, InvalidURLError, SerializerNotInstalled
+
+# The CLI's URLs are the library's; the names stay importable from here.
+from carrot.urls import MASK as MASK
+from carrot.urls import format_url, mask_url, parse_url
 
 __all__ = [
     "CommandError",
@@ -95,45 +99,10 @@ __all__ = [
     "parse_url",
 ]
 
-#: scheme -> (backend_cls, default port, ssl) of the network URL schemes.
-NETWORK_SCHEMES: dict[str, tuple[str, int, bool]] = {
-    "amqp": ("amqp", 5672, False),
-    "amqps": ("amqp", 5671, True),
-    "pika": ("pika", 5672, False),
-    "pikas": ("pika", 5671, True),
-    "stomp": ("stomp", 61613, False),
-    "stomp+ssl": ("stomp", 61614, True),
-    "redis": ("redis", 6379, False),
-}
-#: Schemes of the in-process backends: scheme -> backend_cls.
-IN_PROCESS_SCHEMES = {"memory": "memory", "kombu+memory": "kombu", "kombu": "kombu"}
-#: Every scheme :func:`parse_url` knows, in the order error messages list them.
-KNOWN_SCHEMES = (*NETWORK_SCHEMES, *IN_PROCESS_SCHEMES)
-#: backend_cls -> the scheme :func:`format_url` writes (plain, TLS).
-_FORMAT_SCHEMES = {
-    "amqp": ("amqp", "amqps"),
-    "pika": ("pika", "pikas"),
-    "stomp": ("stomp", "stomp+ssl"),
-    "redis": ("redis", "redis"),
-}
-#: What a masked password is shown as.
-MASK = "***"
 #: The broker ``demo`` and ``bench`` use by default.
 DEFAULT_BROKER = "memory://"
 #: Seconds ``demo`` and ``bench`` wait for each message before giving up.
 RECEIVE_TIMEOUT = 10.0
-
-
-class InvalidURLError(CarrotError, ValueError):
-    """A broker URL that cannot be used: malformed, or of an unknown scheme."""
-
-    def __init__(self, url: str, reason: str) -> None:
-        self.url = url
-        self.reason = reason
-        super().__init__(url, reason)
-
-    def __str__(self) -> str:
-        return f"invalid broker URL {mask_url(self.url)!r}: {self.reason}"
 
 
 class CommandError(CarrotError):
@@ -150,150 +119,6 @@ class CommandError(CarrotError):
 
     def __str__(self) -> str:
         return self.message
-
-
-# -- URLs -----------------------------------------------------------------------
-
-
-def mask_url(url: str) -> str:
-    """Return ``url`` with its password, if any, replaced by ``***``.
-
-    Works on malformed URLs too: everything between the user id's colon and
-    the last ``@`` is masked, so a password containing ``/`` or ``@`` never
-    shows.
-
-    >>> mask_url("amqp://guest:secret@localhost:5672//")
-    'amqp://guest:***@localhost:5672//'
-    >>> mask_url("amqp://localhost//")
-    'amqp://localhost//'
-    """
-    _, sep, _ = url.partition("://")
-    start = url.index("://") + 3 if sep else 0
-    at = url.rfind("@", start)
-    if at == -1:
-        return url
-    userinfo = url[start:at]
-    if ":" not in userinfo:
-        return url
-    user = userinfo.split(":", 1)[0]
-    return f"{url[:start]}{user}:{MASK}{url[at:]}"
-
-
-def parse_url(url: str) -> dict[str, Any]:
-    """Turn a broker URL into :class:`~carrot.connection.BrokerConnection` keyword arguments.
-
-    >>> parse_url("amqp://user:p%40ss@rabbit:5673/prod")["virtual_host"]
-    'prod'
-    >>> parse_url("amqps://rabbit")["port"], parse_url("amqps://rabbit")["ssl"]
-    (5671, True)
-    >>> parse_url("memory://")
-    {'backend_cls': 'memory'}
-    >>> parse_url("stomp://rabbit")["port"], parse_url("stomp://rabbit")["backend_cls"]
-    (61613, 'stomp')
-    >>> params = parse_url("redis://:s3cret@cache:6380/2")
-    >>> params["password"], params["virtual_host"], params["backend_cls"]
-    ('s3cret', '2', 'redis')
-
-    :param url: one of :data:`KNOWN_SCHEMES` (see the module docstring for
-        each scheme's fields and defaults).
-    :returns: hostname, userid, password, virtual_host, port, ssl and
-        backend_cls (and connect_timeout when the URL sets it); only
-        backend_cls for the in-process schemes (``memory://``,
-        ``kombu+memory://``).
-    :raises InvalidURLError: (a ``ValueError``) the URL is malformed or its
-        scheme unknown; the message masks the password.
-    """
-    if not isinstance(url, str) or "://" not in url:
-        raise InvalidURLError(
-            str(url), "expected scheme://..., e.g. amqp://guest:guest@localhost:5672//"
-        )
-    if any(ch.isspace() or ord(ch) < 32 for ch in url):
-        raise InvalidURLError(url, "contains whitespace or control characters")
-    scheme, _, rest = url.partition("://")
-    scheme = scheme.lower()
-    if scheme in IN_PROCESS_SCHEMES:
-        if rest.strip("/"):
-            raise InvalidURLError(url, f"{scheme}:// takes no host, path or options")
-        return {"backend_cls": IN_PROCESS_SCHEMES[scheme]}
-    if scheme not in NETWORK_SCHEMES:
-        known = ", ".join(f"{name}://" for name in KNOWN_SCHEMES)
-        raise InvalidURLError(url, f"unknown scheme {scheme!r} (known: {known})")
-    backend_cls, default_port, ssl = NETWORK_SCHEMES[scheme]
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-        hostname = parts.hostname
-    except ValueError as exc:
-        raise InvalidURLError(url, str(exc).replace(url, mask_url(url))) from None
-    if parts.fragment:
-        raise InvalidURLError(url, "a broker URL has no #fragment")
-    if port == 0:
-        raise InvalidURLError(url, "port 0 is not a port")
-    hostname = hostname or "localhost"
-    if ":" in hostname and backend_cls == "amqp":
-        hostname = f"[{hostname}]"  # IPv6, as py-amqp expects it in "host:port"
-    username = unquote(parts.username) if parts.username is not None else None
-    password = unquote(parts.password) if parts.password is not None else None
-    path = parts.path
-    if backend_cls == "redis":
-        # Redis has no login by default: no user id or password unless given
-        # (a user id is a Redis 6 ACL user). The path is the database number.
-        db = path[1:] or "0"
-        if not db.isdigit() or not db.isascii():
-            raise InvalidURLError(url, f"the path is the Redis database number, not {db!r}")
-        userid, virtual_host = username or None, str(int(db))
-    else:
-        userid = username if username is not None else "guest"
-        password = password if password is not None else "guest"
-        virtual_host = unquote(path[1:]) if len(path) > 1 else "/"
-    params: dict[str, Any] = {
-        "hostname": hostname,
-        "userid": userid,
-        "password": password,
-        "virtual_host": virtual_host,
-        "port": port or default_port,
-        "ssl": ssl,
-        "backend_cls": backend_cls,
-    }
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key != "connect_timeout":
-            raise InvalidURLError(url, f"unknown option {key!r} (known: connect_timeout)")
-        try:
-            timeout = float(value)
-        except ValueError:
-            timeout = -1.0
-        if not timeout > 0:
-            raise InvalidURLError(url, f"connect_timeout must be a positive number, not {value!r}")
-        params["connect_timeout"] = timeout
-    return params
-
-
-def format_url(params: dict[str, Any]) -> str:
-    """The URL for :func:`parse_url`'s result, with the password masked.
-
-    >>> format_url(parse_url("amqp://guest:guest@127.0.0.1:1"))
-    'amqp://guest:***@127.0.0.1:1//'
-    >>> format_url(parse_url("redis://:secret@127.0.0.1/3"))
-    'redis://:***@127.0.0.1:6379/3'
-    """
-    backend_cls = params.get("backend_cls")
-    if backend_cls == "memory":
-        return "memory://"
-    if backend_cls == "kombu":
-        return "kombu+memory://"
-    plain, secure = _FORMAT_SCHEMES.get(backend_cls or "amqp", ("amqp", "amqps"))
-    scheme = secure if params.get("ssl") else plain
-    hostname = str(params["hostname"])
-    if ":" in hostname and not hostname.startswith("["):
-        hostname = f"[{hostname}]"
-    user = quote(params.get("userid") or "", safe="")
-    if backend_cls == "redis":
-        login = f"{user}:{MASK}@" if params.get("password") is not None else ""
-        login = login or (f"{user}@" if user else "")
-        return f"{scheme}://{login}{hostname}:{params['port']}/{params.get('virtual_host') or 0}"
-    vhost = params.get("virtual_host") or "/"
-    path = "/" if vhost == "/" else quote(vhost, safe="")
-    return f"{scheme}://{user}:{MASK}@{hostname}:{params['port']}/{path}"
 
 
 # -- output -----------------------------------------------------------------------

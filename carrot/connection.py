@@ -18,6 +18,7 @@ from typing import Any
 import amqp
 from amqp.exceptions import ConnectionError as AMQPConnectionException
 
+from carrot._keywords import warn_unknown_keywords
 from carrot.backends import get_backend_cls
 from carrot.exceptions import ConnectionLimitExceeded
 from carrot.utils import retry_over_time
@@ -89,7 +90,9 @@ class BrokerConnection:
     .. versionchanged:: 0.11
        :meth:`connect` after :meth:`close` opens a new connection (carrot
        0.10 returned ``None``), and ``__exit__`` no longer replaces the
-       exception raised in the block with a new one of the same type.
+       exception raised in the block with a new one of the same type. An
+       unknown keyword argument is still ignored, but a
+       :exc:`~carrot.exceptions.CarrotWarning` names it.
     """
 
     virtual_host = "/"
@@ -104,6 +107,22 @@ class BrokerConnection:
 
     #: The default backend's connection error class.
     ConnectionException = AMQPConnectionException
+    #: The keyword arguments read from ``**kwargs`` (others warn); ``transport_cls``
+    #: comes back from :meth:`info`, which code passes to a new connection.
+    _keywords: tuple[str, ...] = (
+        "insist",
+        "connect_timeout",
+        "ssl",
+        "backend_cls",
+        "transport",
+        "transport_cls",
+        "heartbeat",
+        "auto_recover",
+        "retry_policy",
+        "failover_strategy",
+        "max_body_size",
+        "accept",
+    )
 
     def __init__(
         self,
@@ -115,6 +134,7 @@ class BrokerConnection:
         pool: ConnectionPool | None = None,
         **kwargs: Any,
     ) -> None:
+        warn_unknown_keywords(type(self), kwargs)
         self.hostname = hostname
         self.userid = userid
         self.password = password
@@ -461,6 +481,8 @@ class DjangoBrokerConnection(BrokerConnection):
 
     :keyword settings: the settings object; default ``django.conf.settings``.
     """
+
+    _keywords: tuple[str, ...] = ("settings",)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         settings = kwargs.pop("settings", None)

@@ -6,6 +6,7 @@ The tree::
      ├── BackendNotFound            (also ImportError)
      ├── ClientNotInstalled         (also ImportError)
      ├── MissingConnectionSetting   (also KeyError)
+     ├── InvalidURLError            (also ValueError)
      ├── ConnectionLimitExceeded
      ├── ConnectionClosedError      (also the builtin ConnectionError, an OSError)
      ├── MessageStateError
@@ -25,6 +26,11 @@ Errors of the broker and of the network are not wrapped: catch them through
 :attr:`~carrot.connection.BrokerConnection.channel_errors`, which list the
 active backend's classes.
 
+One warning stands apart from the tree::
+
+    UserWarning
+     └── CarrotWarning              accepted as carrot 0.10 did, but likely a mistake
+
 Each class is also importable from where carrot 0.10 defined it
 (``carrot.backends.base.MessageStateError``,
 ``carrot.connection.ConnectionLimitExceeded``,
@@ -34,6 +40,7 @@ Each class is also importable from where carrot 0.10 defined it
 __all__ = [
     "BackendNotFound",
     "CarrotError",
+    "CarrotWarning",
     "ClientNotInstalled",
     "ConnectionClosedError",
     "ConnectionLimitExceeded",
@@ -41,6 +48,7 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "FilterWithAutoAckError",
+    "InvalidURLError",
     "MessageStateError",
     "MissingConnectionSetting",
     "SerializerNotInstalled",
@@ -50,6 +58,17 @@ __all__ = [
 
 class CarrotError(Exception):
     """Root of every exception carrot raises itself."""
+
+
+class CarrotWarning(UserWarning):
+    """Something carrot accepted, as carrot 0.10 did, but that is probably a mistake.
+
+    For example an unknown keyword argument (``Consumer(durible=True)``),
+    which carrot 0.10 ignored silently. Turn it into an error while testing
+    with ``-W error::carrot.exceptions.CarrotWarning``.
+
+    .. versionadded:: 0.11
+    """
 
 
 class BackendNotFound(CarrotError, ImportError):  # noqa: N818 -- compat: carrot's (or a kept) name
@@ -106,6 +125,26 @@ class MissingConnectionSetting(CarrotError, KeyError):  # noqa: N818 -- compat: 
         # compat: carrot's text, e.g. "Missing user id for AMQP connection."
         setting = self._WORDING.get(self.setting, self.setting)
         return f"Missing {setting} for {self.backend} connection."
+
+
+class InvalidURLError(CarrotError, ValueError):
+    """A broker URL that cannot be used: malformed, or of an unknown scheme.
+
+    The message names the URL with its password masked (``***``).
+
+    :param url: the URL (or broker list) as given.
+    :param reason: what is wrong with it.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(url, reason)
+
+    def __str__(self) -> str:
+        from carrot.urls import mask_url  # carrot.urls imports this module
+
+        return f"invalid broker URL {mask_url(self.url)!r}: {self.reason}"
 
 
 class ConnectionLimitExceeded(CarrotError):  # noqa: N818 -- compat: carrot's (or a kept) name

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from itertools import count
 from typing import Any
 
+from carrot._keywords import nested_construction, warn_unknown_keywords
 from carrot.exceptions import (
     ContentDisallowed,
     EncodeError,
@@ -44,8 +45,6 @@ Callback = Callable[[Any, Any], Any]
 DecodeErrorHandler = Callable[[Any, BaseException], Any]
 
 logger = logging.getLogger(__name__)
-
-_consumer_counter = count(1)
 
 
 def _check_priority(priority: Any) -> None:
@@ -111,12 +110,6 @@ def _undecodable(
             message.reject()
 
 
-def _generate_consumer_tag(cls: type) -> str:
-    # module.Class, a counter for the process and a short random part, so two
-    # processes (or forks) never hand the broker the same tag.
-    return f"{cls.__module__}.{cls.__name__}{next(_consumer_counter)}.{uuid.uuid4().hex[:8]}"
-
-
 class Consumer:
     """Message consumer.
 
@@ -160,6 +153,10 @@ class Consumer:
        A delivered message whose body fails to decode is rejected without
        requeue before the error propagates (carrot 0.10 left it unsettled,
        so it came back for ever once the channel closed).
+
+    .. versionchanged:: 0.11
+       An unknown keyword argument is still ignored, but a
+       :exc:`~carrot.exceptions.CarrotWarning` names it.
     """
 
     #: Serializer names or content types the consumer decodes (``["json"]``);
@@ -221,6 +218,12 @@ class Consumer:
     )
     #: The content types :attr:`accept` resolved to, while consuming.
     _accepted_types: frozenset[str] | None = None
+    #: The other keyword arguments read from ``**kwargs`` (others warn).
+    _keywords: tuple[str, ...] = ("backend", "accept", "on_decode_error")
+
+    #: compat: returns the number in the consumer tag; a class attribute
+    #: carrot's subclasses override (with a function, or another counter's).
+    _next_consumer_tag = count(1).__next__
 
     def __init__(
         self,
@@ -230,6 +233,7 @@ class Consumer:
         routing_key: Any = None,
         **kwargs: Any,
     ) -> None:
+        warn_unknown_keywords(type(self), kwargs)
         self.connection = connection
         backend = kwargs.get("backend")
         self.backend = backend if backend is not None else connection.create_backend()
@@ -246,7 +250,7 @@ class Consumer:
             self.auto_delete = True
         # A bad accept list fails here, before anything is declared.
         self._accepted_types = _accepted(self.accept, connection)
-        self.consumer_tag = _generate_consumer_tag(type(self))
+        self.consumer_tag = self._generate_consumer_tag()
         if self.auto_declare:
             self.declare()
 
@@ -265,6 +269,14 @@ class Consumer:
     def __iter__(self) -> Iterator[Any]:
         """Iterate over the queue with :meth:`fetch`, yielding ``None`` when it is empty."""
         return self.iterqueue(infinite=True)
+
+    def _generate_consumer_tag(self) -> str:
+        """A consumer tag: ``module.Class``, :meth:`_next_consumer_tag`, a short random part.
+
+        The random part keeps tags unique across processes and forks.
+        """
+        cls = type(self)
+        return f"{cls.__module__}.{cls.__name__}{self._next_consumer_tag()}.{uuid.uuid4().hex[:8]}"
 
     def declare(self) -> Consumer:
         """Declare the queue and the exchange, and bind the queue to it.
@@ -568,6 +580,10 @@ class Publisher:
        ``"bogus"``) raises :exc:`UnknownDeliveryModeError` here and in
        :meth:`create_message`/:meth:`send`, before anything is sent; carrot
        0.10 passed it on to the transport, which failed or sent it as is.
+
+    .. versionchanged:: 0.11
+       An unknown keyword argument is still ignored, but a
+       :exc:`~carrot.exceptions.CarrotWarning` names it.
     """
 
     #: Delivery mode names and their AMQP values.
@@ -606,6 +622,8 @@ class Publisher:
         "delivery_mode",
         "auto_declare",
     )
+    #: The other keyword arguments read from ``**kwargs`` (others warn).
+    _keywords: tuple[str, ...] = ("backend", "confirm", "max_unconfirmed", "mandatory")
 
     def __init__(
         self,
@@ -614,6 +632,7 @@ class Publisher:
         routing_key: Any = None,
         **kwargs: Any,
     ) -> None:
+        warn_unknown_keywords(type(self), kwargs)
         self.connection = connection
         self.exchange = exchange or self.exchange
         self.routing_key = routing_key or self.routing_key
@@ -807,38 +826,44 @@ class Messaging:
 
     .. versionchanged:: 0.11
        Those other keyword arguments reach the publisher and the consumer;
-       carrot 0.10 dropped them silently.
+       carrot 0.10 dropped them silently. One that neither knows is still
+       ignored, but a :exc:`~carrot.exceptions.CarrotWarning` names it.
     """
 
     #: The queue the consumer reads.
-    queue: str | None = None
+    queue: str = ""
     #: The exchange both use.
-    exchange: str | None = None
+    exchange: str = ""
     #: The routing key both use.
-    routing_key: Any = None
+    routing_key: Any = ""
     #: The class of :attr:`publisher`.
     publisher_cls: type[Publisher] = Publisher
     #: The class of :attr:`consumer`.
     consumer_cls: type[Consumer] = Consumer
     _closed: bool = True
+    #: The keyword arguments read from ``**kwargs``; the others go to
+    #: :attr:`publisher_cls` and :attr:`consumer_cls` (and warn if neither knows them).
+    _keywords: tuple[str, ...] = ("queue", "exchange", "routing_key")
 
     def __init__(self, connection: Any, **kwargs: Any) -> None:
+        warn_unknown_keywords(type(self), kwargs, also=(self.publisher_cls, self.consumer_cls))
         self.connection = connection
         self.exchange = kwargs.pop("exchange", None) or self.exchange
         self.queue = kwargs.pop("queue", None) or self.queue
         self.routing_key = kwargs.pop("routing_key", None) or self.routing_key
         #: Called as ``callback(message_data, message)``, in registration order.
         self.callbacks: list[Callback] = []
-        self.publisher = self.publisher_cls(
-            connection, exchange=self.exchange, routing_key=self.routing_key, **kwargs
-        )
-        self.consumer = self.consumer_cls(
-            connection,
-            queue=self.queue,
-            exchange=self.exchange,
-            routing_key=self.routing_key,
-            **kwargs,
-        )
+        with nested_construction():  # checked above, against both classes
+            self.publisher = self.publisher_cls(
+                connection, exchange=self.exchange, routing_key=self.routing_key, **kwargs
+            )
+            self.consumer = self.consumer_cls(
+                connection,
+                queue=self.queue,
+                exchange=self.exchange,
+                routing_key=self.routing_key,
+                **kwargs,
+            )
         self.consumer.register_callback(self.receive)
         self._closed = False
 
@@ -903,9 +928,16 @@ class ConsumerSet:
        unsettled, or before the error propagates without one (carrot 0.10
        left it unsettled: it came back for ever once the channel closed).
 
+    .. versionchanged:: 0.11
+       An unknown keyword argument is still ignored, but a
+       :exc:`~carrot.exceptions.CarrotWarning` names it.
+
     .. versionadded:: 0.11
        ``accept``.
     """
+
+    #: The keyword arguments read from ``**options`` (others warn).
+    _keywords: tuple[str, ...] = ("auto_ack", "on_decode_error", "accept")
 
     #: Acknowledge every message as soon as it is received.
     auto_ack: bool = False
@@ -930,6 +962,7 @@ class ConsumerSet:
         callbacks: list[Callback] | None = None,
         **options: Any,
     ) -> None:
+        warn_unknown_keywords(type(self), options)
         self.connection = connection
         self.options = options
         self.from_dict = from_dict or {}

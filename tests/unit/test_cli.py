@@ -574,8 +574,8 @@ def test_unknown_scheme_is_one_line_exit_2(capsys):
     err = capsys.readouterr().err
     assert err == (
         "carrot: invalid broker URL 'kafka://h': unknown scheme 'kafka' "
-        "(known: amqp://, amqps://, pika://, pikas://, stomp://, stomp+ssl://, redis://, "
-        "memory://, kombu+memory://, kombu://)\n"
+        "(known: amqp://, amqps://, pyamqp://, pika://, pikas://, stomp://, stomp+ssl://, "
+        "redis://, memory://, kombu+memory://, kombu://)\n"
     )
 
 

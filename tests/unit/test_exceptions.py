@@ -17,6 +17,7 @@ from carrot.exceptions import (
     DecodeError,
     EncodeError,
     FilterWithAutoAckError,
+    InvalidURLError,
     MessageStateError,
     MissingConnectionSetting,
     SerializerNotInstalled,
@@ -27,6 +28,7 @@ ALL = [
     BackendNotFound,
     ClientNotInstalled,
     MissingConnectionSetting,
+    InvalidURLError,
     ConnectionLimitExceeded,
     ConnectionClosedError,
     MessageStateError,
@@ -40,7 +42,8 @@ ALL = [
 
 
 def test_all_lists_every_exception() -> None:
-    assert set(exceptions.__all__) == {cls.__name__ for cls in ALL} | {"CarrotError"}
+    names = {cls.__name__ for cls in ALL}
+    assert set(exceptions.__all__) == names | {"CarrotError", "CarrotWarning"}
 
 
 @pytest.mark.parametrize("cls", ALL)
@@ -55,6 +58,7 @@ def test_rooted_at_carrot_error(cls: type) -> None:
         (BackendNotFound, ImportError),
         (ClientNotInstalled, ImportError),
         (MissingConnectionSetting, KeyError),
+        (InvalidURLError, ValueError),
         (EncodeError, TypeError),
         (EncodeError, ValueError),
         (DecodeError, ValueError),
@@ -91,6 +95,12 @@ def test_missing_connection_setting_is_readable_not_a_repr() -> None:
         raise exc
 
 
+def test_invalid_url_error_names_the_url_masked() -> None:
+    exc = InvalidURLError("amqp://u:s3cret@h:x//", "bad port")
+    assert str(exc) == "invalid broker URL 'amqp://u:***@h:x//': bad port"
+    assert (exc.url, exc.reason) == ("amqp://u:s3cret@h:x//", "bad port")
+
+
 def test_connection_limit_exceeded_names_the_limit() -> None:
     exc = ConnectionLimitExceeded(4)
     assert exc.limit == 4
@@ -103,6 +113,7 @@ def test_connection_limit_exceeded_names_the_limit() -> None:
         BackendNotFound("x", "why"),
         ClientNotInstalled("pika", "pika"),
         MissingConnectionSetting("password"),
+        InvalidURLError("amqp://u:pw@h:x//", "bad port"),
         ConnectionLimitExceeded(3),
         MessageStateError("already acked"),
         SerializerNotInstalled("no yaml"),
