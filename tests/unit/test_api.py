@@ -413,9 +413,11 @@ MESSAGING_SIGNATURES = {
     ),
     "carrot.serialization.SerializerRegistry._set_default_serializer": "name",
     "carrot.serialization.SerializerRegistry.encode": "data, serializer=None",
-    "carrot.serialization.SerializerRegistry.decode": "data, content_type, content_encoding",
+    "carrot.serialization.SerializerRegistry.decode": (
+        "data, content_type, content_encoding, accept=None"
+    ),
     "carrot.serialization.encode": "data, serializer=None",
-    "carrot.serialization.decode": "data, content_type, content_encoding",
+    "carrot.serialization.decode": "data, content_type, content_encoding, accept=None",
     "carrot.serialization.raw_encode": "data",
     "carrot.serialization.register_json": "",
     "carrot.serialization.register_yaml": "",
