@@ -21,16 +21,16 @@ from carrot.backends.base import (
 from carrot.exceptions import ClientNotInstalled, MissingConnectionSetting
 
 
-class NotFound(Exception):
+class NotFoundError(Exception):
     reply_code = 404
 
 
-class Refused(Exception):
+class RefusedError(Exception):
     reply_code = 403
 
 
 class FakeChannel:
-    def __init__(self, known: set[str], error: type[Exception] = NotFound) -> None:
+    def __init__(self, known: set[str], error: type[Exception] = NotFoundError) -> None:
         self.known = known
         self.error = error
         self.is_open = True
@@ -54,7 +54,7 @@ class FakeChannel:
 
 
 class FakeConnection:
-    def __init__(self, known: set[str], error: type[Exception] = NotFound) -> None:
+    def __init__(self, known: set[str], error: type[Exception] = NotFoundError) -> None:
         self.channels: list[FakeChannel] = []
         self.known = known
         self.error = error
@@ -67,7 +67,7 @@ class FakeConnection:
 
 
 class AMQPish(BaseBackend):
-    channel_errors = (NotFound, Refused)
+    channel_errors = (NotFoundError, RefusedError)
 
 
 def backend_on(connection: Any, **settings: Any) -> AMQPish:
@@ -76,7 +76,7 @@ def backend_on(connection: Any, **settings: Any) -> AMQPish:
 
 def test_import_client_names_the_pip_package() -> None:
     assert import_client("json", "json") is __import__("json")
-    with pytest.raises(ClientNotInstalled, match="pip install stomp.py") as info:
+    with pytest.raises(ClientNotInstalled, match=r"pip install stomp\.py") as info:
         import_client("carrot_no_such_client", "stomp.py", "stomp")
     assert isinstance(info.value, ImportError)
     assert info.value.backend == "stomp"
@@ -146,8 +146,8 @@ def test_queue_and_exchange_exist_by_passive_declare_on_a_throwaway_channel() ->
 
 
 def test_passive_declare_reraises_errors_other_than_404() -> None:
-    backend = backend_on(FakeConnection(set(), error=Refused))
-    with pytest.raises(Refused):
+    backend = backend_on(FakeConnection(set(), error=RefusedError))
+    with pytest.raises(RefusedError):
         backend.queue_exists("q")
 
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from carrot.backends import get_backend_cls
-from carrot.backends._kombu_seam import _MemoryTransport, _RedisTransport
 from carrot.backends import kombu_transport as kombu_backend
+from carrot.backends._kombu_seam import _MemoryTransport, _RedisTransport
 from carrot.backends.kombu_transport import (
     Backend,
     Message,
@@ -597,3 +597,30 @@ def test_consumer_set_round_trip(conn: BrokerConnection, queues: Queues) -> None
     assert sorted(got) == [("to-a", "for a"), ("to-b", "for b")]
     cset.close()
     publisher.close()
+
+
+@pytest.mark.parametrize("url", ["amqp://guest:guest@127.0.0.1:5672//", "pyamqp://h//"])
+def test_kombu_amqp_transports_are_refused_before_connecting(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from carrot.backends.kombu_transport import UnsupportedTransportError
+
+    def no_socket(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("opened a socket")
+
+    monkeypatch.setattr(socket, "create_connection", no_socket)
+    conn = BrokerConnection(hostname=url, backend_cls="kombu")
+    with pytest.raises(UnsupportedTransportError) as excinfo:
+        conn.connect()
+    assert isinstance(excinfo.value, ValueError)
+    assert "backend_cls='amqp'" in str(excinfo.value)
+    assert "guest:guest" not in str(excinfo.value)
+
+
+def test_memory_transport_is_in_process(conn: BrokerConnection) -> None:
+    backend = conn.create_backend()
+    assert backend.in_process
+    assert backend.server_description() == "kombu memory transport"
+    assert backend.exchange_exists("anything") is None
+    redis = BrokerConnection(hostname="127.0.0.1", backend_cls="redis").create_backend()
+    assert not redis.in_process
