@@ -499,7 +499,7 @@ class BrokerConnection:
 AMQPConnection = BrokerConnection
 
 #: The generic kombu backend takes a kombu URL (``sqs://``...) as its host name.
-_KOMBU_BACKEND = "carrot.backends.kombu.Backend"
+_KOMBU_BACKEND = "carrot.backends.kombu_transport.Backend"
 
 
 def _takes_urls_itself(backend_cls: Any) -> bool:

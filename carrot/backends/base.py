@@ -513,10 +513,6 @@ class BaseBackend:
         )
         self.returned_messages.append((reply_code, reply_text, exchange, routing_key, message))
 
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
     #: ``True`` when :meth:`publish` returns only once the transport holds
     #: the message (an in-process queue), so ``Publisher(confirm=True)``
     #: counts each message confirmed as soon as :meth:`publish` returns.
@@ -550,6 +546,10 @@ def _text(value: Any) -> str:
             raise NotImplementedError(
                 f"{type(self).__name__}.drain_confirms: the backend has no publisher confirms"
             )
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 class FlowByCancelMixin:
