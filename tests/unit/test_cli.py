@@ -329,7 +329,7 @@ def test_demo_reports_a_mismatch(monkeypatch, capsys):
 
     def tampering_publish(self, message, exchange, routing_key, **kwargs):
         if message[1] == "application/json":
-            message = self.prepare_message(b'{"tampered": true}', 1, None, message[1], message[2])
+            message = self.prepare_message(b'{"tampered": true}', 1, message[1], message[2])
         return real_publish(self, message, exchange, routing_key, **kwargs)
 
     monkeypatch.setattr(memory.Backend, "publish", tampering_publish)
@@ -504,17 +504,15 @@ def test_publish_unknown_serializer_is_usage_error(capsys):
 
 def test_consume_prints_repr_for_non_text(capsys):
     backend = BrokerConnection(backend_cls="memory").create_backend()
-    backend.publish(
-        backend.prepare_message(b"[1, 2]", 1, None, "application/json", "utf-8"), "", ""
-    )
-    backend.publish(backend.prepare_message(b"\x00", 1, None, "application/data", "binary"), "", "")
+    backend.publish(backend.prepare_message(b"[1, 2]", 1, "application/json", "utf-8"), "", "")
+    backend.publish(backend.prepare_message(b"\x00", 1, "application/data", "binary"), "", "")
     assert cli.main(["consume", "memory://", "--queue", "q"]) == 0
     assert capsys.readouterr().out == "[1, 2]\nb'\\x00'\n"
 
 
 def test_consume_undecodable_body_prints_raw_with_note(capsys):
     backend = BrokerConnection(backend_cls="memory").create_backend()
-    backend.publish(backend.prepare_message(b"{oops", 1, None, "application/json", "utf-8"), "", "")
+    backend.publish(backend.prepare_message(b"{oops", 1, "application/json", "utf-8"), "", "")
     assert cli.main(["consume", "memory://", "--queue", "q", "--count", "1"]) == 0
     captured = capsys.readouterr()
     assert captured.out == "b'{oops'\n"
@@ -524,7 +522,7 @@ def test_consume_undecodable_body_prints_raw_with_note(capsys):
 def test_consume_count_leaves_the_rest(capsys):
     backend = BrokerConnection(backend_cls="memory").create_backend()
     for i in range(3):
-        backend.publish(backend.prepare_message(str(i), 1, None, "text/plain", "utf-8"), "", "")
+        backend.publish(backend.prepare_message(str(i), 1, "text/plain", "utf-8"), "", "")
     assert cli.main(["consume", "memory://", "--queue", "q", "--count", "2", "--no-ack"]) == 0
     assert capsys.readouterr().out == "0\n1\n"
     assert memory.mqueue.qsize() == 1
@@ -686,7 +684,7 @@ def test_keyboard_interrupt_exits_130(monkeypatch, capsys):
 
 def test_broken_pipe_stops_quietly(monkeypatch, capsys):
     backend = BrokerConnection(backend_cls="memory").create_backend()
-    backend.publish(backend.prepare_message("first", 1, None, "text/plain", "utf-8"), "", "")
+    backend.publish(backend.prepare_message("first", 1, "text/plain", "utf-8"), "", "")
 
     def closed_pipe(line=""):
         raise BrokenPipeError(32, "Broken pipe")
