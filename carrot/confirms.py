@@ -60,11 +60,20 @@ class Unconfirmed:
 
     @property
     def body(self) -> Any:
-        return getattr(self.message, "body", None)
+        """The body as published (backends keep it as ``.body`` or first in a tuple)."""
+        message = self.message
+        if isinstance(message, tuple):
+            return message[0]
+        return getattr(message, "body", None)
 
     @property
     def properties(self) -> dict[str, Any]:
-        properties = getattr(self.message, "properties", None)
+        """The message properties as a dict (``message_id``, ``headers``...)."""
+        message = self.message
+        if isinstance(message, tuple) and len(message) == 2:
+            properties = message[1]  # pika: (body, BasicProperties)
+            return {k: v for k, v in vars(properties).items() if v is not None}
+        properties = getattr(message, "properties", None)
         return dict(properties) if properties else {}
 
     @property
@@ -96,6 +105,11 @@ class ConfirmWindow:
         self._order: deque[int] = deque()
         self._nacked: list[Unconfirmed] = []
         self._returned: list[Unconfirmed] = []
+
+    @property
+    def last_seq(self) -> int:
+        """The broker's number of the newest message recorded (0: none yet)."""
+        return self._next_seq - 1
 
     def __len__(self) -> int:
         """How many messages are published and not yet confirmed."""
@@ -151,9 +165,14 @@ class ConfirmWindow:
     ) -> bool:
         """``basic.return``: mark the oldest outstanding message it matches; False if none does.
 
+        A ``str`` body (py-amqp decodes text bodies) is compared as UTF-8.
+
         The broker sends the return before the ack of the same message, and
         in publish order, so the oldest unmarked match is the one.
         """
+        if isinstance(body, str):
+            # py-amqp hands a text body back decoded; what was sent was bytes.
+            body = body.encode("utf-8", "surrogatepass")
         with self._lock:
             for seq in self._order:
                 entry = self._pending.get(seq)

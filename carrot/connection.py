@@ -138,8 +138,10 @@ class BrokerConnection:
     :keyword failover_strategy: the order the brokers of a list are tried
         in: ``"round-robin"`` (the default, in the order given) or
         ``"shuffle"`` (a random order, drawn anew for each copy).
-    :keyword accept: the content types consumers accept by default
-        (``None``: carrot 0.10's behaviour).
+    :keyword accept: serializer names or content types that consumers on
+        this connection decode when they name none themselves (see
+        :attr:`carrot.messaging.Consumer.accept`); ``["json"]`` refuses
+        pickle everywhere. None (default): every content type.
     :keyword max_body_size: the largest message body accepted, in bytes
         (default :data:`DEFAULT_MAX_BODY_SIZE`).
     :raises carrot.exceptions.InvalidURLError: (a ``ValueError``) a
@@ -181,6 +183,7 @@ class BrokerConnection:
     auto_recover = False
     retry_policy: dict[str, Any] | None = None
     failover_strategy = "round-robin"
+    #: Default ``accept`` of the consumers on this connection (None: all content types).
     accept: Any = None
     max_body_size = DEFAULT_MAX_BODY_SIZE
 
@@ -512,7 +515,7 @@ class BrokerConnection:
 AMQPConnection = BrokerConnection
 
 #: The generic kombu backend takes a kombu URL (``sqs://``...) as its host name.
-_KOMBU_BACKEND = "carrot.backends.kombu.Backend"
+_KOMBU_BACKEND = "carrot.backends.kombu_transport.Backend"
 
 
 def _takes_urls_itself(backend_cls: Any) -> bool:

@@ -13,6 +13,7 @@ The tree::
      ├── SerializerNotInstalled
      ├── EncodeError                (also TypeError and ValueError)
      ├── DecodeError                (also ValueError)
+     │    └── ContentDisallowed     (a content type not in ``accept``)
      ├── FilterWithAutoAckError     (also ValueError)
      ├── UnknownDeliveryModeError   (also ValueError)
      ├── MessageNacked              the broker refused published messages (confirms)
@@ -47,6 +48,7 @@ __all__ = [
     "ConfirmTimeoutError",
     "ConnectionClosedError",
     "ConnectionLimitExceeded",
+    "ContentDisallowed",
     "DecodeError",
     "EncodeError",
     "FilterWithAutoAckError",
@@ -194,6 +196,32 @@ class EncodeError(CarrotError, TypeError, ValueError):
 
 class DecodeError(CarrotError, ValueError):
     """A received message body could not be decoded."""
+
+
+class ContentDisallowed(DecodeError):  # noqa: N818 -- kombu's name, which users know
+    """A message's content type is not in the consumer's ``accept`` list: its body was not decoded.
+
+    Raised by the ``decode()`` and ``payload`` of a message fetched by a
+    consumer whose ``accept`` does not list the content type; while
+    consuming, the message is rejected and logged instead.
+
+    :param content_type: the message's content type.
+    :param accepted: the content types the consumer accepts.
+
+    .. versionadded:: 0.11
+    """
+
+    def __init__(self, content_type, accepted=()) -> None:
+        self.content_type = content_type
+        self.accepted = tuple(sorted(accepted))
+        super().__init__(content_type, self.accepted)
+
+    def __str__(self) -> str:
+        accepted = ", ".join(self.accepted) or "nothing"
+        return (
+            f"refusing to decode a message of content type {self.content_type!r}: "
+            f"the consumer accepts {accepted}"
+        )
 
 
 class FilterWithAutoAckError(CarrotError, ValueError):

@@ -14,6 +14,7 @@ from carrot.exceptions import (
     ConfirmTimeoutError,
     ConnectionClosedError,
     ConnectionLimitExceeded,
+    ContentDisallowed,
     DecodeError,
     EncodeError,
     FilterWithAutoAckError,
@@ -37,6 +38,7 @@ ALL = [
     SerializerNotInstalled,
     EncodeError,
     DecodeError,
+    ContentDisallowed,
     FilterWithAutoAckError,
     UnknownDeliveryModeError,
     MessageNacked,
@@ -124,6 +126,7 @@ def test_connection_limit_exceeded_names_the_limit() -> None:
         EncodeError("bad"),
         DecodeError("bad"),
         ConfirmTimeoutError(3, 1.5),
+        ContentDisallowed("application/x-python-serialize", {"application/json"}),
     ],
 )
 def test_pickles(exc: CarrotError) -> None:
@@ -131,3 +134,14 @@ def test_pickles(exc: CarrotError) -> None:
     clone = pickle.loads(pickle.dumps(exc))
     assert type(clone) is type(exc)
     assert str(clone) == str(exc)
+
+
+def test_content_disallowed_names_the_type_and_what_is_accepted() -> None:
+    exc = ContentDisallowed("application/x-python-serialize", {"application/json", "text/x"})
+    assert isinstance(exc, DecodeError)
+    assert isinstance(exc, ValueError)
+    text = str(exc)
+    assert "'application/x-python-serialize'" in text
+    assert "application/json, text/x" in text
+    assert exc.content_type == "application/x-python-serialize"
+    assert "accepts nothing" in str(ContentDisallowed("a/b", ()))
