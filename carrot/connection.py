@@ -129,9 +129,10 @@ class BrokerConnection:
         :data:`carrot.backends.BACKEND_ALIASES`, or ``None`` for py-amqp.
     :keyword transport: alias of ``backend_cls`` (kombu's name).
     :keyword heartbeat: seconds between heartbeats, ``0`` for none (the
-        default). Stored for the backend to use.
+        default). Stored for the backend to use; see :doc:`/production`.
     :keyword auto_recover: re-establish a lost connection under
-        ``retry_policy`` and carry on (default ``False``).
+        ``retry_policy`` and carry on (default ``False``); see
+        :doc:`/production` and :mod:`carrot.recovery`.
     :keyword retry_policy: a dict of ``max_retries`` (``None`` or ``0``: for
         ever), ``interval_start``, ``interval_step`` and ``interval_max``;
         ``None`` means :data:`DEFAULT_RETRY_POLICY`.

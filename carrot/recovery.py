@@ -48,7 +48,7 @@ from typing import Any
 
 from carrot.exceptions import ConnectionClosedError
 
-__all__ = ["install", "intervals", "reconnect"]
+__all__ = ["EXCLUSIVE_QUEUE_GRACE", "install", "intervals", "reconnect", "should_recover"]
 
 logger = logging.getLogger("carrot.connection")
 
