@@ -127,6 +127,10 @@ class Backend(BaseBackend):
     #: Nothing here fails per channel.
     channel_errors: tuple[type[BaseException], ...] = ()
 
+    protocol = "in-process"
+    #: Always true: messages never leave this process.
+    in_process = True
+
     #: Set by :meth:`qos`; recorded only (there is no prefetch).
     prefetch_size: int = 0
     #: Set by :meth:`qos`; recorded only (there is no prefetch).
@@ -184,6 +188,14 @@ class Backend(BaseBackend):
     def queue_exists(self, queue: str) -> bool:
         """Always true: every queue name is the one shared queue."""
         return True
+
+    def exchange_exists(self, exchange: str) -> None:
+        """``None``: there are no exchanges to look for (no routing)."""
+        return None
+
+    def server_description(self) -> str:
+        """``"carrot memory backend"``."""
+        return "carrot memory backend"
 
     def queue_delete(self, queue: str, if_unused: bool = False, if_empty: bool = False) -> int:
         """Accept a queue deletion; nothing is deleted, as every name is the

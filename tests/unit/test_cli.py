@@ -395,26 +395,19 @@ class _FakeRedisClient:
         return True
 
 
-class _FakeConn:
-    def __init__(self, connection: object) -> None:
-        self.connection = connection
-
-    def __enter__(self) -> _FakeConn:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        pass
-
-
 @pytest.mark.parametrize("info_fails, first_line", [(False, ": Redis 7.9.9"), (True, "")])
 def test_ping_redis_version_or_just_connected(monkeypatch, capsys, info_fails, first_line):
     client = _FakeRedisClient(info_fails)
-    kombu_connection = type("KombuConnection", (), {"default_channel": None})()
+    kombu_connection = type(
+        "KombuConnection", (), {"default_channel": None, "close": lambda self: None}
+    )()
     kombu_connection.default_channel = type("Channel", (), {"client": client})()
     params = cli.parse_url("redis://:pw@h/1")
 
-    def fake_connect(url: str) -> tuple[_FakeConn, dict, str]:
-        return _FakeConn(kombu_connection), params, cli.format_url(params)
+    def fake_connect(url: str) -> tuple[BrokerConnection, dict, str]:
+        conn = BrokerConnection(**params)
+        conn._connection = kombu_connection  # as if connect() had opened it
+        return conn, params, cli.format_url(params)
 
     monkeypatch.setattr(cli, "_connect", fake_connect)
     assert cli.main(["ping", "redis://:pw@h/1", "--count", "4"]) == 0
