@@ -78,6 +78,7 @@ from carrot.backends.base import (
     _NOT_DECODED,
     BaseBackend,
     BaseMessage,
+    ChannelSettleMixin,
     FlowByCancelMixin,
     QueueAlreadyExistsWarning,
 )
@@ -198,7 +199,7 @@ class Message(BaseMessage):
         return self.kombu_message.properties
 
 
-class Backend(FlowByCancelMixin, BaseBackend):
+class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
     """carrot's backend contract on a kombu virtual transport.
 
     :param connection: the :class:`~carrot.connection.BrokerConnection`; its
@@ -487,18 +488,6 @@ class Backend(FlowByCancelMixin, BaseBackend):
         if channel is None or channel.closed:
             return
         channel.basic_cancel(consumer_tag)
-
-    def ack(self, delivery_tag: Any) -> None:
-        """Acknowledge a delivery."""
-        self.channel.basic_ack(delivery_tag)
-
-    def reject(self, delivery_tag: Any) -> None:
-        """Reject a delivery; it is dropped."""
-        self.channel.basic_reject(delivery_tag, requeue=False)
-
-    def requeue(self, delivery_tag: Any) -> None:
-        """Reject a delivery and put it back on its queue."""
-        self.channel.basic_reject(delivery_tag, requeue=True)
 
     # -- sending -----------------------------------------------------------
 

@@ -62,6 +62,7 @@ from carrot.backends.base import (
     _NOT_DECODED,
     BaseBackend,
     BaseMessage,
+    ChannelSettleMixin,
     ClientAttribute,
     FlowByCancelMixin,
     QueueAlreadyExistsWarning,
@@ -156,7 +157,7 @@ class Message(BaseMessage):
         return getattr(self._properties, "headers", None) or {}
 
 
-class Backend(FlowByCancelMixin, BaseBackend):
+class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
     """AMQP through pika's :class:`~pika.BlockingConnection`.
 
     :param connection: the :class:`~carrot.connection.BrokerConnection`.
@@ -401,18 +402,6 @@ class Backend(FlowByCancelMixin, BaseBackend):
         self._conn.cancel_consumer(channel, consumer_tag, no_ack_callback)
         if not self._consumers:
             self._conn._unwatch(channel)
-
-    def ack(self, delivery_tag: Any) -> None:
-        """Acknowledge a delivery."""
-        self.channel.basic_ack(delivery_tag)
-
-    def reject(self, delivery_tag: Any) -> None:
-        """Reject a delivery; the broker drops (or dead-letters) it."""
-        self.channel.basic_reject(delivery_tag, requeue=False)
-
-    def requeue(self, delivery_tag: Any) -> None:
-        """Reject a delivery and put it back on its queue."""
-        self.channel.basic_reject(delivery_tag, requeue=True)
 
     # -- sending -----------------------------------------------------------
 
