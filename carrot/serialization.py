@@ -51,9 +51,10 @@ import pickle
 from collections.abc import Callable
 from typing import Any
 
-from carrot.exceptions import DecodeError, EncodeError, SerializerNotInstalled
+from carrot.exceptions import ContentDisallowed, DecodeError, EncodeError, SerializerNotInstalled
 
 __all__ = [
+    "RAW_CONTENT_TYPES",
     "SerializerNotInstalled",
     "SerializerRegistry",
     "decode",
@@ -74,6 +75,12 @@ Decoder = Callable[[Any], Any]
 #: Content encodings that name no charset: bodies with these stay bytes.
 #: compat: carrot 0.10 treated "ascii-8bit" (Ruby's name for binary) like "binary".
 _BINARY_ENCODINGS = frozenset({"binary", "ascii-8bit"})
+
+#: Content types that carrot gives back as they are (text or bytes) when no
+#: decoder is registered for them: what :func:`encode` sends without a
+#: serializer, and a message without a content type. ``accept`` always lets
+#: them through, as nothing but a charset decoding runs on them.
+RAW_CONTENT_TYPES = frozenset({"application/data", "text/plain", "", None})
 
 #: Body types that are charset-decoded before the content type's decoder runs.
 _BYTES_TYPES = (bytes, bytearray, memoryview)
@@ -225,7 +232,65 @@ class SerializerRegistry:
             payload = _text_payload(payload, serializer, content_encoding)
         return content_type, content_encoding, payload
 
-    def decode(self, data: Any, content_type: str | None, content_encoding: str | None) -> Any:
+    def accepted_content_types(self, accept: Any) -> frozenset[str] | None:
+        """Resolve an ``accept`` list to the content types it allows.
+
+        :param accept: serializer names (``"json"``) and content types
+            (``"application/json"``), or None (everything is accepted).
+        :returns: the content types, or None for None.
+        :raises TypeError: ``accept`` is a single string, not a list of them.
+        :raises SerializerNotInstalled: an entry is neither a registered
+            serializer's name nor a content type (it has no ``/``).
+
+        .. versionadded:: 0.11
+        """
+        if accept is None:
+            return None
+        if isinstance(accept, (str, bytes)):
+            raise TypeError(
+                f"accept must be a list of serializer names or content types, not {accept!r}"
+            )
+        types = set()
+        for entry in accept:
+            content_type = self._name_to_type.get(entry)
+            if content_type is None and entry in self._encoders:
+                content_type = self._encoders[entry][0]  # compat: filled in directly
+            if content_type is None:
+                if not isinstance(entry, str) or "/" not in entry:
+                    names = ", ".join(sorted(self._name_to_type))
+                    raise SerializerNotInstalled(
+                        f"accept: {entry!r} is neither a registered serializer ({names}) "
+                        "nor a content type"
+                    )
+                content_type = entry
+            types.add(content_type)
+        return frozenset(types)
+
+    def is_accepted(self, content_type: str | None, accepted: frozenset[str] | None) -> bool:
+        """Whether a body of ``content_type`` may be decoded under ``accepted``.
+
+        :param accepted: content types from :meth:`accepted_content_types`;
+            None accepts everything.
+
+        :data:`RAW_CONTENT_TYPES` are accepted unless a decoder is registered
+        for them.
+
+        .. versionadded:: 0.11
+        """
+        # Hot path: once per delivery when the consumer has an accept list.
+        return (
+            accepted is None
+            or content_type in accepted
+            or (content_type in RAW_CONTENT_TYPES and content_type not in self._decoders)
+        )
+
+    def decode(
+        self,
+        data: Any,
+        content_type: str | None,
+        content_encoding: str | None,
+        accept: Any = None,
+    ) -> Any:
         """Deserialize a message body by its content type and encoding.
 
         Unless ``content_encoding`` is ``"binary"``, a ``bytes`` body is first
@@ -236,12 +301,24 @@ class SerializerRegistry:
         :param data: the message body, ``bytes`` or ``str``.
         :param content_type: the message's content type.
         :param content_encoding: the message's content encoding (charset).
+        :keyword accept: serializer names or content types allowed; a body
+            of another content type is refused before any decoder sees it.
+            None (the default) allows every content type.
         :returns: the message data.
         :raises SerializerNotInstalled: the decoder's library is not installed.
+        :raises carrot.exceptions.ContentDisallowed: (a ``DecodeError``) the
+            content type is not accepted.
         :raises carrot.exceptions.DecodeError: the body is not valid for its
             charset or content type, or the charset is unknown.
+
+        .. versionchanged:: 0.11
+           The ``accept`` keyword.
         """
         # Hot path: called for every message received.
+        if accept is not None:
+            accepted = self.accepted_content_types(accept)
+            if not self.is_accepted(content_type, accepted):
+                raise ContentDisallowed(content_type, accepted)
         try:
             if (
                 isinstance(data, _BYTES_TYPES)
@@ -340,8 +417,12 @@ def _pickle_dumps(obj: Any, _dumps: Callable[..., bytes] = pickle.dumps) -> byte
 def register_pickle() -> None:
     """Register the ``pickle`` serializer (``application/x-python-serialize``, binary).
 
-    Only for trusted publishers: unpickling a body runs whatever code the
-    body names. Loading stays enabled, as in carrot 0.10.
+    .. warning::
+       Only for trusted publishers: unpickling a body runs whatever code the
+       body names. Loading stays enabled, as in carrot 0.10; refuse it with
+       ``accept=["json"]`` on the consumers, or on the
+       :class:`~carrot.connection.BrokerConnection` for all of them (see
+       :doc:`/security`).
 
     .. versionchanged:: 0.11
        Pickles with :data:`pickle.DEFAULT_PROTOCOL` of the running Python

@@ -294,6 +294,9 @@ class BaseBackend:
     #: True where a queue exists only while it is subscribed to (RabbitMQ's
     #: exclusive STOMP queues): publishing before subscribing loses messages.
     subscribe_before_publish: bool = False
+    #: True where ``publish(mandatory=True)`` has the broker return an
+    #: unroutable message onto :attr:`returned_messages` (AMQP brokers do).
+    returns_unroutable: bool = True
 
     def __init__(self, connection: Any, **kwargs: Any) -> None:
         self.connection = connection
@@ -463,6 +466,17 @@ class BaseBackend:
         platform = props.get("platform")
         return f"{product} {version}" + (f" on {_text(platform)}" if platform else "")
 
+    def collect_returns(self) -> None:
+        """Wait until the broker answered what this backend's channel sent, returns included.
+
+        The default makes a synchronous call that changes nothing (a passive
+        declare of ``amq.direct``) on :attr:`channel`: an AMQP broker sends
+        any ``basic.return`` before its answer.
+
+        .. versionadded:: 0.11
+        """
+        self.channel.exchange_declare("amq.direct", "direct", passive=True)  # type: ignore[attr-defined]
+
     def round_trip(self) -> tuple[str, Callable[[], Any]]:
         """``(label, operation)``: one request the broker answers, to time it.
 
@@ -515,6 +529,40 @@ class BaseBackend:
             routing_key,
         )
         self.returned_messages.append((reply_code, reply_text, exchange, routing_key, message))
+
+    #: ``True`` when :meth:`publish` returns only once the transport holds
+    #: the message (an in-process queue), so ``Publisher(confirm=True)``
+    #: counts each message confirmed as soon as :meth:`publish` returns.
+    confirms_on_publish: bool = False
+
+    def confirm_select(self, window: Any) -> None:
+        """Put the channel in publisher-confirm mode; report the broker's answers to ``window``.
+
+        ``window`` is a :class:`carrot.confirms.ConfirmWindow`: call its
+        ``acked``, ``nacked`` and ``returned`` as the broker answers.
+
+        :raises NotImplementedError: this backend has no publisher confirms.
+
+        .. versionadded:: 0.11
+        """
+        if not self.confirms_on_publish:
+            raise NotImplementedError(
+                f"the {type(self).__module__}.{type(self).__name__} backend has no publisher "
+                "confirms: Publisher(confirm=True) needs a backend that has them (amqp, pika, "
+                "memory)"
+            )
+
+    def drain_confirms(self, timeout: float) -> None:
+        """Read the broker's answers for up to ``timeout`` seconds (see :meth:`confirm_select`).
+
+        With :attr:`confirms_on_publish` there is nothing to read.
+
+        .. versionadded:: 0.11
+        """
+        if not self.confirms_on_publish:
+            raise NotImplementedError(
+                f"{type(self).__name__}.drain_confirms: the backend has no publisher confirms"
+            )
 
 
 def _text(value: Any) -> str:

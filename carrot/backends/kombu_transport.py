@@ -215,6 +215,8 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
     default_port: int | None = None
     Message = Message
     protocol = "kombu"
+    #: ``mandatory`` is ignored: nothing is ever returned.
+    returns_unroutable = False
 
     #: Errors meaning the connection is gone (Redis's too, for a ``redis://`` URL).
     connection_errors = tuple(

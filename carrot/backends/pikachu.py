@@ -281,6 +281,11 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
             except (*self.connection_errors, *self.channel_errors):
                 pass
 
+    def collect_returns(self) -> None:
+        """Wait for the broker's answer on :attr:`channel`, then let pika hand returns over."""
+        super().collect_returns()
+        self._conn.process_data_events(time_limit=0)
+
     # -- declarations ------------------------------------------------------
 
     def queue_delete(self, queue: str, if_unused: bool = False, if_empty: bool = False) -> int:

@@ -260,6 +260,8 @@ class Backend(FlowByCancelMixin, BaseBackend):
     #: connection error is worth retrying.
     recoverable_connection_errors = connection_errors
     protocol = "STOMP"
+    #: ``mandatory`` is ignored: nothing is ever returned.
+    returns_unroutable = False
     default_exchange_note = "STOMP: /amq/queue/, no exchange declared"
     subscribe_before_publish = True
 

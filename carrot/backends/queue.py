@@ -121,6 +121,10 @@ class Backend(BaseBackend):
         its hostname, user and password are not used.
     """
 
+    #: A message is in the queue when :meth:`publish` returns: with
+    #: ``Publisher(confirm=True)`` every message counts as confirmed then.
+    confirms_on_publish = True
+
     Message = Message
     #: Raised when waiting on a closed connection or backend.
     connection_errors: tuple[type[BaseException], ...] = (ConnectionClosedError,)
@@ -128,6 +132,8 @@ class Backend(BaseBackend):
     channel_errors: tuple[type[BaseException], ...] = ()
 
     protocol = "in-process"
+    #: ``mandatory`` is ignored: nothing is ever returned.
+    returns_unroutable = False
     #: Always true: messages never leave this process.
     in_process = True
 

@@ -413,9 +413,11 @@ MESSAGING_SIGNATURES = {
     ),
     "carrot.serialization.SerializerRegistry._set_default_serializer": "name",
     "carrot.serialization.SerializerRegistry.encode": "data, serializer=None",
-    "carrot.serialization.SerializerRegistry.decode": "data, content_type, content_encoding",
+    "carrot.serialization.SerializerRegistry.decode": (
+        "data, content_type, content_encoding, accept=None"
+    ),
     "carrot.serialization.encode": "data, serializer=None",
-    "carrot.serialization.decode": "data, content_type, content_encoding",
+    "carrot.serialization.decode": "data, content_type, content_encoding, accept=None",
     "carrot.serialization.raw_encode": "data",
     "carrot.serialization.register_json": "",
     "carrot.serialization.register_yaml": "",
@@ -554,7 +556,7 @@ def test_publisher_class_attributes() -> None:
 def test_messaging_and_consumer_set_class_attributes() -> None:
     from carrot.messaging import Consumer, ConsumerSet, Messaging, Publisher
 
-    assert (Messaging.queue, Messaging.exchange, Messaging.routing_key) == (None, None, None)
+    assert (Messaging.queue, Messaging.exchange, Messaging.routing_key) == ("", "", "")
     assert Messaging.publisher_cls is Publisher
     assert Messaging.consumer_cls is Consumer
     assert Messaging._closed is True
@@ -590,6 +592,7 @@ def test_exceptions_all_lists_every_error_class() -> None:
     defined = {
         name
         for name, obj in vars(exceptions).items()
-        if isinstance(obj, type) and issubclass(obj, exceptions.CarrotError)
+        if isinstance(obj, type)
+        and issubclass(obj, (exceptions.CarrotError, exceptions.CarrotWarning))
     }
     assert set(exceptions.__all__) == defined
