@@ -90,6 +90,16 @@ __all__ = [
     "SyncBackend",
 ]
 
+# Public names defined in private modules are documented, shown in
+# tracebacks and pickled under this module, their public home.
+for _public in (
+    Connection,
+    PikaConnectError,
+    RawMessage,
+):
+    _public.__module__ = __name__
+del _public
+
 logger = logging.getLogger(__name__)
 
 #: The AMQP port.

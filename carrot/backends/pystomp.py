@@ -138,6 +138,16 @@ __all__ = [
     "publish_destination",
 ]
 
+# Public names defined in private modules are documented, shown in
+# tracebacks and pickled under this module, their public home.
+for _public in (
+    Connection,
+    StompConnectionError,
+    StompError,
+):
+    _public.__module__ = __name__
+del _public
+
 #: Headers of a MESSAGE frame that are STOMP's or map to message fields,
 #: not application headers.
 _TRANSPORT_HEADERS = frozenset(

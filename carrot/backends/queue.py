@@ -56,8 +56,8 @@ import queue as queue_module
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
+from carrot.backends import _memory_broker
 from carrot.backends._memory_broker import (
-    POLL_INTERVAL,
     Connection,
     PreparedMessage,
     _consuming,
@@ -66,7 +66,6 @@ from carrot.backends._memory_broker import (
     _dispatch,
     _Entry,
     _registry,
-    mqueue,
     reset,
 )
 from carrot.backends.base import BaseBackend, BaseMessage
@@ -82,6 +81,26 @@ __all__ = [
     "mqueue",
     "reset",
 ]
+
+# Public names defined in private modules are documented, shown in
+# tracebacks and pickled under this module, their public home.
+for _public in (
+    Connection,
+    PreparedMessage,
+    reset,
+):
+    _public.__module__ = __name__
+del _public
+
+#: compat: carrot 0.10's module-level queue, shared by every backend of the
+#: process. It holds :class:`PreparedMessage` tuples, which unpack as
+#: ``body, content_type, content_encoding`` as carrot's did.
+mqueue = _memory_broker.mqueue
+
+#: Seconds a waiting consumer blocks on the queue before it checks whether
+#: it has been closed or cancelled (read-only here: set
+#: ``carrot.backends._memory_broker.POLL_INTERVAL`` to change it).
+POLL_INTERVAL = _memory_broker.POLL_INTERVAL
 
 
 class Message(BaseMessage):
