@@ -13,7 +13,10 @@ Features:
   (a channel error), as py-amqp does;
 * ``flow(False)``/``flow(True)`` emulated by cancelling and restarting the
   channel's consumers (RabbitMQ refuses ``channel.flow(False)``);
-* TLS through ``ssl=True``, a dict of options or an :class:`ssl.SSLContext`.
+* TLS through ``ssl=True``, a dict of options or an :class:`ssl.SSLContext`;
+* ``ensure_connection`` retries a refused or timed-out connect
+  (:exc:`PikaConnectError`) and a lost connection, and raises a refused
+  login or virtual host at once (:attr:`Backend.recoverable_connection_errors`).
 
 Limits:
 
@@ -31,8 +34,8 @@ Limits:
   says ``application_headers``); :attr:`Message.headers` is the same on
   every backend.
 
-pika is imported when this module is, but a missing pika only fails when a
-backend is created (``BrokerConnection(backend_cls="pika").connect()``):
+pika is imported when this module is (py-amqp is not), but a missing pika
+only fails when a backend is created (``BrokerConnection(backend_cls="pika").connect()``):
 :exc:`~carrot.exceptions.ClientNotInstalled` naming the pip package.
 Importing this module, resolving its aliases or building the docs never
 needs pika.
