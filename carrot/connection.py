@@ -72,8 +72,18 @@ class BrokerConnection:
     :keyword insist: insist on connecting to this server (default ``False``).
     :keyword connect_timeout: seconds allowed for the TCP connect and for
         each step of the handshake (default 5).
-    :keyword ssl: ``True``, a dict of :func:`ssl.wrap_socket`-style options,
-        or an :class:`ssl.SSLContext` (default ``False``).
+    :keyword ssl: TLS: ``True`` (the system's CAs), a dict of options
+        (``ca_certs``, ``certfile``, ``keyfile``, ``cert_reqs``,
+        ``server_hostname``) or an :class:`ssl.SSLContext`; default ``False``.
+        The broker's certificate and host name (``server_hostname``, by
+        default the host connected to) are verified unless ``cert_reqs`` is
+        ``ssl.CERT_NONE``; without a port, the backend's TLS port (5671).
+        See :doc:`/security`.
+
+        .. versionchanged:: 0.11
+           Certificates and host names are verified by default, also for
+           a dict without ``cert_reqs`` (carrot 0.10 verified nothing), and
+           the port defaults to 5671 with TLS.
     :keyword backend_cls: the backend: a class, a dotted path, an alias from
         :data:`carrot.backends.BACKEND_ALIASES`, or ``None`` for py-amqp.
     :keyword transport: alias of ``backend_cls`` (kombu's name).
@@ -180,7 +190,12 @@ class BrokerConnection:
         return f"{self.hostname}:{port}"
 
     def _default_port(self) -> int | None:
-        return getattr(self.get_backend_cls(), "default_port", None)
+        backend_cls = self.get_backend_cls()
+        if self.ssl:
+            tls_port = getattr(backend_cls, "default_tls_port", None)
+            if tls_port:
+                return tls_port
+        return getattr(backend_cls, "default_port", None)
 
     def get_backend_cls(self) -> Any:
         """Get the backend class this connection uses.
