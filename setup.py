@@ -28,6 +28,7 @@ EXTRAS["test"] = sorted(
         "pytest-timeout>=2.1",
         # the TLS tests make their own certificates
         "cryptography>=41",
+        "trustme>=1.0",
         *EXTRAS["django"],
         *EXTRAS["yaml"],
         *EXTRAS["msgpack"],

@@ -18,6 +18,7 @@ from typing import Any
 import amqp
 from amqp.exceptions import ConnectionError as AMQPConnectionException
 
+from carrot import _redact
 from carrot._keywords import warn_unknown_keywords
 from carrot.backends import get_backend_cls
 from carrot.exceptions import ConnectionLimitExceeded
@@ -35,6 +36,7 @@ __all__ = [
     "ConnectionPool",
     "DjangoAMQPConnection",
     "DjangoBrokerConnection",
+    "MaskedPassword",
     "get_django_conninfo",
 ]
 
@@ -57,7 +59,26 @@ SETTING_DEPRECATED_FMT = (
     "Setting %s has been renamed to %s and is scheduled for removal in version 1.0."
 )
 
+# stomp.py logs the STOMP passcode at DEBUG: mask it (and URL passwords).
+_redact.install()
+
 _CONN_ARGS = ("hostname", "userid", "password", "virtual_host", "port", "pool")
+
+
+class MaskedPassword(str):
+    """A password whose ``repr`` is ``'***'``; otherwise the very same string.
+
+    :meth:`BrokerConnection.info` hands it out, so a settings dict that ends
+    up in a log message or a traceback shows no password, while code that
+    connects with it (or compares it) sees the real one through ``str``.
+
+    .. versionadded:: 0.11
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'"
 
 
 class BrokerConnection:
@@ -329,12 +350,18 @@ class BrokerConnection:
         self.pool.release(self)
 
     def info(self) -> dict[str, Any]:
-        """The connection's settings as a dict (the port filled in)."""
+        """The connection's settings as a dict (the port filled in).
+
+        .. versionchanged:: 0.11
+           The password is a :class:`MaskedPassword`: the same string, but
+           its ``repr`` (and so the dict's, as in a log message) is ``'***'``.
+        """
         backend_cls = self.backend_cls or "amqplib"
+        password = self.password
         return {
             "hostname": self.hostname,
             "userid": self.userid,
-            "password": self.password,
+            "password": MaskedPassword(password) if isinstance(password, str) else password,
             "virtual_host": self.virtual_host,
             "port": self.port or self._default_port(),
             "insist": self.insist,

@@ -56,6 +56,24 @@ class TLSNode:
 
     base: Path
     pid: int
+    env: dict[str, str]
+
+    def ctl(self, *args: str) -> str:
+        """Run ``rabbitmqctl ARGS`` against this node (our user, HOME and cookie)."""
+        command = [
+            "runuser", "-u", RMQ_USER, "--", "env", "-i",
+            *(f"{k}={v}" for k, v in self.env.items()),
+            str(_sbin_dir() / "rabbitmqctl"), "-q", "-n", NODE_NAME, *args,
+        ]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        if done.returncode:
+            raise TLSNodeError(f"rabbitmqctl {args[0]} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def add_user(self, userid: str, password: str) -> None:
+        """Add a user with every permission on ``/``."""
+        self.ctl("add_user", userid, password)
+        self.ctl("set_permissions", "-p", "/", userid, ".*", ".*", ".*")
 
     @property
     def ca(self) -> str:
@@ -256,7 +274,7 @@ def tls_node() -> Iterator[TLSNode]:
         pid = _read_pid(base)
         if pid is None:
             raise TLSNodeError("the TLS node wrote no pid file")
-        yield TLSNode(base, pid)
+        yield TLSNode(base, pid, env)
     except subprocess.SubprocessError as exc:
         raise TLSNodeError(f"rabbitmq-server failed to start: {exc}") from exc
     finally:

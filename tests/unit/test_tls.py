@@ -5,11 +5,12 @@ from __future__ import annotations
 import ssl
 
 import pytest
-import trustme
 
 from carrot._tls import DEFAULT_TLS_PORT, TLSSettings, tls_error, tls_settings
 from carrot.connection import BrokerConnection
 from carrot.exceptions import TLSError, TLSVerificationError
+
+trustme = pytest.importorskip("trustme")
 
 
 @pytest.fixture(scope="module")
