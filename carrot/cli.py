@@ -58,10 +58,12 @@ STOMP no exchange is declared (it cannot declare any): the messages go to
 since RabbitMQ creates an exclusive STOMP queue only when subscribed to.
 
 Exit status: 0 on success; 1 when something failed at run time (cannot
-connect, refused by the broker, a demo round trip that does not match); 2 for
-usage errors (bad arguments, a malformed URL or unknown scheme), and for
-``consume`` when the timeout passed with no message; 130 when interrupted;
-141 when the reader of stdout went away (``carrot consume ... | head -1``).
+connect, refused by the broker, a demo round trip that does not match, a
+message ``publish`` sent that the broker returned as unroutable); 2 for usage
+errors (bad arguments, a malformed URL or unknown scheme); 3
+(:data:`EXIT_NO_MESSAGE`) for ``consume`` when the timeout passed with no
+message; 130 when interrupted; 141 when the reader of stdout went away
+(``carrot consume ... | head -1``).
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ import argparse
 import contextlib
 import io
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -103,6 +106,9 @@ __all__ = [
 DEFAULT_BROKER = "memory://"
 #: Seconds ``demo`` and ``bench`` wait for each message before giving up.
 RECEIVE_TIMEOUT = 10.0
+#: The exit status of ``consume`` when its timeout passed with no message
+#: (not 2, which is a usage error).
+EXIT_NO_MESSAGE = 3
 
 
 class CommandError(CarrotError):
@@ -190,8 +196,25 @@ def _note(line: str) -> None:
     sys.stderr.flush()
 
 
+def _innermost(exc: BaseException) -> BaseException:
+    """The error a client wrapped, or ``exc`` itself.
+
+    pika nests the socket's error in ``args``, then in ``.exception``.
+    """
+    seen = {id(exc)}
+    while True:
+        inner = next((arg for arg in exc.args if isinstance(arg, BaseException)), None)
+        if inner is None and isinstance(getattr(exc, "exception", None), BaseException):
+            inner = exc.exception  # type: ignore[attr-defined]
+        if inner is None or id(inner) in seen:
+            return exc
+        seen.add(id(inner))
+        exc = inner
+
+
 def _describe(exc: BaseException) -> str:
     """One line saying what ``exc`` means, without its class path."""
+    exc = _innermost(exc)
     reply_text = getattr(exc, "reply_text", None)
     if reply_text:
         return str(reply_text)
@@ -202,7 +225,13 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    if text:
+        return text[0]
+    # stomp.py's ConnectFailedException says nothing (its log said why)
+    return (
+        f"{type(exc).__name__}, with no reason given: check that the broker runs and "
+        "listens on that port, and that the scheme's TLS setting matches the port"
+    )
 
 
 def _text(value: Any) -> str:
@@ -503,6 +532,30 @@ def _exchange_exists(conn: BrokerConnection, exchange: str, backend_cls: str) ->
     return True
 
 
+def _returned(conn: BrokerConnection, backend: Any, backend_cls: str) -> str | None:
+    """``"NO_ROUTE (312)"`` if the broker returned the message just published, else None.
+
+    A synchronous call on the publishing channel (basic.qos, which changes
+    nothing there) waits for the broker: it sends basic.return before its
+    answer, and the backend keeps returns on ``returned_messages``.
+    """
+    backend_logger = logging.getLogger("carrot.backends")
+    level = backend_logger.level
+    backend_logger.setLevel(logging.ERROR)  # its warning about the return: our error says it
+    try:
+        if backend_cls == "pika":
+            backend.channel.basic_qos(prefetch_count=0)
+            conn.connection.process_data_events(time_limit=0)  # pika hands over returns here
+        else:
+            backend.channel.basic_qos(0, 0, False)
+    finally:
+        backend_logger.setLevel(level)
+    if not backend.returned_messages:
+        return None
+    reply_code, reply_text = backend.returned_messages[-1][:2]
+    return f"{_text(reply_text)} ({reply_code})"
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     """Publish one message (body from the argument, or stdin)."""
     from carrot.messaging import Publisher
@@ -530,7 +583,23 @@ def cmd_publish(args: argparse.Namespace) -> int:
         publisher = Publisher(
             conn, exchange=exchange, routing_key=routing_key, backend=backend, auto_declare=False
         )
-        publisher.send(payload, content_type=content_type, content_encoding=content_encoding)
+        # mandatory: the broker returns a message no queue is bound for,
+        # where it would drop it silently; AMQP backends only.
+        can_return = hasattr(backend, "returned_messages") and backend_cls in ("amqp", "pika")
+        publisher.send(
+            payload,
+            content_type=content_type,
+            content_encoding=content_encoding,
+            mandatory=can_return,
+        )
+        if can_return:
+            returned = _returned(conn, backend, backend_cls)
+            if returned is not None:
+                raise CommandError(
+                    f"unroutable: no queue is bound to exchange {exchange!r} for routing "
+                    f"key {routing_key!r} on {shown}, so the broker returned the message "
+                    f"({returned}); bind a queue, or use --declare-queue"
+                )
         publisher.close()
     _out(
         f"published {len(payload)} bytes ({content_type}, {content_encoding}) to "
@@ -593,7 +662,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
     if printed:
         return 0
     _note(f"no message on queue {args.queue!r} within {timeout:g} s")
-    return 2
+    return EXIT_NO_MESSAGE
 
 
 # -- bench ----------------------------------------------------------------------------
@@ -775,6 +844,9 @@ _URL_HELP = (
     "(AMQP and STOMP user and password default to guest)"
 )
 
+#: Appended to an option's help: argparse fills in its default.
+_DEFAULT = " (default: %(default)s)"
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``carrot`` and its commands."""
@@ -794,7 +866,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  carrot publish amqp://localhost// 'hello' --declare-queue hello\n"
             "  carrot consume amqp://localhost// --queue hello --count 1\n"
             "  carrot bench --broker amqp://localhost// --count 10000\n"
-            "\nexit status: 0 ok, 1 failed, 2 usage error (or consume timed out empty)"
+            "\nexit status: 0 ok, 1 failed, 2 usage error, 3 consume timed out empty"
         ),
         formatter_class=formatter,
     )
@@ -817,9 +889,13 @@ def build_parser() -> argparse.ArgumentParser:
             "check they match. Uses an exclusive queue the broker deletes afterwards."
         ),
     )
-    demo.add_argument("--broker", default=DEFAULT_BROKER, metavar="URL", help=_URL_HELP)
+    demo.add_argument("--broker", default=DEFAULT_BROKER, metavar="URL", help=_URL_HELP + _DEFAULT)
     demo.add_argument(
-        "--count", type=_positive_int, default=1, metavar="N", help="messages per serializer"
+        "--count",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="messages per serializer" + _DEFAULT,
     )
     demo.set_defaults(func=cmd_demo)
 
@@ -835,7 +911,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ping.add_argument("url", metavar="URL", help=_URL_HELP)
     ping.add_argument(
-        "--count", type=_positive_int, default=3, metavar="N", help="round trips to time"
+        "--count", type=_positive_int, default=3, metavar="N", help="round trips to time" + _DEFAULT
     )
     ping.set_defaults(func=cmd_ping)
 
@@ -848,7 +924,9 @@ def build_parser() -> argparse.ArgumentParser:
             "'-' (text when it is valid UTF-8, bytes otherwise). Without --serializer "
             "or --content-type text goes as text/plain and bytes as application/data; "
             "with --serializer a BODY that parses as JSON is sent as that value; "
-            "with --content-type the body is sent as it is. The exchange must exist."
+            "with --content-type the body is sent as it is. The exchange must exist. "
+            "On RabbitMQ a message no queue is bound for is returned by the broker: "
+            "publish says so and exits 1."
         ),
     )
     publish.add_argument("url", metavar="URL", help=_URL_HELP)
@@ -876,14 +954,18 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Print each message's decoded body on its own line (repr for what is not "
             "text) and ack it. Exits 0 once it printed a message and the count is "
-            "reached or the queue stays empty for --timeout seconds; exits 2 when "
+            "reached or the queue stays empty for --timeout seconds; exits 3 when "
             "the timeout passes with nothing printed."
         ),
     )
     consume.add_argument("url", metavar="URL", help=_URL_HELP)
     consume.add_argument("--queue", required=True, metavar="Q", help="the queue to read")
     consume.add_argument(
-        "--count", type=_non_negative_int, default=0, metavar="N", help="stop after N (0: no limit)"
+        "--count",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="stop after N messages (default: 0, no limit)",
     )
     consume.add_argument(
         "--timeout",
@@ -909,12 +991,20 @@ def build_parser() -> argparse.ArgumentParser:
             "comparison across backends."
         ),
     )
-    bench.add_argument("--broker", default=DEFAULT_BROKER, metavar="URL", help=_URL_HELP)
+    bench.add_argument("--broker", default=DEFAULT_BROKER, metavar="URL", help=_URL_HELP + _DEFAULT)
     bench.add_argument(
-        "--count", type=_positive_int, default=10000, metavar="N", help="messages to send"
+        "--count",
+        type=_positive_int,
+        default=10000,
+        metavar="N",
+        help="messages to send" + _DEFAULT,
     )
     bench.add_argument(
-        "--size", type=_non_negative_int, default=100, metavar="B", help="body size in bytes"
+        "--size",
+        type=_non_negative_int,
+        default=100,
+        metavar="B",
+        help="body size in bytes" + _DEFAULT,
     )
     bench.add_argument(
         "--compare",
@@ -925,7 +1015,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     bench.add_argument(
-        "--rounds", type=_positive_int, default=3, metavar="R", help="with --compare: rounds"
+        "--rounds",
+        type=_positive_int,
+        default=3,
+        metavar="R",
+        help="with --compare: rounds" + _DEFAULT,
     )
     bench.set_defaults(func=cmd_bench)
     return parser

@@ -17,7 +17,10 @@ The tree::
      ├── DecodeError                (also ValueError)
      │    └── ContentDisallowed     (a content type not in ``accept``)
      ├── FilterWithAutoAckError     (also ValueError)
-     └── UnknownDeliveryModeError   (also ValueError)
+     ├── UnknownDeliveryModeError   (also ValueError)
+     ├── MessageNacked              the broker refused published messages (confirms)
+     ├── MessageReturned            the broker returned unroutable ones (confirms + mandatory)
+     └── ConfirmTimeoutError        (also TimeoutError) confirms did not come in time
 
 Where carrot 0.10 raised a builtin (``KeyError`` for a missing hostname,
 ``ImportError`` for a missing backend), our class subclasses that builtin too,
@@ -48,6 +51,7 @@ __all__ = [
     "CarrotError",
     "CarrotWarning",
     "ClientNotInstalled",
+    "ConfirmTimeoutError",
     "ConnectionClosedError",
     "ConnectionLimitExceeded",
     "ContentDisallowed",
@@ -55,6 +59,8 @@ __all__ = [
     "EncodeError",
     "FilterWithAutoAckError",
     "InvalidURLError",
+    "MessageNacked",
+    "MessageReturned",
     "MessageStateError",
     "MissingConnectionSetting",
     "SerializerNotInstalled",
@@ -288,3 +294,59 @@ class UnknownDeliveryModeError(CarrotError, ValueError):
     def __str__(self) -> str:
         valid = ", ".join(repr(name) for name in self.valid)
         return f"unknown delivery mode {self.name!r} (valid names: {valid}; or 1 or 2)"
+
+
+def _describe(messages) -> str:
+    shown = ", ".join(
+        f"#{m.seq} to {m.exchange!r}/{m.routing_key!r}"
+        + (f" (message_id {m.message_id!r})" if m.message_id else "")
+        for m in messages[:3]
+    )
+    more = f" and {len(messages) - 3} more" if len(messages) > 3 else ""
+    return shown + more
+
+
+class MessageNacked(CarrotError):  # noqa: N818 -- RELIABILITY.md fixes the name (kombu's)
+    """The broker refused (``basic.nack``) one or more messages published with ``confirm=True``.
+
+    :attr:`messages` lists them (:class:`carrot.confirms.Unconfirmed`: the
+    backend's message with its body and properties, the exchange and routing
+    key), so exactly those can be sent again.
+    """
+
+    def __init__(self, messages) -> None:
+        self.messages = list(messages)
+        super().__init__(self.messages)
+
+    def __str__(self) -> str:
+        return f"the broker refused {len(self.messages)} message(s): {_describe(self.messages)}"
+
+
+class MessageReturned(CarrotError):  # noqa: N818 -- RELIABILITY.md fixes the name
+    """A message published ``mandatory`` with ``confirm=True`` was returned: no queue took it.
+
+    :attr:`messages` lists them, each with ``returned = (reply_code, reply_text)``.
+    """
+
+    def __init__(self, messages) -> None:
+        self.messages = list(messages)
+        super().__init__(self.messages)
+
+    def __str__(self) -> str:
+        code, text = self.messages[0].returned or (312, "NO_ROUTE")
+        return (
+            f"the broker returned {len(self.messages)} unroutable message(s)"
+            f" ({code} {text}): {_describe(self.messages)}"
+        )
+
+
+class ConfirmTimeoutError(CarrotError, TimeoutError):
+    """Messages published with ``confirm=True`` were not confirmed within the timeout."""
+
+    def __init__(self, unconfirmed: int, timeout: float | None) -> None:
+        self.unconfirmed = unconfirmed
+        self.timeout = timeout
+        super().__init__(unconfirmed, timeout)
+
+    def __str__(self) -> str:
+        return f"{self.unconfirmed} message(s) still unconfirmed after {self.timeout} s"

@@ -21,6 +21,7 @@ from itertools import count
 from typing import Any
 
 from carrot._keywords import nested_construction, warn_unknown_keywords
+from carrot.confirms import ConfirmWindow
 from carrot.exceptions import (
     ContentDisallowed,
     EncodeError,
@@ -572,8 +573,19 @@ class Publisher:
     :keyword delivery_mode: overrides :attr:`delivery_mode`; a name from
         :attr:`DELIVERY_MODES` or 1/2.
     :keyword auto_declare: overrides :attr:`auto_declare`.
+    :keyword confirm: put the channel in publisher-confirm mode: :meth:`send`
+        returns only once the broker confirmed the message (see
+        :attr:`confirm`).
+    :keyword max_unconfirmed: with ``confirm``, how many messages may await
+        the broker's confirm at once (see :attr:`max_unconfirmed`).
+    :keyword mandatory: overrides :attr:`mandatory`.
     :raises UnknownDeliveryModeError: (a ``ValueError``) a delivery mode that
         is neither a name from :attr:`DELIVERY_MODES` nor 1 or 2.
+    :raises NotImplementedError: ``confirm=True`` on a backend that has no
+        publisher confirms (named in the message).
+
+    .. versionadded:: 0.11
+       ``confirm``, ``max_unconfirmed`` and ``mandatory``.
 
     .. versionchanged:: 0.11
        A delivery mode other than those names, 1 and 2 (``3``, ``"2"``,
@@ -612,6 +624,20 @@ class Publisher:
     auto_declare: bool = True
     #: The serializer name (``None``: the registry's default, json).
     serializer: str | None = None
+    #: Publisher confirms: the channel is in confirm mode, and a message
+    #: counts as sent once the broker confirmed it (``basic.ack``); a
+    #: refused one (``basic.nack``) raises
+    #: :exc:`~carrot.exceptions.MessageNacked`.
+    confirm: bool = False
+    #: With :attr:`confirm`, how many messages may await their confirm at
+    #: once. 1: :meth:`send` waits for its own message's confirm. N > 1:
+    #: :meth:`send` returns once the message is written, waiting only while N
+    #: are unconfirmed; :meth:`wait_for_confirms` waits for the rest.
+    max_unconfirmed: int = 1
+    #: The default for :meth:`send`'s ``mandatory``: the broker returns a
+    #: message no queue took; with :attr:`confirm` that raises
+    #: :exc:`~carrot.exceptions.MessageReturned`.
+    mandatory: bool = False
 
     #: The keyword arguments that override class attributes when not ``None``.
     _init_opts = (
@@ -621,9 +647,15 @@ class Publisher:
         "serializer",
         "delivery_mode",
         "auto_declare",
+        "confirm",
+        "max_unconfirmed",
+        "mandatory",
     )
     #: The other keyword arguments read from ``**kwargs`` (others warn).
-    _keywords: tuple[str, ...] = ("backend", "confirm", "max_unconfirmed", "mandatory")
+    _keywords: tuple[str, ...] = ("backend",)
+    #: The channel's :class:`~carrot.confirms.ConfirmWindow` with
+    #: :attr:`confirm`, else ``None``.
+    _confirms: ConfirmWindow | None = None
 
     def __init__(
         self,
@@ -642,9 +674,13 @@ class Publisher:
                 setattr(self, name, value)
         # Checked before a channel is opened, so a bad value leaves none behind.
         self.delivery_mode = self._delivery_mode(self.delivery_mode)
+        window = ConfirmWindow(self.max_unconfirmed) if self.confirm else None
         backend = kwargs.get("backend")
         self.backend = backend if backend is not None else connection.create_backend()
         self._closed = False
+        if window is not None:
+            self.backend.confirm_select(window)
+            self._confirms = window
         if self.auto_declare and self.exchange:
             self.declare()
 
@@ -797,19 +833,84 @@ class Publisher:
             content_encoding,
             serializer,
         )
+        if self._confirms is not None:
+            return self._send_confirmed(
+                message,
+                exchange or self.exchange,
+                routing_key,
+                mandatory=mandatory or self.mandatory,
+                immediate=immediate,
+                headers=headers,
+            )
         self.backend.publish(
             message,
             exchange=exchange or self.exchange,
             routing_key=routing_key,
-            mandatory=mandatory,
+            mandatory=mandatory or self.mandatory,
             immediate=immediate,
             headers=headers,
         )
 
+    def _send_confirmed(
+        self, message: Any, exchange: str, routing_key: Any, **publish_kwargs: Any
+    ) -> None:
+        # Hot path with confirm=True: the window's bookkeeping is O(1), and
+        # the broker is only waited for when the window is full.
+        window = self._confirms
+        assert window is not None
+        pump = self.backend.drain_confirms
+        # A nack or return of an earlier message is raised before this one
+        # is taken (so the caller knows this one was not sent).
+        window.raise_failures()
+        if len(window) >= window.max_unconfirmed:
+            window.wait_for_room(pump)
+            window.raise_failures()
+        entry = window.published(message, exchange, routing_key, **publish_kwargs)
+        backend = self.backend
+        try:
+            backend.publish(message, exchange=exchange, routing_key=routing_key, **publish_kwargs)
+        except BaseException:
+            window.unpublished(entry)
+            raise
+        if backend.confirms_on_publish:
+            window.acked(entry.seq)
+        elif window.max_unconfirmed == 1:
+            window.wait(0, pump)
+            window.raise_failures()
+
+    def wait_for_confirms(self, timeout: float | None = None) -> None:
+        """Wait until the broker confirmed every message sent so far.
+
+        :keyword timeout: seconds; ``None`` waits as long as it takes.
+        :raises carrot.exceptions.MessageNacked: the broker refused some
+            (``exc.messages`` lists them).
+        :raises carrot.exceptions.MessageReturned: some were published
+            ``mandatory`` and no queue took them.
+        :raises carrot.exceptions.ConfirmTimeoutError: (a ``TimeoutError``)
+            some are still unconfirmed after ``timeout`` seconds.
+        :raises ValueError: the publisher was not created with ``confirm=True``.
+
+        .. versionadded:: 0.11
+        """
+        window = self._confirms
+        if window is None:
+            raise ValueError(f"{self!r} was not created with confirm=True: nothing to wait for")
+        window.wait(0, self.backend.drain_confirms, timeout)
+        window.raise_failures()
+
     def close(self) -> None:
-        """Close the channel."""
-        self.backend.close()
-        self._closed = True
+        """Close the channel; with :attr:`confirm`, wait for the outstanding confirms first.
+
+        .. versionchanged:: 0.11
+           With ``confirm=True`` it waits for the broker to confirm every
+           message sent (see :meth:`wait_for_confirms`) before closing.
+        """
+        try:
+            if self._confirms is not None and not self._closed and len(self._confirms):
+                self.wait_for_confirms()
+        finally:
+            self.backend.close()
+            self._closed = True
 
 
 class Messaging:

@@ -122,3 +122,20 @@ def test_client_certificate_from_an_untrusted_ca_refused_by_the_broker(tls):
         conn.connect()
     assert not isinstance(info.value, TLSVerificationError)  # the broker refused us
     conn.close()
+
+
+def test_amqps_url_turns_on_verifying_tls(tls, monkeypatch):
+    url = f"amqps://guest:guest@localhost:{TLS_PORT}//"
+    with pytest.raises(TLSVerificationError):  # our CA is not a system CA
+        BrokerConnection(url, connect_timeout=5).connect()
+    monkeypatch.setenv("SSL_CERT_FILE", tls.ca)
+    assert_tls_round_trip(BrokerConnection(url, connect_timeout=5))
+    wrong_host = f"amqps://guest:guest@127.0.0.1:{TLS_PORT}//"
+    with pytest.raises(TLSVerificationError, match="mismatch"):
+        BrokerConnection(wrong_host, connect_timeout=5).connect()
+
+
+def test_amqps_url_with_explicit_ssl_options(tls):
+    url = f"amqps://guest:guest@127.0.0.1:{TLS_PORT}//"
+    option = {"ca_certs": tls.ca, "server_hostname": "localhost"}
+    assert_tls_round_trip(BrokerConnection(url, ssl=option, connect_timeout=5))

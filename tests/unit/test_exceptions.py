@@ -11,6 +11,7 @@ from carrot.exceptions import (
     BackendNotFound,
     CarrotError,
     ClientNotInstalled,
+    ConfirmTimeoutError,
     ConnectionClosedError,
     ConnectionLimitExceeded,
     ContentDisallowed,
@@ -18,6 +19,8 @@ from carrot.exceptions import (
     EncodeError,
     FilterWithAutoAckError,
     InvalidURLError,
+    MessageNacked,
+    MessageReturned,
     MessageStateError,
     MissingConnectionSetting,
     SerializerNotInstalled,
@@ -42,6 +45,9 @@ ALL = [
     TLSVerificationError,
     FilterWithAutoAckError,
     UnknownDeliveryModeError,
+    MessageNacked,
+    MessageReturned,
+    ConfirmTimeoutError,
 ]
 
 
@@ -123,6 +129,7 @@ def test_connection_limit_exceeded_names_the_limit() -> None:
         SerializerNotInstalled("no yaml"),
         EncodeError("bad"),
         DecodeError("bad"),
+        ConfirmTimeoutError(3, 1.5),
         ContentDisallowed("application/x-python-serialize", {"application/json"}),
         TLSError("h:5671", "wrong version number", "h"),
         TLSVerificationError("h:5671", "Hostname mismatch", "h"),
