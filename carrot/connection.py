@@ -9,13 +9,16 @@ connection; :class:`ConnectionPool` shares a few of them between threads;
 from __future__ import annotations
 
 import builtins
+import contextlib
 import logging
 import random
 import sys
 import threading
 import time
 import warnings
+import weakref
 from copy import copy
+from types import FrameType
 from typing import Any
 
 import amqp
@@ -158,9 +161,10 @@ class BrokerConnection:
         :data:`carrot.backends.BACKEND_ALIASES`, or ``None`` for py-amqp.
     :keyword transport: alias of ``backend_cls`` (kombu's name).
     :keyword heartbeat: seconds between heartbeats, ``0`` for none (the
-        default). Stored for the backend to use.
+        default). Stored for the backend to use; see :doc:`/production`.
     :keyword auto_recover: re-establish a lost connection under
-        ``retry_policy`` and carry on (default ``False``).
+        ``retry_policy`` and carry on (default ``False``); see
+        :doc:`/production` and :mod:`carrot.recovery`.
     :keyword retry_policy: a dict of ``max_retries`` (``None`` or ``0``: for
         ever), ``interval_start``, ``interval_step`` and ``interval_max``;
         ``None`` means :data:`DEFAULT_RETRY_POLICY`.
@@ -274,6 +278,14 @@ class BrokerConnection:
         self._closed = None
         self._connection = None
         self._backend = None
+        self._init_recovery()
+
+    def _init_recovery(self) -> None:
+        # carrot.recovery's state: the connection's generation (one more at
+        # each recovery), the generation each backend was made in, the lock.
+        self._generation = 0
+        self._backend_generations: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        self._recovery_lock = threading.RLock()
 
     def _use_broker(self, index: int) -> None:
         """Make broker ``index`` of the list the current one."""
@@ -324,6 +336,7 @@ class BrokerConnection:
         clone._connection = None
         clone._backend = None
         clone._closed = None
+        clone._init_recovery()
         return clone
 
     def __enter__(self) -> BrokerConnection:
@@ -341,10 +354,11 @@ class BrokerConnection:
     def _default_port(self) -> int | None:
         backend_cls = self.get_backend_cls()
         if self.ssl:
-            tls_port = getattr(backend_cls, "default_tls_port", None)
+            tls_port: int | None = getattr(backend_cls, "default_tls_port", None)
             if tls_port:
                 return tls_port
-        return getattr(backend_cls, "default_port", None)
+        port: int | None = getattr(backend_cls, "default_port", None)
+        return port
 
     def get_backend_cls(self) -> Any:
         """Get the backend class this connection uses.
@@ -360,7 +374,12 @@ class BrokerConnection:
 
     def create_backend(self) -> Any:
         """Create a new instance of the backend, bound to this connection."""
-        return self.get_backend_cls()(connection=self)
+        backend = self.get_backend_cls()(connection=self)
+        generations = getattr(self, "_backend_generations", None)  # None: __init__ not run
+        if generations is not None:
+            with contextlib.suppress(TypeError):  # an unhashable backend: never rebound
+                generations[backend] = self._generation
+        return backend
 
     def _get_backend(self) -> Any:
         # The backend that opens/closes the connection itself.
@@ -427,7 +446,8 @@ class BrokerConnection:
     def _close_quietly(self, connection: Any) -> None:
         try:
             self._get_backend().close_connection(connection)
-        except (OSError, *self.connection_errors):
+        # mypy does not see a starred tuple of exception classes as one
+        except (OSError, *self.connection_errors):  # type: ignore[misc]
             pass
 
     def get_channel(self) -> Any:
@@ -604,7 +624,8 @@ def _check_strategy(strategy: Any) -> str:
     if strategy not in FAILOVER_STRATEGIES:
         known = ", ".join(repr(name) for name in FAILOVER_STRATEGIES)
         raise ValueError(f"failover_strategy must be one of {known}, not {strategy!r}")
-    return strategy
+    checked: str = strategy
+    return checked
 
 
 def _check_max_body_size(size: Any) -> int:
@@ -707,7 +728,7 @@ class ConnectionPool:
 
 def _caller_stacklevel() -> int:
     """The ``stacklevel`` that points a warning at the first caller outside this module."""
-    frame = sys._getframe(1)  # the function that warns
+    frame: FrameType | None = sys._getframe(1)  # the function that warns
     level = 1
     while frame is not None and frame.f_code.co_filename == __file__:
         frame = frame.f_back
@@ -737,7 +758,9 @@ def get_django_conninfo(settings: Any = None) -> dict[str, Any]:
        ``BROKER_URL`` and the settings of :data:`DJANGO_KEYWORD_SETTINGS`.
     """
     if settings is None:
-        from django.conf import settings
+        from django.conf import settings as django_settings
+
+        settings = django_settings
 
     conninfo: dict[str, Any] = {}
     for arg_name, setting_name in ARG_TO_DJANGO_SETTING.items():
