@@ -27,7 +27,7 @@ from amqp.exceptions import ConnectionError as AMQPConnectionException
 from carrot import _redact
 from carrot._keywords import warn_unknown_keywords
 from carrot.backends import get_backend_cls, resolve_backend
-from carrot.exceptions import ConnectionLimitExceeded, InvalidURLError
+from carrot.exceptions import ConnectionLimitExceeded, InvalidURLError, TLSVerificationError
 from carrot.urls import format_url, is_url, mask_url, parse_url, split_urls
 from carrot.utils import retry_over_time
 
@@ -484,12 +484,21 @@ class BrokerConnection:
         :keyword interval_max: the longest sleep.
 
         Only :attr:`connection_errors` are retried. A refusal by the broker
-        (wrong password, unknown virtual host) is raised at once.
+        (wrong password, unknown virtual host) is raised at once, and so is a
+        broker certificate that fails verification
+        (:exc:`~carrot.exceptions.TLSVerificationError`): no retry fixes it.
         """
+
+        def on_error(exc: BaseException, interval: float) -> None:
+            if isinstance(exc, TLSVerificationError):
+                raise exc  # out of retry_over_time, before its sleep
+            if errback is not None:
+                errback(exc, interval)
+
         retry_over_time(
             self.connect,
             self._recoverable_connection_errors(),
-            errback=errback,
+            errback=on_error,
             max_retries=max_retries,
             interval_start=interval_start,
             interval_step=interval_step,

@@ -90,3 +90,30 @@ def test_port_defaults_to_the_tls_port():
     assert BrokerConnection("h", ssl={"cert_reqs": ssl.CERT_NONE}).info()["port"] == 5671
     assert BrokerConnection("h", ssl=True, port=5999).host == "h:5999"
     assert BrokerConnection("h").host == "h:5672"
+
+
+class _UntrustedBroker:
+    """A backend whose every connection attempt fails certificate verification."""
+
+    default_port = 5672
+    default_tls_port = 5671
+    connection_errors = (OSError,)
+    recoverable_connection_errors = (OSError,)
+    attempts = 0
+
+    def __init__(self, connection, **kwargs):
+        self.connection = connection
+
+    def establish_connection(self):
+        type(self).attempts += 1
+        raise TLSVerificationError("h:5671", "unable to get local issuer certificate", "h")
+
+
+def test_ensure_connection_raises_a_certificate_failure_at_once():
+    _UntrustedBroker.attempts = 0
+    errors = []
+    conn = BrokerConnection("h", "u", "p", ssl=True, backend_cls=_UntrustedBroker)
+    with pytest.raises(TLSVerificationError, match="local issuer"):
+        conn.ensure_connection(errback=lambda exc, interval: errors.append(exc), max_retries=5)
+    assert _UntrustedBroker.attempts == 1
+    assert errors == []
