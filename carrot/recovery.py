@@ -206,9 +206,20 @@ def _declare_again(consumer: Any) -> None:
 
 
 def _rebind_publisher(publisher: Any) -> None:
-    _new_backend(publisher)
+    backend = _new_backend(publisher)
+    window = getattr(publisher, "_confirms", None)
+    left = []
+    if window is not None:
+        # The old channel's unconfirmed messages go out again on the new one
+        # (at least once: the broker may have taken some before the loss).
+        left = window.reset()
+        backend.confirm_select(window)
     if publisher.exchange and (publisher.auto_declare or publisher._recovery_declared):
         type(publisher).declare(publisher)
+    for entry in left:
+        type(publisher)._send_confirmed(
+            publisher, entry.message, entry.exchange, entry.routing_key, **entry.publish_kwargs
+        )
 
 
 def _rebind_consumer(consumer: Any) -> None:
