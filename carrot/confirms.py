@@ -142,7 +142,7 @@ class ConfirmWindow:
         receives, so the number is reused).
         """
         with self._lock:
-            if entry.seq == self._next_seq - 1 and self._pending.pop(entry.seq, None):
+            if entry.seq == self._next_seq - 1 and self._pending.pop(entry.seq, False):
                 self._order.pop()
                 self._next_seq -= 1
 
