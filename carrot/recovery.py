@@ -173,9 +173,9 @@ def _retire(backend: Any) -> None:
 def _generation_of(entity: Any) -> int:
     connection = entity.connection
     try:
-        return connection._backend_generations.get(entity.backend, connection._generation)
+        return int(connection._backend_generations.get(entity.backend, connection._generation))
     except TypeError:  # an unhashable backend
-        return connection._generation
+        return int(connection._generation)
 
 
 # -- rebinding ------------------------------------------------------------------
@@ -274,8 +274,7 @@ def _rebind(entity: Any) -> None:
 
 def _current(entity: Any) -> int:
     """Rebind ``entity`` if its channel is from an older connection; the generation now."""
-    connection = entity.connection
-    generation = connection._generation
+    generation = int(entity.connection._generation)
     if _generation_of(entity) != generation:
         _rebind(entity)
     return generation
@@ -306,7 +305,9 @@ def _guard_iter(entity: Any, method: Callable[..., Iterator[Any]]) -> Callable[.
     """``iterconsume(limit)`` that carries on over recoveries, counting toward ``limit``."""
     connection = entity.connection
 
-    def begin(limit: int | None, args: tuple, kwargs: dict) -> tuple[Iterator[Any], int]:
+    def begin(
+        limit: int | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Iterator[Any], int]:
         # Registers the consumers now, as iterconsume() always did.
         while True:
             generation = _current(entity)
@@ -318,7 +319,11 @@ def _guard_iter(entity: Any, method: Callable[..., Iterator[Any]]) -> Callable[.
                 reconnect(connection, exc, generation)
 
     def run(
-        iterator: Iterator[Any], generation: int, limit: int | None, args: tuple, kwargs: dict
+        iterator: Iterator[Any],
+        generation: int,
+        limit: int | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> Iterator[Any]:
         done = 0
         while True:
@@ -377,7 +382,9 @@ def install(entity: Any) -> None:
         return
     entity._recovery_declared = False
     entity._recovery_qos = None
-    if isinstance(entity, ConsumerSet):
+    # Tested through ``kind``, so ``entity`` stays Any: its methods are replaced.
+    kind = ConsumerSet if isinstance(entity, ConsumerSet) else type(entity)
+    if kind is ConsumerSet:
         for consumer in entity.consumers:
             consumer._recovery_owner = weakref.ref(entity)
         entity.consume = _guard(entity, entity.consume)
@@ -385,7 +392,7 @@ def install(entity: Any) -> None:
         entity.qos = _recording(entity, entity.qos, "_recovery_qos")
         entity.add_consumer_from_dict = _owning(entity, entity.add_consumer_from_dict)
         entity.add_consumer = _owning(entity, entity.add_consumer)
-    elif isinstance(entity, Consumer):
+    elif issubclass(kind, Consumer):
         entity._recovery_owner = None
         entity.fetch = _guard(entity, entity.fetch)
         entity.consume = _guard(entity, entity.consume)
