@@ -205,6 +205,11 @@ def _declare_again(consumer: Any) -> None:
             time.sleep(0.1)
 
 
+def _flag(entity: Any, name: str) -> Any:
+    """What :func:`install` recorded on ``entity`` (``None``: not installed on it)."""
+    return getattr(entity, name, None)
+
+
 def _rebind_publisher(publisher: Any) -> None:
     backend = _new_backend(publisher)
     window = getattr(publisher, "_confirms", None)
@@ -214,7 +219,7 @@ def _rebind_publisher(publisher: Any) -> None:
         # (at least once: the broker may have taken some before the loss).
         left = window.reset()
         backend.confirm_select(window)
-    if publisher.exchange and (publisher.auto_declare or publisher._recovery_declared):
+    if publisher.exchange and (publisher.auto_declare or _flag(publisher, "_recovery_declared")):
         type(publisher).declare(publisher)
     for entry in left:
         type(publisher)._send_confirmed(
@@ -223,15 +228,17 @@ def _rebind_publisher(publisher: Any) -> None:
 
 
 def _rebind_consumer(consumer: Any) -> None:
-    owner = consumer._recovery_owner() if consumer._recovery_owner else None
+    owner_ref = _flag(consumer, "_recovery_owner")
+    owner = owner_ref() if owner_ref else None
     if owner is not None and consumer in owner.consumers:
         _rebind(owner)
         return
     backend = _new_backend(consumer)
-    if consumer.auto_declare or consumer._recovery_declared:
+    if consumer.auto_declare or _flag(consumer, "_recovery_declared"):
         _declare_again(consumer)
-    if consumer._recovery_qos is not None:
-        backend.qos(*consumer._recovery_qos)
+    qos = _flag(consumer, "_recovery_qos")
+    if qos is not None:
+        backend.qos(*qos)
     if consumer.channel_open:
         consumer.channel_open = False
         type(consumer).consume(consumer, no_ack=consumer._consuming_no_ack)
@@ -244,10 +251,11 @@ def _rebind_consumer_set(consumer_set: Any) -> None:
             old, consumer.backend = consumer.backend, backend
             _retire(old)
         consumer._recovery_owner = weakref.ref(consumer_set)
-        if consumer.auto_declare or consumer._recovery_declared:
+        if consumer.auto_declare or _flag(consumer, "_recovery_declared"):
             _declare_again(consumer)
-    if consumer_set._recovery_qos is not None:
-        backend.qos(*consumer_set._recovery_qos)
+    qos = _flag(consumer_set, "_recovery_qos")
+    if qos is not None:
+        backend.qos(*qos)
     registered = list(consumer_set._open_consumers.values())
     consumer_set._open_consumers = {}
     for consumer in registered:
