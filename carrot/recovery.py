@@ -206,6 +206,11 @@ def _declare_again(consumer: Any) -> None:
             time.sleep(0.1)
 
 
+def _flag(entity: Any, name: str) -> Any:
+    """What :func:`install` recorded on ``entity`` (``None``: not installed on it)."""
+    return getattr(entity, name, None)
+
+
 def _rebind_publisher(publisher: Any, resend: list[Any] | None = None) -> None:
     """A new channel for ``publisher``; with confirms, re-send what the old one left unconfirmed.
 
@@ -219,7 +224,7 @@ def _rebind_publisher(publisher: Any, resend: list[Any] | None = None) -> None:
         old.close()
     if window is not None:
         backend.confirm_select(window)
-    if publisher.exchange and (publisher.auto_declare or publisher._recovery_declared):
+    if publisher.exchange and (publisher.auto_declare or _flag(publisher, "_recovery_declared")):
         type(publisher).declare(publisher)
     if window is not None and (left or resend):
         # At-least-once: the broker may already hold some of these.
@@ -227,15 +232,17 @@ def _rebind_publisher(publisher: Any, resend: list[Any] | None = None) -> None:
 
 
 def _rebind_consumer(consumer: Any) -> None:
-    owner = consumer._recovery_owner() if consumer._recovery_owner else None
+    owner_ref = _flag(consumer, "_recovery_owner")
+    owner = owner_ref() if owner_ref else None
     if owner is not None and consumer in owner.consumers:
         _rebind(owner)
         return
     backend = _new_backend(consumer)
-    if consumer.auto_declare or consumer._recovery_declared:
+    if consumer.auto_declare or _flag(consumer, "_recovery_declared"):
         _declare_again(consumer)
-    if consumer._recovery_qos is not None:
-        backend.qos(*consumer._recovery_qos)
+    qos = _flag(consumer, "_recovery_qos")
+    if qos is not None:
+        backend.qos(*qos)
     if consumer.channel_open:
         consumer.channel_open = False
         type(consumer).consume(consumer, no_ack=consumer._consuming_no_ack)
@@ -248,10 +255,11 @@ def _rebind_consumer_set(consumer_set: Any) -> None:
             old, consumer.backend = consumer.backend, backend
             _retire(old)
         consumer._recovery_owner = weakref.ref(consumer_set)
-        if consumer.auto_declare or consumer._recovery_declared:
+        if consumer.auto_declare or _flag(consumer, "_recovery_declared"):
             _declare_again(consumer)
-    if consumer_set._recovery_qos is not None:
-        backend.qos(*consumer_set._recovery_qos)
+    qos = _flag(consumer_set, "_recovery_qos")
+    if qos is not None:
+        backend.qos(*qos)
     registered = list(consumer_set._open_consumers.values())
     consumer_set._open_consumers = {}
     for consumer in registered:
@@ -278,8 +286,7 @@ def _rebind(entity: Any) -> None:
 
 def _current(entity: Any) -> int:
     """Rebind ``entity`` if its channel is from an older connection; the generation now."""
-    connection = entity.connection
-    generation = int(connection._generation)
+    generation = int(entity.connection._generation)
     if _generation_of(entity) != generation:
         _rebind(entity)
     return generation
@@ -387,7 +394,9 @@ def install(entity: Any) -> None:
         return
     entity._recovery_declared = False
     entity._recovery_qos = None
-    if isinstance(entity, ConsumerSet):
+    # Tested through ``kind``, so ``entity`` stays Any: its methods are replaced.
+    kind = ConsumerSet if isinstance(entity, ConsumerSet) else type(entity)
+    if kind is ConsumerSet:
         for consumer in entity.consumers:
             consumer._recovery_owner = weakref.ref(entity)
         entity.consume = _guard(entity, entity.consume)
@@ -395,7 +404,7 @@ def install(entity: Any) -> None:
         entity.qos = _recording(entity, entity.qos, "_recovery_qos")
         entity.add_consumer_from_dict = _owning(entity, entity.add_consumer_from_dict)
         entity.add_consumer = _owning(entity, entity.add_consumer)
-    elif isinstance(entity, Consumer):
+    elif issubclass(kind, Consumer):
         entity._recovery_owner = None
         entity.fetch = _guard(entity, entity.fetch)
         entity.consume = _guard(entity, entity.consume)
