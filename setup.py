@@ -26,6 +26,8 @@ EXTRAS["test"] = sorted(
         "pytest>=7",
         # tox.ini's [pytest] gives every test a timeout: a hang fails fast
         "pytest-timeout>=2.1",
+        # tests/unit/test_typing.py runs mypy with pyproject.toml's config
+        "mypy>=1.11",
         # the TLS tests make their own certificates
         "cryptography>=41",
         *EXTRAS["django"],

@@ -284,7 +284,7 @@ def _wait_for(conn: BrokerConnection, done: Callable[[], bool], timeout: float, 
 
 def _delete_queue_afterwards(
     conn: BrokerConnection, queue: str
-) -> contextlib.AbstractContextManager:
+) -> contextlib.AbstractContextManager[None]:
     """Delete ``queue`` when the block ends, however it ends.
 
     The brokers delete the exclusive auto-delete queues of ``demo`` and
@@ -1046,8 +1046,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 2)
     debug = getattr(args, "debug", False)
+    command: Callable[[argparse.Namespace], int] = args.func
     try:
-        return args.func(args)
+        return command(args)
     except KeyboardInterrupt:
         _note("interrupted")
         return 130

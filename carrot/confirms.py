@@ -60,11 +60,20 @@ class Unconfirmed:
 
     @property
     def body(self) -> Any:
-        return getattr(self.message, "body", None)
+        """The body as published (backends keep it as ``.body`` or first in a tuple)."""
+        message = self.message
+        if isinstance(message, tuple):
+            return message[0]
+        return getattr(message, "body", None)
 
     @property
     def properties(self) -> dict[str, Any]:
-        properties = getattr(self.message, "properties", None)
+        """The message properties as a dict (``message_id``, ``headers``...)."""
+        message = self.message
+        if isinstance(message, tuple) and len(message) == 2:
+            properties = message[1]  # pika: (body, BasicProperties)
+            return {k: v for k, v in vars(properties).items() if v is not None}
+        properties = getattr(message, "properties", None)
         return dict(properties) if properties else {}
 
     @property
@@ -97,6 +106,11 @@ class ConfirmWindow:
         self._nacked: list[Unconfirmed] = []
         self._returned: list[Unconfirmed] = []
 
+    @property
+    def last_seq(self) -> int:
+        """The broker's number of the newest message recorded (0: none yet)."""
+        return self._next_seq - 1
+
     def __len__(self) -> int:
         """How many messages are published and not yet confirmed."""
         return len(self._pending)
@@ -128,7 +142,7 @@ class ConfirmWindow:
         receives, so the number is reused).
         """
         with self._lock:
-            if entry.seq == self._next_seq - 1 and self._pending.pop(entry.seq, None):
+            if entry.seq == self._next_seq - 1 and self._pending.pop(entry.seq, False):
                 self._order.pop()
                 self._next_seq -= 1
 

@@ -16,6 +16,7 @@ import threading
 import time
 import warnings
 from copy import copy
+from types import FrameType
 from typing import Any
 
 import amqp
@@ -391,7 +392,8 @@ class BrokerConnection:
     def _close_quietly(self, connection: Any) -> None:
         try:
             self._get_backend().close_connection(connection)
-        except (OSError, *self.connection_errors):
+        # mypy does not see a starred tuple of exception classes as one
+        except (OSError, *self.connection_errors):  # type: ignore[misc]
             pass
 
     def get_channel(self) -> Any:
@@ -563,7 +565,8 @@ def _check_strategy(strategy: Any) -> str:
     if strategy not in FAILOVER_STRATEGIES:
         known = ", ".join(repr(name) for name in FAILOVER_STRATEGIES)
         raise ValueError(f"failover_strategy must be one of {known}, not {strategy!r}")
-    return strategy
+    checked: str = strategy
+    return checked
 
 
 def _check_max_body_size(size: Any) -> int:
@@ -666,7 +669,7 @@ class ConnectionPool:
 
 def _caller_stacklevel() -> int:
     """The ``stacklevel`` that points a warning at the first caller outside this module."""
-    frame = sys._getframe(1)  # the function that warns
+    frame: FrameType | None = sys._getframe(1)  # the function that warns
     level = 1
     while frame is not None and frame.f_code.co_filename == __file__:
         frame = frame.f_back
@@ -696,7 +699,9 @@ def get_django_conninfo(settings: Any = None) -> dict[str, Any]:
        ``BROKER_URL`` and the settings of :data:`DJANGO_KEYWORD_SETTINGS`.
     """
     if settings is None:
-        from django.conf import settings
+        from django.conf import settings as django_settings
+
+        settings = django_settings
 
     conninfo: dict[str, Any] = {}
     for arg_name, setting_name in ARG_TO_DJANGO_SETTING.items():

@@ -40,6 +40,14 @@ Each class is also importable from where carrot 0.10 defined it
 ``carrot.serialization.SerializerNotInstalled``); those are the same objects.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from carrot.confirms import Unconfirmed
+
 __all__ = [
     "BackendNotFound",
     "CarrotError",
@@ -80,7 +88,7 @@ class CarrotWarning(UserWarning):
 class BackendNotFound(CarrotError, ImportError):  # noqa: N818 -- compat: carrot's (or a kept) name
     """A backend alias, dotted path or class could not be resolved."""
 
-    def __init__(self, name, reason: str = "") -> None:
+    def __init__(self, name: object, reason: str = "") -> None:
         self.name_requested = name
         self.reason = reason
         super().__init__(name, reason)
@@ -156,7 +164,7 @@ class InvalidURLError(CarrotError, ValueError):
 class ConnectionLimitExceeded(CarrotError):  # noqa: N818 -- compat: carrot's (or a kept) name
     """The maximum number of pool connections has been exceeded."""
 
-    def __init__(self, limit=None) -> None:
+    def __init__(self, limit: int | None = None) -> None:
         self.limit = limit
         super().__init__(limit)
 
@@ -211,9 +219,9 @@ class ContentDisallowed(DecodeError):  # noqa: N818 -- kombu's name, which users
     .. versionadded:: 0.11
     """
 
-    def __init__(self, content_type, accepted=()) -> None:
+    def __init__(self, content_type: str | None, accepted: Iterable[str] | None = ()) -> None:
         self.content_type = content_type
-        self.accepted = tuple(sorted(accepted))
+        self.accepted = tuple(sorted(accepted or ()))
         super().__init__(content_type, self.accepted)
 
     def __str__(self) -> str:
@@ -239,7 +247,9 @@ class FilterWithAutoAckError(CarrotError, ValueError):
 class UnknownDeliveryModeError(CarrotError, ValueError):
     """A delivery mode that is neither a name in ``Publisher.DELIVERY_MODES`` nor 1 or 2."""
 
-    def __init__(self, name, valid=("transient", "persistent", "non-persistent")) -> None:
+    def __init__(
+        self, name: object, valid: Iterable[str] = ("transient", "persistent", "non-persistent")
+    ) -> None:
         self.name = name
         self.valid = tuple(valid)
         super().__init__(name)
@@ -249,7 +259,7 @@ class UnknownDeliveryModeError(CarrotError, ValueError):
         return f"unknown delivery mode {self.name!r} (valid names: {valid}; or 1 or 2)"
 
 
-def _describe(messages) -> str:
+def _describe(messages: Sequence[Unconfirmed]) -> str:
     shown = ", ".join(
         f"#{m.seq} to {m.exchange!r}/{m.routing_key!r}"
         + (f" (message_id {m.message_id!r})" if m.message_id else "")
@@ -267,7 +277,7 @@ class MessageNacked(CarrotError):  # noqa: N818 -- RELIABILITY.md fixes the name
     key), so exactly those can be sent again.
     """
 
-    def __init__(self, messages) -> None:
+    def __init__(self, messages: Iterable[Unconfirmed]) -> None:
         self.messages = list(messages)
         super().__init__(self.messages)
 
@@ -281,7 +291,7 @@ class MessageReturned(CarrotError):  # noqa: N818 -- RELIABILITY.md fixes the na
     :attr:`messages` lists them, each with ``returned = (reply_code, reply_text)``.
     """
 
-    def __init__(self, messages) -> None:
+    def __init__(self, messages: Iterable[Unconfirmed]) -> None:
         self.messages = list(messages)
         super().__init__(self.messages)
 

@@ -18,7 +18,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from itertools import count
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from carrot._keywords import nested_construction, warn_unknown_keywords
 from carrot.confirms import ConfirmWindow
@@ -31,6 +31,10 @@ from carrot.exceptions import (
 from carrot.serialization import encode as _encode
 from carrot.serialization import registry as _registry
 
+if TYPE_CHECKING:
+    from carrot.backends.base import BaseBackend, BaseMessage
+    from carrot.connection import BrokerConnection
+
 __all__ = [
     "Consumer",
     "ConsumerSet",
@@ -40,15 +44,19 @@ __all__ = [
     "UnknownDeliveryModeError",
 ]
 
-#: A callback: ``callback(message_data, message)``.
-Callback = Callable[[Any, Any], Any]
+#: A callback: ``callback(message_data, message)``; what it returns is ignored.
+Callback = Callable[[Any, "BaseMessage"], object]
 #: A decode error handler: ``on_decode_error(message, exc)``.
-DecodeErrorHandler = Callable[[Any, BaseException], Any]
+DecodeErrorHandler = Callable[["BaseMessage", BaseException], object]
+#: A routing key; for a ``headers`` exchange, the headers (a binding's arguments).
+RoutingKey = str | dict[str, Any]
+#: A delivery mode: a name from ``Publisher.DELIVERY_MODES``, or 1 or 2.
+DeliveryMode = int | str
 
 logger = logging.getLogger(__name__)
 
 
-def _check_priority(priority: Any) -> None:
+def _check_priority(priority: object) -> None:
     """Refuse a message priority that is not an AMQP octet (an int from 0 to 255)."""
     if isinstance(priority, int) and 0 <= priority <= 255:
         return  # an int subclass (bool): packed as its value
@@ -178,7 +186,7 @@ class Consumer:
     #: The exchange the queue is bound to.
     exchange: str = ""
     #: The binding key; for a ``headers`` exchange the binding's arguments.
-    routing_key: Any = ""
+    routing_key: RoutingKey = ""
     #: Queue and exchange survive a broker restart.
     durable: bool = True
     #: The queue is used by this connection only (implies :attr:`auto_delete`).
@@ -228,16 +236,16 @@ class Consumer:
 
     def __init__(
         self,
-        connection: Any,
+        connection: BrokerConnection,
         queue: str | None = None,
         exchange: str | None = None,
-        routing_key: Any = None,
+        routing_key: RoutingKey | None = None,
         **kwargs: Any,
     ) -> None:
         warn_unknown_keywords(type(self), kwargs)
         self.connection = connection
         backend = kwargs.get("backend")
-        self.backend = backend if backend is not None else connection.create_backend()
+        self.backend: BaseBackend = backend if backend is not None else connection.create_backend()
         self.queue = queue or self.queue
         self.exchange = exchange or self.exchange
         self.routing_key = routing_key or self.routing_key
@@ -264,10 +272,10 @@ class Consumer:
     def __enter__(self) -> Consumer:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[BaseMessage | None]:
         """Iterate over the queue with :meth:`fetch`, yielding ``None`` when it is empty."""
         return self.iterqueue(infinite=True)
 
@@ -350,7 +358,7 @@ class Consumer:
         no_ack: bool | None = None,
         auto_ack: bool | None = None,
         enable_callbacks: bool = False,
-    ) -> Any:
+    ) -> BaseMessage | None:
         """Receive the next message waiting on the queue, without consuming.
 
         :keyword no_ack: the broker does not expect an acknowledgement.
@@ -371,7 +379,7 @@ class Consumer:
         # setting; carrot computed ``no_ack or self.no_ack`` and code relies on it.
         no_ack = no_ack or self.no_ack
         auto_ack = auto_ack or self.auto_ack
-        message = self.backend.get(self.queue, no_ack=no_ack)
+        message: BaseMessage | None = self.backend.get(self.queue, no_ack=no_ack)
         if message is None:
             return None
         accepted = _accepted(self.accept, self.connection)
@@ -392,7 +400,7 @@ class Consumer:
                 self.receive(decoded, message)
         return message
 
-    def process_next(self) -> Any:
+    def process_next(self) -> BaseMessage | None:
         """Deprecated: use ``fetch(enable_callbacks=True)``."""
         warnings.warn(
             "Consumer.process_next() is deprecated, use fetch(enable_callbacks=True) instead",
@@ -401,7 +409,7 @@ class Consumer:
         )
         return self.fetch(enable_callbacks=True)
 
-    def receive(self, message_data: Any, message: Any) -> None:
+    def receive(self, message_data: Any, message: BaseMessage) -> None:
         """Pass a received message to the callbacks, in registration order.
 
         :raises NotImplementedError: no callback is registered.
@@ -418,9 +426,10 @@ class Consumer:
 
     def purge(self) -> int:
         """Discard every message waiting on the queue; return how many."""
-        return self.backend.queue_purge(self.queue)
+        purged: int = self.backend.queue_purge(self.queue)
+        return purged
 
-    def discard_all(self, filterfunc: Callable[[Any], bool] | None = None) -> int:
+    def discard_all(self, filterfunc: Callable[[BaseMessage], object] | None = None) -> int:
         """Discard the messages waiting on the queue; return how many.
 
         :keyword filterfunc: discard only the messages for which
@@ -435,7 +444,8 @@ class Consumer:
            unacknowledged on the channel until it closed.
         """
         if not filterfunc:
-            return self.backend.queue_purge(self.queue)
+            purged: int = self.backend.queue_purge(self.queue)
+            return purged
         if self.no_ack or self.auto_ack:
             raise FilterWithAutoAckError()
         discarded = 0
@@ -466,7 +476,8 @@ class Consumer:
         channel is closed.
         """
         self.consume(no_ack=no_ack)
-        return self.backend.consume(limit=limit)
+        deliveries: Iterator[Any] = self.backend.consume(limit=limit)
+        return deliveries
 
     def consume(self, no_ack: bool | None = None) -> None:
         """Register this consumer with the broker; deliveries go to :meth:`receive`.
@@ -515,7 +526,9 @@ class Consumer:
             pass
         return []
 
-    def iterqueue(self, limit: int | None = None, infinite: bool = False) -> Iterator[Any]:
+    def iterqueue(
+        self, limit: int | None = None, infinite: bool = False
+    ) -> Iterator[BaseMessage | None]:
         """Iterate over the waiting messages with :meth:`fetch`.
 
         :keyword limit: stop after this many messages.
@@ -610,9 +623,9 @@ class Publisher:
     #: The exchange to publish to.
     exchange: str = ""
     #: The default routing key; for a ``headers`` exchange, the headers.
-    routing_key: Any = ""
+    routing_key: RoutingKey = ""
     #: The default delivery mode (persistent).
-    delivery_mode: Any = 2
+    delivery_mode: DeliveryMode = 2
     _closed: bool = True
     #: ``"direct"``, ``"topic"``, ``"fanout"`` or ``"headers"``.
     exchange_type: str = "direct"
@@ -659,9 +672,9 @@ class Publisher:
 
     def __init__(
         self,
-        connection: Any,
+        connection: BrokerConnection,
         exchange: str | None = None,
-        routing_key: Any = None,
+        routing_key: RoutingKey | None = None,
         **kwargs: Any,
     ) -> None:
         warn_unknown_keywords(type(self), kwargs)
@@ -676,7 +689,7 @@ class Publisher:
         self.delivery_mode = self._delivery_mode(self.delivery_mode)
         window = ConfirmWindow(self.max_unconfirmed) if self.confirm else None
         backend = kwargs.get("backend")
-        self.backend = backend if backend is not None else connection.create_backend()
+        self.backend: BaseBackend = backend if backend is not None else connection.create_backend()
         self._closed = False
         if window is not None:
             self.backend.confirm_select(window)
@@ -692,10 +705,10 @@ class Publisher:
     def __enter__(self) -> Publisher:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _delivery_mode(self, value: Any) -> int:
+    def _delivery_mode(self, value: object) -> int:
         """The AMQP delivery mode (1 or 2) for a name from :attr:`DELIVERY_MODES` or a number.
 
         :raises UnknownDeliveryModeError: anything else, before it reaches
@@ -721,7 +734,7 @@ class Publisher:
     def create_message(
         self,
         message_data: Any,
-        delivery_mode: Any = None,
+        delivery_mode: DeliveryMode | None = None,
         priority: int | None = None,
         content_type: str | None = None,
         content_encoding: str | None = None,
@@ -784,8 +797,8 @@ class Publisher:
     def send(
         self,
         message_data: Any,
-        routing_key: Any = None,
-        delivery_mode: Any = None,
+        routing_key: RoutingKey | None = None,
+        delivery_mode: DeliveryMode | None = None,
         mandatory: bool = False,
         immediate: bool = False,
         priority: int = 0,
@@ -936,7 +949,7 @@ class Messaging:
     #: The exchange both use.
     exchange: str = ""
     #: The routing key both use.
-    routing_key: Any = ""
+    routing_key: RoutingKey = ""
     #: The class of :attr:`publisher`.
     publisher_cls: type[Publisher] = Publisher
     #: The class of :attr:`consumer`.
@@ -946,7 +959,7 @@ class Messaging:
     #: :attr:`publisher_cls` and :attr:`consumer_cls` (and warn if neither knows them).
     _keywords: tuple[str, ...] = ("queue", "exchange", "routing_key")
 
-    def __init__(self, connection: Any, **kwargs: Any) -> None:
+    def __init__(self, connection: BrokerConnection, **kwargs: Any) -> None:
         warn_unknown_keywords(type(self), kwargs, also=(self.publisher_cls, self.consumer_cls))
         self.connection = connection
         self.exchange = kwargs.pop("exchange", None) or self.exchange
@@ -971,14 +984,14 @@ class Messaging:
     def __enter__(self) -> Messaging:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def register_callback(self, callback: Callback) -> None:
         """Add ``callback(message_data, message)``, called for every message received."""
         self.callbacks.append(callback)
 
-    def receive(self, message_data: Any, message: Any) -> None:
+    def receive(self, message_data: Any, message: BaseMessage) -> None:
         """Pass a received message to the callbacks, in registration order.
 
         :raises NotImplementedError: no callback is registered.
@@ -988,11 +1001,11 @@ class Messaging:
         for callback in self.callbacks:
             callback(message_data, message)
 
-    def send(self, message_data: Any, delivery_mode: Any = None) -> None:
+    def send(self, message_data: Any, delivery_mode: DeliveryMode | None = None) -> None:
         """Send a message with the publisher (see :meth:`Publisher.send`)."""
         self.publisher.send(message_data, delivery_mode=delivery_mode)
 
-    def fetch(self, **kwargs: Any) -> Any:
+    def fetch(self, **kwargs: Any) -> BaseMessage | None:
         """Fetch a message with the consumer (see :meth:`Consumer.fetch`)."""
         return self.consumer.fetch(**kwargs)
 
@@ -1057,7 +1070,7 @@ class ConsumerSet:
 
     def __init__(
         self,
-        connection: Any,
+        connection: BrokerConnection,
         from_dict: dict[str, dict[str, Any]] | None = None,
         consumers: list[Consumer] | None = None,
         callbacks: list[Callback] | None = None,
@@ -1074,7 +1087,7 @@ class ConsumerSet:
         # consumer_tag -> consumer, for the consumers registered with the broker.
         self._open_consumers: dict[str, Consumer] = {}
         #: The backend (channel) every consumer of the set shares.
-        self.backend = connection.create_backend()
+        self.backend: BaseBackend = connection.create_backend()
         auto_ack = options.get("auto_ack")
         if auto_ack is not None:
             self.auto_ack = auto_ack
@@ -1096,7 +1109,7 @@ class ConsumerSet:
     def __enter__(self) -> ConsumerSet:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def add_consumer_from_dict(self, queue: str, **options: Any) -> Consumer:
@@ -1160,7 +1173,7 @@ class ConsumerSet:
         else:
             self.receive(decoded, message)
 
-    def receive(self, message_data: Any, message: Any) -> None:
+    def receive(self, message_data: Any, message: BaseMessage) -> None:
         """Pass a received message to the set's callbacks, or to its consumer's.
 
         The consumer is found by the delivery's consumer tag. One that has
@@ -1175,7 +1188,7 @@ class ConsumerSet:
            applies to them too (carrot 0.10 used the consumer's own, where a
            decode error propagated).
         """
-        child = self._open_consumers.get(message.delivery_info.get("consumer_tag"))
+        child = self._open_consumers.get(message.delivery_info.get("consumer_tag", ""))
         callbacks = child.callbacks if child is not None and child.callbacks else self.callbacks
         if not callbacks:
             raise NotImplementedError("No consumer callbacks registered")
@@ -1232,7 +1245,8 @@ class ConsumerSet:
         the channel is closed.
         """
         self.consume()
-        return self.backend.consume(limit=limit)
+        deliveries: Iterator[Any] = self.backend.consume(limit=limit)
+        return deliveries
 
     def discard_all(self) -> int:
         """Discard the messages waiting on every queue of the set; return how many."""

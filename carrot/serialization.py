@@ -49,7 +49,7 @@ from __future__ import annotations
 import json
 import pickle
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from carrot.exceptions import ContentDisallowed, DecodeError, EncodeError, SerializerNotInstalled
 
@@ -67,8 +67,9 @@ __all__ = [
     "registry",
 ]
 
-#: Encoders take the message data and return the encoded body.
-Encoder = Callable[[Any], bytes]
+#: Encoders take the message data and return the encoded body: bytes, or
+#: str, which is then encoded with the serializer's content encoding.
+Encoder = Callable[[Any], bytes | str]
 #: Decoders take the (charset-decoded) body and return the message data.
 Decoder = Callable[[Any], Any]
 
@@ -90,7 +91,9 @@ def _encode_error(data: Any, name: str, exc: BaseException) -> EncodeError:
     return EncodeError(f"cannot serialize {type(data).__name__} object with {name}: {exc}")
 
 
-def _decode_error(content_type: Any, content_encoding: Any, exc: BaseException) -> DecodeError:
+def _decode_error(
+    content_type: str | None, content_encoding: str | None, exc: BaseException
+) -> DecodeError:
     return DecodeError(
         f"cannot decode message body with content type {content_type!r} "
         f"and content encoding {content_encoding!r}: {exc.__class__.__name__}: {exc}"
@@ -216,19 +219,20 @@ class SerializerRegistry:
                     return "text/plain", "utf-8", data.encode("utf-8")
                 except UnicodeEncodeError as exc:
                     raise _encode_error(data, "utf-8", exc) from exc
-            encoder = self._default_encode
-            if encoder is None:
+            default = self._default_encode
+            default_type = self._default_content_type
+            default_encoding = self._default_content_encoding
+            if default is None or default_type is None or default_encoding is None:
                 raise SerializerNotInstalled("no default serializer is set")
+            encoder, content_type, content_encoding = default, default_type, default_encoding
             serializer = self._default_name
-            content_type = self._default_content_type
-            content_encoding = self._default_content_encoding
         try:
             payload = encoder(data)
         except SerializerNotInstalled:
             raise
         except Exception as exc:
             raise _encode_error(data, f"the {serializer} serializer", exc) from exc
-        if payload.__class__ is str:
+        if isinstance(payload, str):
             payload = _text_payload(payload, serializer, content_encoding)
         return content_type, content_encoding, payload
 
@@ -325,7 +329,8 @@ class SerializerRegistry:
                 and (content_encoding or "utf-8").lower() not in _BINARY_ENCODINGS
             ):
                 data = str(data, content_encoding or "utf-8")
-            decoder = self._decoders.get(content_type)
+            # no content type finds no decoder
+            decoder = self._decoders.get(content_type)  # type: ignore[arg-type]
             if decoder is None:
                 return data
             return decoder(data)
@@ -435,10 +440,10 @@ def register_pickle() -> None:
     )
 
 
-def _not_installed(name: str, package: str) -> Callable[..., Any]:
+def _not_installed(name: str, package: str) -> Callable[..., NoReturn]:
     """An encoder/decoder that raises SerializerNotInstalled naming ``package``."""
 
-    def not_installed(*args: Any, **kwargs: Any) -> Any:
+    def not_installed(*args: Any, **kwargs: Any) -> NoReturn:
         raise SerializerNotInstalled(
             f"the {name} serializer needs the {package!r} package: pip install {package}"
         )
@@ -467,7 +472,7 @@ def register_yaml() -> None:
         registry.register("yaml", unavailable, unavailable, "application/x-yaml", "utf-8")
         return
 
-    def yaml_dumps(obj: Any, _dump: Callable[..., Any] = yaml.safe_dump) -> bytes:
+    def yaml_dumps(obj: Any, _dump: Callable[..., bytes] = yaml.safe_dump) -> bytes:
         return _dump(obj, encoding="utf-8", allow_unicode=True)
 
     registry.register("yaml", yaml_dumps, yaml.safe_load, "application/x-yaml", "utf-8")
@@ -494,7 +499,7 @@ def register_msgpack() -> None:
     def msgpack_dumps(obj: Any, _packb: Callable[..., bytes] = msgpack.packb) -> bytes:
         return _packb(obj, use_bin_type=True)
 
-    def msgpack_loads(data: Any, _unpackb: Callable[..., Any] = msgpack.unpackb) -> Any:
+    def msgpack_loads(data: bytes, _unpackb: Callable[..., Any] = msgpack.unpackb) -> Any:
         return _unpackb(data, raw=False)
 
     registry.register("msgpack", msgpack_dumps, msgpack_loads, "application/x-msgpack", "binary")

@@ -36,7 +36,7 @@ Several brokers (for failover) are written as one string separated by ``;``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from carrot.exceptions import InvalidURLError
@@ -80,7 +80,7 @@ _FORMAT_SCHEMES = {
 MASK = "***"
 
 
-def is_url(value: Any) -> bool:
+def is_url(value: object) -> TypeGuard[str]:
     """Whether ``value`` is a string written as ``scheme://...``.
 
     >>> is_url("amqp://localhost//"), is_url("localhost")

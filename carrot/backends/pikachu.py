@@ -307,7 +307,39 @@ class Backend(FlowByCancelMixin, BaseBackend):
             channel = self._channel = self._conn.channel()
             channel.add_on_return_callback(self._on_return)
             channel.add_on_cancel_callback(self._on_cancel)
+            if self._confirms is not None:
+                # Numbering starts again on a new channel.
+                self._confirms.reset()
+                channel.confirm_delivery()
         return channel
+
+    # -- publisher confirms --------------------------------------------------
+
+    _confirms: Any = None
+
+    def confirm_select(self, window: Any) -> None:
+        """Put the channel in confirm mode (pika's ``confirm_delivery``).
+
+        pika's blocking channel waits for each message's confirm inside
+        ``basic_publish``, so every :meth:`publish` is settled in ``window``
+        when it returns, whatever ``max_unconfirmed`` says.
+
+        .. versionadded:: 0.11
+        """
+        channel = self._channel
+        self._confirms = window
+        if channel is not None and channel.is_open:
+            window.reset()
+            channel.confirm_delivery()
+        else:
+            _ = self.channel  # opens one; the property puts it in confirm mode
+
+    def drain_confirms(self, timeout: float) -> None:
+        """Read what the broker sent; :meth:`publish` already settled each message.
+
+        .. versionadded:: 0.11
+        """
+        self._conn.drain_events(timeout=timeout)
 
     def _forget_channel(self, channel: Any) -> None:
         conn = self.connection.connection
@@ -546,13 +578,41 @@ class Backend(FlowByCancelMixin, BaseBackend):
         mandatory, expiration = publish_flags(mandatory, immediate)
         if expiration is not None:
             properties.expiration = expiration
-        self.channel.basic_publish(
-            exchange=exchange,
-            routing_key=routing_key,
-            body=body,
-            properties=properties,
-            mandatory=mandatory,
-        )
+        confirms = self._confirms
+        if confirms is None:
+            self.channel.basic_publish(
+                exchange=exchange,
+                routing_key=routing_key,
+                body=body,
+                properties=properties,
+                mandatory=mandatory,
+            )
+            return
+        channel = self.channel
+        seq = confirms.last_seq
+        exceptions = import_client("pika.exceptions", "pika")
+        try:
+            channel.basic_publish(
+                exchange=exchange,
+                routing_key=routing_key,
+                body=body,
+                properties=properties,
+                mandatory=mandatory,
+            )
+        except exceptions.NackError:
+            confirms.nacked(seq)
+        except exceptions.UnroutableError as exc:
+            for returned in exc.messages:
+                confirms.returned(
+                    exchange,
+                    routing_key,
+                    returned.body,
+                    returned.method.reply_code,
+                    returned.method.reply_text,
+                )
+            confirms.acked(seq)
+        else:
+            confirms.acked(seq)
 
     # -- flow control ------------------------------------------------------
 

@@ -147,3 +147,55 @@ def test_memory_backend_confirms_on_publish():
     publisher.wait_for_confirms(timeout=1)
     publisher.close()
     conn.close()
+
+
+@pytest.fixture
+def pika_connection():
+    conn = BrokerConnection(
+        hostname="127.0.0.1", userid="guest", password="guest", backend_cls="pika"
+    )
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def test_pika_backend_confirms_each_message(pika_connection, queue, raw_channel):
+    publisher = Publisher(
+        pika_connection, exchange="", routing_key=queue, confirm=True, max_unconfirmed=8
+    )
+    for n in range(50):
+        publisher.send({"n": n})
+    assert len(publisher._confirms) == 0
+    publisher.wait_for_confirms(timeout=5)
+    assert depth(raw_channel, queue) == 50
+    publisher.close()
+
+
+def test_pika_backend_nack_and_return(pika_connection, unique, amqp_cleanup, raw_channel):
+    name = amqp_cleanup.queue(f"{unique}.full")
+    raw_channel.queue_declare(
+        name,
+        durable=True,
+        auto_delete=False,
+        arguments={"x-max-length": 1, "x-overflow": "reject-publish"},
+    )
+    publisher = Publisher(pika_connection, exchange="", routing_key=name, confirm=True)
+    publisher.send({"n": 1})
+    with pytest.raises(MessageNacked) as info:
+        publisher.send({"n": 2})
+    assert info.value.messages[0].body == b'{"n":2}'
+    with pytest.raises(MessageReturned) as returned:
+        publisher.send({"n": 3}, routing_key=f"{unique}.nowhere", mandatory=True)
+    assert returned.value.messages[0].returned[0] == 312
+    publisher.close()
+
+
+@pytest.mark.redis
+def test_a_backend_without_confirms_refuses_at_construction():
+    conn = BrokerConnection(hostname="127.0.0.1", port=6379, backend_cls="redis")
+    try:
+        with pytest.raises(NotImplementedError, match="no publisher confirms"):
+            Publisher(conn, exchange="x", routing_key="k", confirm=True)
+    finally:
+        conn.close()
