@@ -217,8 +217,14 @@ cluster_healthy() {
 do_stop() {
   local n
   if ! load_base; then
+    if [ -n "$BASE" ]; then
+      # Its directory is gone (or not ours): still stop nodes that name it.
+      for n in "${NODES[@]}"; do kill_node "$n"; done
+      log "stopped the nodes of $BASE, whose directory is gone or not ours"
+    else
+      log "no cluster recorded in $STATE_FILE: nothing to stop"
+    fi
     rm -f "$STATE_FILE"
-    log "no cluster recorded in $STATE_FILE: nothing to stop"
     return 0
   fi
   for n in "${NODES[@]}"; do kill_node "$n"; done
