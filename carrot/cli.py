@@ -43,7 +43,9 @@ Broker URLs (parsed by :func:`carrot.urls.parse_url`, the same code
   transport (``backend_cls="kombu"``), with kombu's exchange routing.
 
 The network schemes take ``?connect_timeout=S``. A password is never
-printed: URLs echoed in output and errors show ``***``.
+printed: URLs echoed in output and errors show ``***``. Several brokers
+separated by ``;`` (``"amqp://h1//;amqp://h2//"``) are tried in turn;
+``ping`` says which one answered.
 
 What ``ping`` times depends on the backend: opening and closing a channel
 (``amqp://``, ``pika://``), a SUBSCRIBE answered by its receipt
@@ -90,7 +92,7 @@ from carrot.exceptions import CarrotError, DecodeError, InvalidURLError, Seriali
 
 # The CLI's URLs are the library's; the names stay importable from here.
 from carrot.urls import MASK as MASK
-from carrot.urls import format_url, mask_url, parse_url
+from carrot.urls import format_url, mask_url, parse_url, split_urls
 
 __all__ = [
     "CommandError",
@@ -254,15 +256,23 @@ def _in_process(params: dict[str, Any]) -> bool:
 
 
 def _connect(url: str) -> tuple[BrokerConnection, dict[str, Any], str]:
-    """Parse ``url`` and connect; a failure becomes one :class:`CommandError` line."""
-    params = parse_url(url)
-    shown = format_url(params)
-    conn = BrokerConnection(**params)
+    """Parse ``url`` and connect; a failure becomes one :class:`CommandError` line.
+
+    ``url`` may be a ``;``-separated broker list: the brokers are tried in
+    turn and the URL returned (for output) is the one that answered.
+    """
+    brokers = split_urls(url)
+    every = [parse_url(broker) for broker in brokers]  # each checked, with its own error
+    params = every[0]
+    shown = ";".join(format_url(broker) for broker in every)
+    conn = BrokerConnection(**params) if len(brokers) == 1 else BrokerConnection(brokers)
     try:
         conn.connect()
     except Exception as exc:  # any failure here means "cannot connect"; --debug shows which
         conn.close()
         raise CommandError(f"cannot connect to {shown}: {_describe(exc)}") from exc
+    if len(brokers) > 1:
+        shown = conn._masked_url()  # the broker that answered
     return conn, params, shown
 
 

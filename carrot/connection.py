@@ -9,12 +9,14 @@ connection; :class:`ConnectionPool` shares a few of them between threads;
 from __future__ import annotations
 
 import builtins
+import contextlib
 import logging
 import random
 import sys
 import threading
 import time
 import warnings
+import weakref
 from copy import copy
 from types import FrameType
 from typing import Any
@@ -128,9 +130,10 @@ class BrokerConnection:
         :data:`carrot.backends.BACKEND_ALIASES`, or ``None`` for py-amqp.
     :keyword transport: alias of ``backend_cls`` (kombu's name).
     :keyword heartbeat: seconds between heartbeats, ``0`` for none (the
-        default). Stored for the backend to use.
+        default). Stored for the backend to use; see :doc:`/production`.
     :keyword auto_recover: re-establish a lost connection under
-        ``retry_policy`` and carry on (default ``False``).
+        ``retry_policy`` and carry on (default ``False``); see
+        :doc:`/production` and :mod:`carrot.recovery`.
     :keyword retry_policy: a dict of ``max_retries`` (``None`` or ``0``: for
         ever), ``interval_start``, ``interval_step`` and ``interval_max``;
         ``None`` means :data:`DEFAULT_RETRY_POLICY`.
@@ -244,6 +247,14 @@ class BrokerConnection:
         self._closed = None
         self._connection = None
         self._backend = None
+        self._init_recovery()
+
+    def _init_recovery(self) -> None:
+        # carrot.recovery's state: the connection's generation (one more at
+        # each recovery), the generation each backend was made in, the lock.
+        self._generation = 0
+        self._backend_generations: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        self._recovery_lock = threading.RLock()
 
     def _use_broker(self, index: int) -> None:
         """Make broker ``index`` of the list the current one."""
@@ -294,6 +305,7 @@ class BrokerConnection:
         clone._connection = None
         clone._backend = None
         clone._closed = None
+        clone._init_recovery()
         return clone
 
     def __enter__(self) -> BrokerConnection:
@@ -325,7 +337,12 @@ class BrokerConnection:
 
     def create_backend(self) -> Any:
         """Create a new instance of the backend, bound to this connection."""
-        return self.get_backend_cls()(connection=self)
+        backend = self.get_backend_cls()(connection=self)
+        generations = getattr(self, "_backend_generations", None)  # None: __init__ not run
+        if generations is not None:
+            with contextlib.suppress(TypeError):  # an unhashable backend: never rebound
+                generations[backend] = self._generation
+        return backend
 
     def _get_backend(self) -> Any:
         # The backend that opens/closes the connection itself.

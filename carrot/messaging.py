@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from itertools import count
 from typing import TYPE_CHECKING, Any
 
+from carrot import recovery
 from carrot._keywords import nested_construction, warn_unknown_keywords
 from carrot.confirms import ConfirmWindow
 from carrot.exceptions import (
@@ -262,6 +263,7 @@ class Consumer:
         self.consumer_tag = self._generate_consumer_tag()
         if self.auto_declare:
             self.declare()
+        recovery.install(self)  # only with BrokerConnection(auto_recover=True)
 
     def __repr__(self) -> str:
         return (
@@ -696,6 +698,7 @@ class Publisher:
             self._confirms = window
         if self.auto_declare and self.exchange:
             self.declare()
+        recovery.install(self)  # only with BrokerConnection(auto_recover=True)
 
     def __repr__(self) -> str:
         return (
@@ -1105,6 +1108,7 @@ class ConsumerSet:
             self.add_consumer(consumer)
         for queue, queue_options in self.from_dict.items():
             self.add_consumer_from_dict(queue, **queue_options)
+        recovery.install(self)  # only with BrokerConnection(auto_recover=True)
 
     def __enter__(self) -> ConsumerSet:
         return self

@@ -65,3 +65,14 @@ def test_every_broker_down_raises_a_connection_error():
     with pytest.raises(conn.connection_errors):
         conn.connect()
     assert conn.port == second
+
+
+def test_cli_ping_with_a_broker_list_names_the_one_that_answered(capsys):
+    from carrot import cli
+
+    port = closed_port()
+    urls = f"amqp://guest:guest@127.0.0.1:{port}//;amqp://guest:guest@127.0.0.1:5672//"
+    assert cli.main(["ping", urls, "--count", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("connected to amqp://guest:***@127.0.0.1:5672//: RabbitMQ")
+    assert "guest:guest" not in out

@@ -319,7 +319,7 @@ def test_a_copy_keeps_everything_and_nothing_of_the_open_connection():
     conn.some_attribute_a_subclass_set = "kept"
     clone = copy.copy(conn)
     assert clone._connection is None and clone._backend is None
-    state = {"_connection", "_backend", "_closed"}
+    state = {"_connection", "_backend", "_closed", "_backend_generations", "_recovery_lock"}
     assert {k: v for k, v in vars(clone).items() if k not in state} == {
         k: v for k, v in vars(conn).items() if k not in state
     }
