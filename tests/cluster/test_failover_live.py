@@ -9,6 +9,7 @@ recorded as test properties (``--junitxml``).
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -43,7 +44,7 @@ def node_of(conn: BrokerConnection) -> int:
 
 @pytest.fixture
 def broker_list(cluster: Cluster) -> Iterator[Callable[[], BrokerConnection]]:
-    """``broker_list()``: an auto-recovering connection to the three nodes, closed after the test."""
+    """``broker_list()``: an auto-recovering connection to the 3 nodes, closed after the test."""
     opened: list[BrokerConnection] = []
 
     def broker_list() -> BrokerConnection:
@@ -177,7 +178,7 @@ def test_consumer_carries_on_against_a_survivor_when_its_node_is_killed(
     after = [when for when, node in deliveries if node != victim]
     gap = after[0] - killed[0]
     times = [when for when, _node in deliveries]
-    longest = max(b - a for a, b in zip(times, times[1:], strict=False))
+    longest = max(b - a for a, b in itertools.pairwise(times))
     duplicates = len(got) - len(set(got))
     report(
         record_property,
