@@ -92,6 +92,8 @@ _SIZE = Struct(">Q")
 _FRAME_SIZE = Struct(">I")
 _ACK = Struct(">BHIHHQBB")
 _DELIVER_SIG = b"\x00\x3c\x00\x3c"  # basic.deliver: class 60, method 60
+#: The broker's publisher confirms: basic.ack and basic.nack.
+_CONFIRM_METHODS = frozenset({spec.Basic.Ack, spec.Basic.Nack})
 #: Methods followed by content frames: basic.deliver, basic.get-ok, basic.return.
 _CONTENT_SIGS = (_DELIVER_SIG, b"\x00\x3c\x00\x47", b"\x00\x3c\x00\x32")
 _FRAME_END = b"\xce"
@@ -386,6 +388,22 @@ class FastChannel(amqp.Channel):
         conn.write_publish(data)
 
     # -- acks ------------------------------------------------------------------
+
+    # -- confirms ----------------------------------------------------------------
+
+    def dispatch_method(self, method_sig: Any, payload: Any, content: Any) -> Any:
+        """As py-amqp's, but confirms reaching a closing confirm-mode channel are dropped quietly.
+
+        Closing a channel with messages still unconfirmed (carrot's recovery
+        replaces a channel a quorum queue without a leader nacked, and
+        re-sends what it left) makes the broker answer each of them before
+        ``close-ok``; py-amqp ignores them anyway, but logs a WARNING for
+        every one, hundreds per failover.
+        """
+        # The broker sends basic.ack/basic.nack only to a channel in confirm mode.
+        if self.is_closing and method_sig in _CONFIRM_METHODS:
+            return None
+        return super().dispatch_method(method_sig, payload, content)
 
     def basic_ack(self, delivery_tag: Any, multiple: bool = False, argsig: str = "Lb") -> Any:
         """Acknowledge; consecutive single acks are combined (see :class:`AckTracker`)."""

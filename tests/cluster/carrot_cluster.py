@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -131,6 +132,43 @@ class Cluster:
             if row["name"] == queue:
                 return int(row["leader"].split("@")[0].removeprefix("c"))
         raise ClusterError(f"no queue {queue!r} on the cluster")
+
+
+class BackgroundKill:
+    """Kill a node from a thread of its own, as a node dies: while the client is busy.
+
+    ``trigger(node)`` returns at once; ``join()`` waits (bounded) until the
+    node is gone. Only the triggering thread reads the fields, after ``join``.
+    """
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.node: int | None = None
+        #: When the kill was issued and when the node was gone (monotonic).
+        self.issued = self.done = 0.0
+        self._thread: threading.Thread | None = None
+
+    def trigger(self, node: int) -> None:
+        self.node = node
+        self.issued = time.monotonic()
+        self._thread = threading.Thread(target=self._kill, args=(node,), daemon=True)
+        self._thread.start()
+
+    def _kill(self, node: int) -> None:
+        self.cluster.kill(node)
+        self.done = time.monotonic()
+
+    def join(self) -> None:
+        if self._thread is None:
+            raise ClusterError("no kill was triggered")
+        self._thread.join(KILL_TIMEOUT + 5)
+        if not self.done:
+            raise ClusterError(f"node {self.node} was not killed within {KILL_TIMEOUT:.0f} s")
+
+    @property
+    def took(self) -> float:
+        """Seconds from issuing the kill to the node being gone."""
+        return self.done - self.issued
 
 
 def leftovers(base_dir: Path) -> list[str]:

@@ -13,7 +13,6 @@ import itertools
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import amqp
 import pytest
-from carrot_cluster import PORTS, QUORUM, Cluster
+from carrot_cluster import PORTS, QUORUM, BackgroundKill, Cluster
 from test_cluster_live import consume_numbers, publish, quorum_consumer
 
 from carrot.connection import BrokerConnection
@@ -77,8 +76,9 @@ def held(node: int, queue: str) -> int:
 # here, plus the failover; consuming them again about 1 s.
 @pytest.mark.timeout(150, func_only=True)
 def test_confirmed_publisher_loses_nothing_when_its_node_is_killed(
-    cluster: Cluster, broker_list, connect, quorum_queue, record_property
+    cluster: Cluster, broker_list, connect, quorum_queue, record_property, caplog
 ):
+    caplog.set_level("INFO")
     count, window = 20_000, 256
     kill_at = count // 3
     conn = broker_list()
@@ -92,17 +92,19 @@ def test_confirmed_publisher_loses_nothing_when_its_node_is_killed(
         max_unconfirmed=window,
     )
     pad = "x" * 80  # ~100 B of JSON
-    victim = killed_at = recovered_at = None
+    victim = node_of(conn)
+    killer = BackgroundKill(cluster)
+    recovered_at = None
     longest_stall, last = 0.0, time.monotonic()
     for n in range(count):
         if n == kill_at:
-            victim = node_of(conn)
-            killed_at = time.monotonic()
-            cluster.kill(victim)
+            killer.trigger(victim)
+        elif n == 2 * kill_at:
+            killer.join()  # so the node dies mid-stream, however fast this runs
         publisher.send({"n": n, "pad": pad})  # persistent by default
         now = time.monotonic()
         longest_stall, last = max(longest_stall, now - last), now
-        if recovered_at is None and victim is not None and node_of(conn) != victim:
+        if recovered_at is None and n >= kill_at and node_of(conn) != victim:
             recovered_at = now  # the first send that returned on a survivor
     publisher.wait_for_confirms(timeout=60)
     survivor = node_of(conn)
@@ -110,7 +112,7 @@ def test_confirmed_publisher_loses_nothing_when_its_node_is_killed(
 
     assert victim == 1 and survivor != victim
     assert recovered_at is not None
-    gap = recovered_at - killed_at
+    gap = recovered_at - killer.issued
     total = held(survivor, quorum_queue)
     consumer_conn = connect(survivor)
     got = consume_numbers(
@@ -122,6 +124,7 @@ def test_confirmed_publisher_loses_nothing_when_its_node_is_killed(
     report(
         record_property,
         publish_failover_gap_s=round(gap, 3),
+        kill_took_s=round(killer.took, 3),
         longest_send_stall_s=round(longest_stall, 3),
         duplicates=duplicates,
         killed_node_led_queue=leader == victim,
@@ -132,6 +135,10 @@ def test_confirmed_publisher_loses_nothing_when_its_node_is_killed(
     # replaced) left unconfirmed may be stored twice, nothing else.
     assert duplicates <= 4 * window
     assert gap < GAP_BOUND
+    # The new leader's election nacks a few messages on the survivor; the
+    # channel replaced closes without a warning for each confirm it still gets.
+    flood = [r for r in caplog.records if "during closing channel" in r.getMessage()]
+    assert not flood, f"{len(flood)} warnings: {flood[0].getMessage()}"
 
 
 @pytest.mark.timeout(120, func_only=True)
@@ -146,43 +153,34 @@ def test_consumer_carries_on_against_a_survivor_when_its_node_is_killed(
     victim = node_of(conn)
     got: list[int] = []
     deliveries: list[tuple[float, int]] = []  # (when, node)
-    third = threading.Event()
-    killed: list[float] = []
+    killer = BackgroundKill(cluster)
 
     def on_message(data, message):
         got.append(data["n"])
         deliveries.append((time.monotonic(), node_of(conn)))
         if len(got) == total // 3:
-            third.set()
+            killer.trigger(victim)
         time.sleep(0.001)  # some work per message, so the kill lands mid-stream
         message.ack()
 
-    def kill_after_a_third():
-        if third.wait(30):
-            killed.append(time.monotonic())
-            cluster.kill(victim)
-
-    killer = threading.Thread(target=kill_after_a_third, daemon=True)
-    killer.start()
     consumer.register_callback(on_message)
-    try:
-        # No exception may come out of here: recovery carries the loop on.
-        for _ in consumer.iterconsume():
-            if len(set(got)) == total:
-                break
-    finally:
-        killer.join(60)
-    assert killed, "the consumer never got a third of the messages"
+    # No exception may come out of here: recovery carries the loop on.
+    for _ in consumer.iterconsume():
+        if len(set(got)) == total:
+            break
+    killer.join()
 
     survivor = node_of(conn)
     after = [when for when, node in deliveries if node != victim]
-    gap = after[0] - killed[0]
+    assert after, "every message came before the node died"
+    gap = after[0] - killer.issued
     times = [when for when, _node in deliveries]
     longest = max(b - a for a, b in itertools.pairwise(times))
     duplicates = len(got) - len(set(got))
     report(
         record_property,
         consume_failover_gap_s=round(gap, 3),
+        kill_took_s=round(killer.took, 3),
         longest_delivery_gap_s=round(longest, 3),
         redelivered=duplicates,
     )
@@ -191,9 +189,14 @@ def test_consumer_carries_on_against_a_survivor_when_its_node_is_killed(
     assert 0 < gap < GAP_BOUND
 
 
-@pytest.mark.timeout(60, func_only=True)
-def test_ping_with_a_broker_list_names_the_node_that_answered(cluster: Cluster):
-    cluster.kill(1)
+@pytest.mark.timeout(120, func_only=True)
+def test_ping_with_a_broker_list_names_the_node_that_answered(cluster_session: Cluster):
+    # Node 1 down, node 2 up; saves reviving what the test before killed.
+    cluster = cluster_session
+    if 2 in cluster.down:
+        cluster.revive(2)
+    if 1 not in cluster.down:
+        cluster.kill(1)
     result = subprocess.run(
         [sys.executable, "-m", "carrot", "ping", ";".join(cluster.urls), "--count", "1"],
         capture_output=True,

@@ -203,6 +203,31 @@ def test_fast_publish_falls_back_in_confirm_mode(monkeypatch):
     assert transport.written == []
 
 
+def test_confirms_reaching_a_closing_channel_are_dropped_without_warnings(caplog):
+    # Recovery closes a channel a leaderless quorum queue nacked, with
+    # hundreds of messages unconfirmed: the broker nacks each before close-ok.
+    conn, transport = make_connection()
+    channel = open_channel(conn)
+    channel.confirm_select(nowait=True)
+    channel.is_closing = True
+    stream = amqp_bytes(
+        131072,
+        *[(1, 1, spec.Basic.Nack, dumps("Lbb", (tag, False, False)), None) for tag in (1, 2)],
+        (1, 1, spec.Basic.Ack, dumps("Lb", (3, False)), None),
+    )
+    transport.sock.feed(stream)
+    with caplog.at_level("WARNING", logger="amqp"):
+        drain_all(conn)
+    assert not [r for r in caplog.records if "during closing channel" in r.getMessage()]
+    # Anything else a closing channel gets is still ignored with py-amqp's warning.
+    transport.sock.feed(
+        amqp_bytes(131072, (1, 1, spec.Basic.Cancel, dumps("sb", ("c", False)), None))
+    )
+    with caplog.at_level("WARNING", logger="amqp"):
+        drain_all(conn)
+    assert [r for r in caplog.records if "during closing channel" in r.getMessage()]
+
+
 # -- reading deliveries -----------------------------------------------------------
 
 
