@@ -23,6 +23,21 @@ Scenarios, ~100 B persistent JSON (benchmarks/clients.py's ``PAYLOAD``):
   stops when every message is confirmed;
 - ``consume_ack``: prefetch 200, each message acked; the clock stops after
   the N-th message and the channel's close.
+
+``--failover`` measures instead the failover gaps of a client given the
+three nodes as a broker list with ``auto_recover`` (kill -9 of the node it
+is connected to, from another thread, after a third of N messages; each
+kill is followed by a revive):
+
+- ``publish``: ``confirm=True``, window 256; from issuing the kill to the
+  first send that returned on a survivor;
+- ``consume``: prefetch 50, 1 ms of work per message; from issuing the kill
+  to the first delivery from a survivor.
+
+kombu is not measured: its ``Connection`` takes the same broker list, but
+its producer confirms one message at a time and its consumer recovers only
+under ``ConsumerMixin``-style code of the application's, so the gaps would
+measure that code rather than the client.
 """
 
 from __future__ import annotations
@@ -43,7 +58,13 @@ for _path in (str(HERE), str(ROOT), str(ROOT / "tests" / "cluster")):
         sys.path.insert(0, _path)
 
 import amqp  # noqa: E402 -- after sys.path
-from carrot_cluster import QUORUM, owned_cluster  # noqa: E402 -- after sys.path
+from carrot_cluster import (  # noqa: E402 -- after sys.path
+    PORTS,
+    QUORUM,
+    BackgroundKill,
+    Cluster,
+    owned_cluster,
+)
 from clients import PAYLOAD  # noqa: E402 -- after sys.path
 
 from carrot.connection import BrokerConnection  # noqa: E402 -- after sys.path
@@ -173,13 +194,105 @@ def run(n: int, rounds: int) -> dict[str, dict[str, float]]:
     }
 
 
+FAST = {"interval_start": 0.2, "interval_step": 0.2, "interval_max": 0.5, "max_retries": 60}
+
+
+def node_of(conn: BrokerConnection) -> int:
+    return PORTS.index(int(conn.port)) + 1
+
+
+def failover_connection(cluster: Cluster) -> BrokerConnection:
+    return BrokerConnection(
+        ";".join(cluster.urls), auto_recover=True, retry_policy=FAST, connect_timeout=5
+    )
+
+
+def publish_gap(cluster: Cluster, queue: str, n: int) -> float:
+    """Seconds from killing the publisher's node to its first send on a survivor."""
+    with failover_connection(cluster) as conn:
+        Consumer(connection=conn, queue=queue, durable=True, queue_arguments=QUORUM).close()
+        publisher = Publisher(
+            connection=conn, exchange="", routing_key=queue, confirm=True, max_unconfirmed=256
+        )
+        victim, killer, recovered = node_of(conn), BackgroundKill(cluster), 0.0
+        for i in range(n):
+            if i == n // 3:
+                killer.trigger(victim)
+            elif i == 2 * (n // 3):
+                killer.join()
+            publisher.send(PAYLOAD)
+            if not recovered and i >= n // 3 and node_of(conn) != victim:
+                recovered = time.monotonic()
+        publisher.wait_for_confirms(timeout=DEADLINE)
+        publisher.close()
+    if not recovered:
+        raise RuntimeError("the publisher never sent on a survivor")
+    return recovered - killer.issued
+
+
+def consume_gap(cluster: Cluster, queue: str, n: int) -> float:
+    """Seconds from killing the consumer's node to its first delivery from a survivor."""
+    with connection(PORTS[2]) as conn:
+        Consumer(connection=conn, queue=queue, durable=True, queue_arguments=QUORUM).close()
+        publisher = Publisher(
+            connection=conn, exchange="", routing_key=queue, confirm=True, max_unconfirmed=256
+        )
+        for _ in range(n):
+            publisher.send(PAYLOAD)
+        publisher.close()
+    with failover_connection(cluster) as conn:
+        consumer = Consumer(connection=conn, queue=queue, durable=True, queue_arguments=QUORUM)
+        consumer.qos(prefetch_count=50)
+        victim, killer = node_of(conn), BackgroundKill(cluster)
+        got, first_after = 0, 0.0
+
+        def on_message(_data: Any, message: Any) -> None:
+            nonlocal got, first_after
+            got += 1
+            if got == n // 3:
+                killer.trigger(victim)
+            if not first_after and killer.issued and node_of(conn) != victim:
+                first_after = time.monotonic()
+            time.sleep(0.001)
+            message.ack()
+
+        consumer.register_callback(on_message)
+        for _ in consumer.iterconsume():
+            if first_after and got >= n:
+                break
+        killer.join()
+    return first_after - killer.issued
+
+
+def failover(n: int, rounds: int) -> None:
+    with owned_cluster() as cluster:
+        gaps: dict[str, list[float]] = {"publish": [], "consume": []}
+        for rnd in range(rounds):
+            for scenario, measure in (("publish", publish_gap), ("consume", consume_gap)):
+                queue = f"carrot.bench.failover.{uuid.uuid4().hex[:10]}"
+                gaps[scenario].append(measure(cluster, queue, n))
+                log(f"round {rnd + 1} {scenario:8} gap {gaps[scenario][-1]:.3f} s")
+                cluster.revive_all()
+    print(f"\nfailover gaps, carrot, n={n}, {rounds} round(s), seconds (min / median / max):")
+    for scenario, values in gaps.items():
+        print(
+            f"{scenario:8} {min(values):6.3f} {statistics.median(values):6.3f} {max(values):6.3f}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=3000, help="messages per publish (default 3000)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds, median kept (default 3)")
+    parser.add_argument(
+        "--failover", action="store_true", help="measure the failover gaps instead of the rates"
+    )
     args = parser.parse_args(argv)
     if args.n < 1 or args.rounds < 1:
         parser.error(f"-n and --rounds must be at least 1, not {args.n} and {args.rounds}")
+    if args.failover:
+        failover(args.n, args.rounds)
+        return 0
     t0 = time.perf_counter()
     with owned_cluster() as cluster:
         ports = ", ".join(map(str, cluster.ports))
