@@ -274,7 +274,7 @@ class BrokerConnection:
         self.hostname = None
         self.userid = None
         self.password = None
-        self._use_broker(0)
+        self._use_broker(0, initial=True)
         self._closed = None
         self._connection = None
         self._backend = None
@@ -287,11 +287,18 @@ class BrokerConnection:
         self._backend_generations: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
         self._recovery_lock = threading.RLock()
 
-    def _use_broker(self, index: int) -> None:
-        """Make broker ``index`` of the list the current one."""
+    def _use_broker(self, index: int, initial: bool = False) -> None:
+        """Make broker ``index`` of the list the current one.
+
+        Its URL's parts are set, except those given explicitly; on a
+        failover the other settings stay as they are (a pool may have
+        changed ``connect_timeout`` since).
+        """
         self._broker_index = index
-        for name, value in {**self._brokers[index], **self._explicit}.items():
-            setattr(self, name, value)
+        broker = self._brokers[index]
+        settings = {**broker, **self._explicit} if initial else broker
+        for name, value in settings.items():
+            setattr(self, name, self._explicit.get(name, value))
 
     def _failover(self) -> None:
         """Move on to the next broker of the list (the first after the last)."""
@@ -332,7 +339,7 @@ class BrokerConnection:
             clone.retry_policy = dict(self.retry_policy)
         if self.failover_strategy == "shuffle" and len(clone._brokers) > 1:
             random.shuffle(clone._brokers)
-            clone._use_broker(0)
+            clone._use_broker(0)  # the first of its own order
         clone._connection = None
         clone._backend = None
         clone._closed = None
