@@ -30,6 +30,9 @@ EXTRAS["test"] = sorted(
         "mypy>=1.11",
         # the TLS tests make their own certificates
         "cryptography>=41",
+        "trustme>=1.0",
+        # property tests of the STOMP frame reader
+        "hypothesis>=6",
         *EXTRAS["django"],
         *EXTRAS["yaml"],
         *EXTRAS["msgpack"],

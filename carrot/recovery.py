@@ -38,6 +38,7 @@ reconnect again, it only rebinds its own objects.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
@@ -210,21 +211,24 @@ def _flag(entity: Any, name: str) -> Any:
     return getattr(entity, name, None)
 
 
-def _rebind_publisher(publisher: Any) -> None:
+def _rebind_publisher(publisher: Any, resend: list[Any] | None = None) -> None:
+    """A new channel for ``publisher``; with confirms, re-send what the old one left unconfirmed.
+
+    :param resend: more messages to publish again (ones the broker nacked).
+    """
+    window = publisher._confirms
+    left = window.reset() if window is not None else []
+    old = publisher.backend
     backend = _new_backend(publisher)
-    window = getattr(publisher, "_confirms", None)
-    left = []
+    with contextlib.suppress(Exception):  # the old channel may be dead, or merely nacking
+        old.close()
     if window is not None:
-        # The old channel's unconfirmed messages go out again on the new one
-        # (at least once: the broker may have taken some before the loss).
-        left = window.reset()
         backend.confirm_select(window)
     if publisher.exchange and (publisher.auto_declare or _flag(publisher, "_recovery_declared")):
         type(publisher).declare(publisher)
-    for entry in left:
-        type(publisher)._send_confirmed(
-            publisher, entry.message, entry.exchange, entry.routing_key, **entry.publish_kwargs
-        )
+    if window is not None and (left or resend):
+        # At-least-once: the broker may already hold some of these.
+        publisher._republish(left + list(resend or ()))
 
 
 def _rebind_consumer(consumer: Any) -> None:
@@ -407,9 +411,83 @@ def install(entity: Any) -> None:
         entity.iterconsume = _guard_iter(entity, entity.iterconsume)
         entity.declare = _recording(entity, entity.declare, "_recovery_declared")
         entity.qos = _recording(entity, entity.qos, "_recovery_qos")
+    elif entity._confirms is not None:
+        entity.send = _guard_confirmed_send(entity, entity.send)
+        entity.wait_for_confirms = _guard_confirmed(entity, entity.wait_for_confirms)
+        entity.declare = _recording(entity, entity.declare, "_recovery_declared")
     else:
         entity.send = _guard(entity, entity.send)
         entity.declare = _recording(entity, entity.declare, "_recovery_declared")
+
+
+def _guard_confirmed(
+    publisher: Any, method: Callable[..., Any], send: bool = False
+) -> Callable[..., Any]:
+    """A confirmed ``send`` or ``wait_for_confirms`` that rides through recoveries and nacks.
+
+    A lost connection: reconnect, and the rebind re-sends every message the
+    lost channel left unconfirmed. A nack: after the retry policy's next
+    delay, a fresh channel re-sends the nacked messages (a quorum queue
+    whose leader just died nacks until a new one is elected, and an early
+    nacked channel may go on nacking); :exc:`~carrot.exceptions.MessageNacked`
+    is raised once ``max_retries`` re-sends were nacked too. A ``send``
+    whose message was already written then only waits for its confirm.
+    """
+    from carrot.connection import DEFAULT_RETRY_POLICY
+    from carrot.exceptions import MessageNacked
+
+    connection = publisher.connection
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        policy = {**DEFAULT_RETRY_POLICY, **(connection.retry_policy or {})}
+        delays = intervals(policy)
+        nacks = 0
+        resume = False  # the send's own message is in the window: only wait
+        resend: list[Any] | None = None  # nacked messages for a fresh channel
+        while True:
+            generation = connection._generation
+            batch = None
+            try:
+                # Inside the try: a rebind (which re-sends) may lose the new
+                # connection too, and is then recovered like any other call.
+                _current(publisher)
+                if resend is not None:
+                    batch, resend = resend, None
+                    with connection._recovery_lock:
+                        _rebind_publisher(publisher, resend=batch)
+                    batch = None
+                if resume:
+                    return publisher._finish_confirmed()
+                publisher._taken = False
+                return method(*args, **kwargs)
+            except MessageNacked as exc:
+                nacks += 1
+                if policy["max_retries"] and nacks > policy["max_retries"]:
+                    raise
+                resume = resume or (send and publisher._taken)
+                delay = next(delays)
+                logger.warning(
+                    "%d message(s) nacked by %s; re-sending on a fresh channel in %.1f s",
+                    len(exc.messages),
+                    connection._masked_url(),
+                    delay,
+                )
+                time.sleep(delay)
+                resend = exc.messages
+            except Exception as exc:
+                if not should_recover(connection, exc):
+                    raise
+                resume = resume or (send and publisher._taken)
+                # A batch cut off mid-way goes again whole (at-least-once).
+                resend = batch
+                reconnect(connection, exc, generation)
+
+    return call
+
+
+def _guard_confirmed_send(publisher: Any, method: Callable[..., Any]) -> Callable[..., Any]:
+    return _guard_confirmed(publisher, method, send=True)
 
 
 def _owning(consumer_set: Any, method: Callable[..., Any]) -> Callable[..., Any]:

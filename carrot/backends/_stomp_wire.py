@@ -25,7 +25,7 @@ from typing import Any
 
 from carrot.exceptions import CarrotError
 
-__all__ = ["DEFAULT_PORT", "Connection", "StompConnectionError", "StompError"]
+__all__ = ["DEFAULT_PORT", "Connection", "StompConnectionError", "StompError", "delivery_tag"]
 
 #: RabbitMQ's STOMP port.
 DEFAULT_PORT = 61613
@@ -33,6 +33,12 @@ DEFAULT_PORT = 61613
 
 def _bool_header(value: bool) -> str:
     return "true" if value else "false"
+
+
+def delivery_tag(frame: Any) -> Any:
+    """The tag that ACKs or NACKs a MESSAGE frame (STOMP 1.2 ``ack``, else ``message-id``)."""
+    headers = frame.headers
+    return headers.get("ack") or headers.get("message-id")
 
 
 class StompError(CarrotError):
@@ -400,7 +406,7 @@ class Connection:
     def _track(self, sub: _Subscription, frame: Any) -> None:
         if sub.ack == "auto":
             return
-        tag = frame.headers.get("ack") or frame.headers.get("message-id")
+        tag = delivery_tag(frame)
         with self._lock:
             self._unsettled[tag] = sub
             sub.outstanding += 1
@@ -431,8 +437,7 @@ class Connection:
             if sub is None or sub.cancelled or sub.callback is None:
                 # Its consumer was cancelled: give the message back while we can.
                 if sub is not None and sub.ack != "auto" and not sub.unsubscribed:
-                    tag = frame.headers.get("ack") or frame.headers.get("message-id")
-                    self._stomp.nack(tag, requeue="true")
+                    self._stomp.nack(delivery_tag(frame), requeue="true")
                 continue
             self._track(sub, frame)
             sub.callback(frame)

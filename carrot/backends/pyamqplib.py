@@ -7,7 +7,9 @@ Features:
 * consumers with callbacks, ``basic_get``, ack / reject / requeue, qos;
 * ``mandatory`` publishing; returned messages are logged and kept on
   :attr:`Backend.returned_messages` instead of raising later;
-* TLS through ``ssl=True``, a dict of options or an :class:`ssl.SSLContext`.
+* TLS through ``ssl=True``, a dict of options or an :class:`ssl.SSLContext`,
+  verifying the broker's certificate and host name (``carrot._tls``);
+  port 5671 when TLS is on and no port is given.
 
 ``Backend.channel`` is the raw :class:`amqp.Channel`, as tools written for
 carrot (camqadm) call methods such as ``exchange_delete`` on it directly.
@@ -30,6 +32,7 @@ from amqp import transport as amqp_transport
 from amqp.exceptions import ChannelError, NotFound
 from amqp.exceptions import ConnectionError as AMQPConnectionError
 
+from carrot._tls import DEFAULT_TLS_PORT, TLSSettings, tls_error, tls_settings
 from carrot.backends._fastpath import FastConnection, new_message
 from carrot.backends.base import _NOT_DECODED, BaseBackend, BaseMessage, FlowByCancelMixin
 from carrot.confirms import ConfirmWindow
@@ -61,19 +64,20 @@ class QueueAlreadyExistsWarning(UserWarning):
 
 
 class _ContextSSLTransport(amqp_transport.SSLTransport):
-    """SSL transport wrapping with a ready :class:`ssl.SSLContext`."""
+    """SSL transport wrapping with the context and host name of a ``TLSSettings``."""
 
-    __slots__ = ("_context",)
+    __slots__ = ("_tls",)
 
     def __init__(self, host: str, connect_timeout: Any = None, ssl: Any = None, **kwargs: Any):
-        self._context = ssl
+        self._tls = ssl
         super().__init__(host, connect_timeout=connect_timeout, ssl=True, **kwargs)
 
     def _wrap_socket(self, sock: socket.socket, **sslopts: Any) -> Any:
         # py-amqp has already split off the port (and an IPv6 literal's brackets).
-        server_hostname = self.host if self._context.check_hostname else None
-        return self._context.wrap_socket(
-            sock, server_hostname=server_hostname, do_handshake_on_connect=False
+        return self._tls.context.wrap_socket(
+            sock,
+            server_hostname=self._tls.server_hostname or self.host,
+            do_handshake_on_connect=False,
         )
 
 
@@ -100,6 +104,8 @@ class Connection(FastConnection):
             read_timeout=read_timeout, write_timeout=write_timeout, socket_settings=socket_settings
         )
         if isinstance(ssl, ssl_module.SSLContext):
+            ssl = TLSSettings(ssl, None)
+        if isinstance(ssl, TLSSettings):
             return _ContextSSLTransport(host, connect_timeout=connect_timeout, ssl=ssl, **kwargs)
         return super().Transport(host, connect_timeout, ssl=ssl, **kwargs)
 
@@ -177,6 +183,8 @@ class Backend(FlowByCancelMixin, BaseBackend):
     """
 
     default_port = DEFAULT_PORT
+    #: Port used with TLS when the connection names none.
+    default_tls_port = DEFAULT_TLS_PORT
     Message = Message
 
     #: Errors meaning the connection is gone.
@@ -215,17 +223,22 @@ class Backend(FlowByCancelMixin, BaseBackend):
             raise MissingConnectionSetting("userid")
         if conninfo.password is None:
             raise MissingConnectionSetting("password")
-        port = conninfo.port or self.default_port
-        ssl = conninfo.ssl
+        tls = tls_settings(conninfo.ssl, conninfo.hostname)
+        port = conninfo.port or (self.default_tls_port if tls else self.default_port)
+        host = f"{conninfo.hostname}:{port}"
         conn = Connection(
-            host=f"{conninfo.hostname}:{port}",
+            host=host,
             userid=conninfo.userid,
             password=conninfo.password,
             virtual_host=conninfo.virtual_host,
-            ssl=ssl,
+            ssl=tls or False,
             connect_timeout=conninfo.connect_timeout,
         )
-        conn.connect()
+        try:
+            conn.connect()
+        except ssl_module.SSLError as exc:
+            conn.collect()
+            raise tls_error(exc, host, tls) from exc
         return conn
 
     def close_connection(self, connection: Any) -> None:
