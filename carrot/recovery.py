@@ -108,9 +108,10 @@ def reconnect(connection: Any, exc: BaseException, generation: int) -> None:
         recoverable = connection._recoverable_connection_errors()
         started = time.monotonic()
         for attempt in itertools.count(1):
+            if connection._closed is True:
+                raise exc  # closed by another thread meanwhile: stop trying
             try:
-                connection._connection = connection._establish()
-                connection._closed = False
+                established = connection._establish()
             except recoverable as error:
                 if max_retries and attempt > max_retries:
                     logger.warning(
@@ -130,6 +131,11 @@ def reconnect(connection: Any, exc: BaseException, generation: int) -> None:
                 )
                 time.sleep(delay)
             else:
+                if connection._closed is True:  # closed while connecting: not ours to open
+                    connection._close_quietly(established)
+                    raise exc
+                connection._connection = established
+                connection._closed = False
                 break
         connection._generation += 1
         logger.info(
