@@ -693,7 +693,7 @@ def _bench_compare(args: argparse.Namespace) -> int:
     if not script.is_file():
         raise CommandError(f"bench --compare needs a source checkout of carrot: {script} not found")
     params = parse_url(args.broker)
-    if get_backend_cls(params.get("backend_cls")).protocol != "AMQP":
+    if getattr(get_backend_cls(params.get("backend_cls")), "protocol", None) != "AMQP":
         raise CommandError(
             "bench --compare measures AMQP clients against RabbitMQ: "
             "give --broker amqp://host:port// (or pika://)",
