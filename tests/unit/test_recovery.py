@@ -206,3 +206,15 @@ def test_a_consumer_added_from_elsewhere_recovers_with_its_set():
     assert outsider.backend is consumer_set.backend
     assert names("consume")[-1] == ("consume", id(outsider.backend), "q3", outsider.consumer_tag)
     assert not names("queue_declare")
+
+
+def test_closing_the_connection_stops_the_retries(monkeypatch):
+    conn = connection()
+    publisher = Publisher(conn, exchange="x")
+    Fake.fail = ["publish"]
+    Fake.refuse_connects = 1000
+    # Another thread closes the connection while recovery waits between attempts.
+    monkeypatch.setattr(recovery.time, "sleep", lambda seconds: conn.close())
+    with pytest.raises(LostError, match="publish: connection reset"):
+        publisher.send("hello")
+    assert conn.connection is None
