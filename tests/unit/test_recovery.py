@@ -231,8 +231,10 @@ def test_a_certificate_failure_is_not_retried(monkeypatch, caplog):
         raise TLSVerificationError("h2:5671", "certificate verify failed", "h2")
 
     monkeypatch.setattr(Fake, "establish_connection", refuse_certificate)
-    with caplog.at_level(logging.WARNING, logger="carrot.connection"):
-        with pytest.raises(TLSVerificationError):
-            publisher.send("hello")
+    with (
+        caplog.at_level(logging.WARNING, logger="carrot.connection"),
+        pytest.raises(TLSVerificationError),
+    ):
+        publisher.send("hello")
     assert names("sleep") == []
     assert "not reconnecting to" in caplog.text
