@@ -549,7 +549,7 @@ class BaseBackend:
             raise NotImplementedError(
                 f"the {type(self).__module__}.{type(self).__name__} backend has no publisher "
                 "confirms: Publisher(confirm=True) needs a backend that has them (amqp, pika, "
-                "memory)"
+                "stomp, memory)"
             )
 
     def drain_confirms(self, timeout: float) -> None:
