@@ -34,10 +34,12 @@ kill is followed by a revive):
 - ``consume``: prefetch 50, 1 ms of work per message; from issuing the kill
   to the first delivery from a survivor.
 
-kombu is not measured: its ``Connection`` takes the same broker list, but
-its producer confirms one message at a time and its consumer recovers only
-under ``ConsumerMixin``-style code of the application's, so the gaps would
-measure that code rather than the client.
+kombu (``--failover --kombu``) is given the same broker list
+(``kombu.Connection("amqp://...;amqp://...")``): its producer publishes
+with ``confirm_publish`` (a window of 1: py-amqp waits for each confirm) and
+``retry=True`` with the same fast retry policy, a nack (leader election)
+published again by the benchmark; its consumer is a ``ConsumerMixin`` (the
+way kombu recovers a consumer), reconnecting under kombu's defaults.
 """
 
 from __future__ import annotations
@@ -264,20 +266,115 @@ def consume_gap(cluster: Cluster, queue: str, n: int) -> float:
     return first_after - killer.issued
 
 
-def failover(n: int, rounds: int) -> None:
-    with owned_cluster() as cluster:
-        gaps: dict[str, list[float]] = {"publish": [], "consume": []}
-        for rnd in range(rounds):
-            for scenario, measure in (("publish", publish_gap), ("consume", consume_gap)):
-                queue = f"carrot.bench.failover.{uuid.uuid4().hex[:10]}"
-                gaps[scenario].append(measure(cluster, queue, n))
-                log(f"round {rnd + 1} {scenario:8} gap {gaps[scenario][-1]:.3f} s")
-                cluster.revive_all()
-    print(f"\nfailover gaps, carrot, n={n}, {rounds} round(s), seconds (min / median / max):")
-    for scenario, values in gaps.items():
-        print(
-            f"{scenario:8} {min(values):6.3f} {statistics.median(values):6.3f} {max(values):6.3f}"
+def kombu_port(amqp_connection: Any) -> int:
+    """The port a py-amqp connection (under kombu) is connected to."""
+    return int(amqp_connection.host.rsplit(":", 1)[1])
+
+
+def kombu_publish_gap(cluster: Cluster, queue: str, n: int) -> float:
+    """As :func:`publish_gap`, for kombu's producer with ``retry=True``."""
+    import kombu
+    from amqp.exceptions import MessageNacked
+
+    with kombu.Connection(
+        ";".join(cluster.urls), transport_options={"confirm_publish": True}
+    ) as conn:
+        declared = kombu.Queue(queue, durable=True, queue_arguments=QUORUM)
+        producer = conn.Producer()
+        victim, killer, recovered = None, BackgroundKill(cluster), 0.0
+        for i in range(n):
+            if i == n // 3:
+                victim = PORTS.index(kombu_port(conn.connection)) + 1
+                killer.trigger(victim)
+            elif i == 2 * (n // 3):
+                killer.join()
+            while True:
+                try:
+                    producer.publish(
+                        PAYLOAD,
+                        routing_key=queue,
+                        serializer="json",
+                        delivery_mode=2,
+                        declare=[declared],
+                        retry=True,
+                        retry_policy=FAST,
+                    )
+                    break
+                except MessageNacked:
+                    time.sleep(FAST["interval_start"])  # a leaderless queue: again
+            if not recovered and victim and PORTS.index(kombu_port(conn.connection)) + 1 != victim:
+                recovered = time.monotonic()
+    if not recovered:
+        raise RuntimeError("kombu never sent on a survivor")
+    return recovered - killer.issued
+
+
+def kombu_consume_gap(cluster: Cluster, queue: str, n: int) -> float:
+    """As :func:`consume_gap`, for a kombu ``ConsumerMixin``."""
+    import kombu
+    from kombu.mixins import ConsumerMixin
+
+    with connection(PORTS[2]) as conn:
+        Consumer(connection=conn, queue=queue, durable=True, queue_arguments=QUORUM).close()
+        publisher = Publisher(
+            connection=conn, exchange="", routing_key=queue, confirm=True, max_unconfirmed=256
         )
+        for _ in range(n):
+            publisher.send(PAYLOAD)
+        publisher.close()
+    killer = BackgroundKill(cluster)
+
+    class Worker(ConsumerMixin):
+        def __init__(self, conn: Any) -> None:
+            self.connection = conn
+            self.got = 0
+            self.victim = 0
+            self.first_after = 0.0
+
+        def get_consumers(self, consumer_cls: Any, channel: Any) -> list[Any]:
+            declared = kombu.Queue(queue, durable=True, queue_arguments=QUORUM)
+            return [consumer_cls(queues=[declared], callbacks=[self.on_message], prefetch_count=50)]
+
+        def on_message(self, _body: Any, message: Any) -> None:
+            node = PORTS.index(kombu_port(message.channel.connection)) + 1
+            self.got += 1
+            if self.got == n // 3:
+                self.victim = node
+                killer.trigger(node)
+            if not self.first_after and self.victim and node != self.victim:
+                self.first_after = time.monotonic()
+            time.sleep(0.001)
+            message.ack()
+            if self.first_after and self.got >= n:
+                self.should_stop = True
+
+    with kombu.Connection(";".join(cluster.urls)) as conn:
+        worker = Worker(conn)
+        worker.run()
+    killer.join()
+    return worker.first_after - killer.issued
+
+
+def failover(n: int, rounds: int, with_kombu: bool) -> None:
+    measures = [("carrot", "publish", publish_gap), ("carrot", "consume", consume_gap)]
+    if with_kombu:
+        measures += [
+            ("kombu", "publish", kombu_publish_gap),
+            ("kombu", "consume", kombu_consume_gap),
+        ]
+    gaps: dict[tuple[str, str], list[float]] = {(c, s): [] for c, s, _m in measures}
+    with owned_cluster() as cluster:
+        for rnd in range(rounds):
+            for client, scenario, measure in measures:
+                queue = f"carrot.bench.failover.{uuid.uuid4().hex[:10]}"
+                gaps[client, scenario].append(measure(cluster, queue, n))
+                gap = gaps[client, scenario][-1]
+                log(f"round {rnd + 1} {client:6} {scenario:8} gap {gap:.3f} s")
+                cluster.revive_all()
+    print(f"\nfailover gaps, n={n}, {rounds} round(s), seconds (min / median / max):")
+    for (client, scenario), values in gaps.items():
+        low, mid, high = min(values), statistics.median(values), max(values)
+        print(f"{client:6} {scenario:8} {low:6.3f} {mid:6.3f} {high:6.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -287,11 +384,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--failover", action="store_true", help="measure the failover gaps instead of the rates"
     )
+    parser.add_argument(
+        "--kombu", action="store_true", help="with --failover: measure kombu's gaps too"
+    )
     args = parser.parse_args(argv)
     if args.n < 1 or args.rounds < 1:
         parser.error(f"-n and --rounds must be at least 1, not {args.n} and {args.rounds}")
     if args.failover:
-        failover(args.n, args.rounds)
+        failover(args.n, args.rounds, args.kombu)
         return 0
     t0 = time.perf_counter()
     with owned_cluster() as cluster:
