@@ -495,7 +495,7 @@ class Connection:
 _SSL_OPTION_NAMES = {"keyfile": "key_file", "certfile": "cert_file"}
 
 
-def _ssl_options(ssl: Any) -> dict[str, Any]:
+def _ssl_options(ssl: bool | dict[str, Any]) -> dict[str, Any]:
     """stomp.py ``set_ssl`` keywords for a BrokerConnection's ``ssl`` setting."""
     if ssl is True:
         return {}
