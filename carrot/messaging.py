@@ -559,13 +559,13 @@ class Consumer:
         self.backend.close()
         self._closed = True
 
-    def flow(self, active: bool) -> Any:
+    def flow(self, active: bool) -> None:
         """Pause (``False``) or resume (``True``) deliveries to this channel."""
         return self.backend.flow(active)
 
     def qos(
         self, prefetch_size: int = 0, prefetch_count: int = 0, apply_global: bool = False
-    ) -> Any:
+    ) -> None:
         """Limit the unacknowledged messages delivered at a time (0: no limit)."""
         return self.backend.qos(prefetch_size, prefetch_count, apply_global)
 
@@ -1288,13 +1288,13 @@ class ConsumerSet:
         """Discard the messages waiting on every queue of the set; return how many."""
         return sum(consumer.discard_all() for consumer in self.consumers)
 
-    def flow(self, active: bool) -> Any:
+    def flow(self, active: bool) -> None:
         """Pause (``False``) or resume (``True``) deliveries to this channel."""
         return self.backend.flow(active)
 
     def qos(
         self, prefetch_size: int = 0, prefetch_count: int = 0, apply_global: bool = False
-    ) -> Any:
+    ) -> None:
         """Limit the unacknowledged messages delivered at a time (0: no limit)."""
         return self.backend.qos(prefetch_size, prefetch_count, apply_global)
 

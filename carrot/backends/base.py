@@ -86,7 +86,13 @@ ConsumerCallback = Callable[[Any], object]
 
 
 class ReturnedMessage(NamedTuple):
-    """A message the broker returned as unroutable (:attr:`BaseBackend.returned_messages`)."""
+    """A message the broker returned as unroutable (:attr:`BaseBackend.returned_messages`).
+
+    A tuple ``(reply_code, reply_text, exchange, routing_key, message)``
+    with those names.
+
+    .. versionadded:: 0.11
+    """
 
     reply_code: int
     reply_text: str
@@ -366,19 +372,19 @@ class BaseBackend:
         # empty-body: _must_provide replaces this body; backends override it.
 
     @_must_provide
-    def cancel(self, *args: Any, **kwargs: Any) -> Any:
+    def cancel(self, *args: Any, **kwargs: Any) -> None:
         """Cancel a consumer by its tag (required)."""
 
     @_must_provide
-    def ack(self, delivery_tag: Any) -> Any:
+    def ack(self, delivery_tag: Any) -> None:
         """Acknowledge a message (required)."""
 
     @_must_provide
-    def reject(self, delivery_tag: Any) -> Any:
+    def reject(self, delivery_tag: Any) -> None:
         """Reject a message, dropping it (required)."""
 
     @_must_provide
-    def requeue(self, delivery_tag: Any) -> Any:
+    def requeue(self, delivery_tag: Any) -> None:
         """Reject a message and put it back on the queue (required)."""
 
     @_must_provide
@@ -391,11 +397,11 @@ class BaseBackend:
         """Publish a prepared message (required)."""
 
     @_must_provide
-    def flow(self, active: bool) -> Any:
+    def flow(self, active: bool) -> None:
         """Pause (``False``) or resume (``True``) deliveries (required)."""
 
     @_must_provide
-    def qos(self, prefetch_size: int, prefetch_count: int, apply_global: bool = False) -> Any:
+    def qos(self, prefetch_size: int, prefetch_count: int, apply_global: bool = False) -> None:
         """Limit unacknowledged deliveries (required)."""
 
     # -- the contract: defaults -----------------------------------------------
@@ -508,7 +514,7 @@ class BaseBackend:
         """
         self.channel.exchange_declare("amq.direct", "direct", passive=True)  # type: ignore[attr-defined]
 
-    def round_trip(self) -> tuple[str, Callable[[], Any]]:
+    def round_trip(self) -> tuple[str, Callable[[], object]]:
         """``(label, operation)``: one request the broker answers, to time it.
 
         The default opens and closes a channel.
