@@ -52,7 +52,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from carrot.exceptions import ConnectionClosedError
+from carrot.exceptions import ConnectionClosedError, TLSVerificationError
 
 __all__ = ["EXCLUSIVE_QUEUE_GRACE", "install", "intervals", "reconnect", "should_recover"]
 
@@ -118,6 +118,14 @@ def reconnect(connection: Any, exc: BaseException, generation: int) -> None:
             try:
                 established = connection._establish()
             except recoverable as error:
+                if isinstance(error, TLSVerificationError):
+                    # The certificate will not change by waiting: an
+                    # operator must act. (It is an OSError, so it looks
+                    # recoverable.)
+                    logger.warning(
+                        "not reconnecting to %s: %s", connection._masked_url(), _describe(error)
+                    )
+                    raise
                 if max_retries and attempt > max_retries:
                     logger.warning(
                         "giving up reconnecting to %s after %d attempts: %s",
