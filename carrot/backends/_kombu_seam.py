@@ -251,7 +251,7 @@ class _RedisTransport(_RedisTransportBase):  # type: ignore[misc]  # misc: as _R
 
 #: (owner, name, parameter names or None) of each private kombu name the
 #: memory transport's fixes rely on; None checks presence only.
-MEMORY_INTERNALS: tuple[tuple[Any, str, tuple[str, ...] | None], ...] = (
+MEMORY_INTERNALS: tuple[tuple[type, str, tuple[str, ...] | None], ...] = (
     (kombu_memory.Channel, "_put", ("queue", "message", "kwargs")),
     (kombu_memory.Channel, "_put_fanout", ("exchange", "message", "routing_key", "kwargs")),
     (kombu_memory.Channel, "_restore", ("message",)),
@@ -271,7 +271,7 @@ MEMORY_INTERNALS: tuple[tuple[Any, str, tuple[str, ...] | None], ...] = (
 )
 
 #: The same for the Redis transport's fixes (empty without the redis client).
-REDIS_INTERNALS: tuple[tuple[Any, str, tuple[str, ...] | None], ...] = (
+REDIS_INTERNALS: tuple[tuple[type, str, tuple[str, ...] | None], ...] = (
     ()
     if kombu_redis is None
     else (
@@ -297,7 +297,7 @@ REDIS_INTERNALS: tuple[tuple[Any, str, tuple[str, ...] | None], ...] = (
 
 
 def missing_internals(
-    internals: Iterable[tuple[Any, str, tuple[str, ...] | None]],
+    internals: Iterable[tuple[type, str, tuple[str, ...] | None]],
 ) -> list[str]:
     """What of ``internals`` the installed kombu lacks, one line each (empty: all there)."""
     problems = []
@@ -325,7 +325,7 @@ def select_transport(
     name: str,
     patched: type,
     plain: type,
-    internals: Iterable[tuple[Any, str, tuple[str, ...] | None]],
+    internals: Iterable[tuple[type, str, tuple[str, ...] | None]],
 ) -> type:
     """``patched`` when every one of ``internals`` is there, else ``plain``, said loudly.
 

@@ -154,7 +154,7 @@ class ClientAttribute:
 IMMEDIATE_EXPIRATION = "0"
 
 
-def publish_flags(mandatory: Any, immediate: Any) -> tuple[bool, str | None]:
+def publish_flags(mandatory: object, immediate: object) -> tuple[bool, str | None]:
     """``(mandatory, expiration)`` to send for carrot's ``mandatory``/``immediate``.
 
     RabbitMQ 3.0+ refuses the AMQP ``immediate`` flag by closing the
@@ -468,7 +468,7 @@ class BaseBackend:
             lambda channel: channel.exchange_declare(exchange, "direct", passive=True)
         )
 
-    def _passive_declare(self, declare: Callable[[Any], Any]) -> bool:
+    def _passive_declare(self, declare: Callable[[Any], object]) -> bool:
         """``declare(channel)`` on a throwaway channel: False when the broker answers 404."""
         channel = self._established().channel()
         try:
@@ -604,7 +604,7 @@ class BaseBackend:
             )
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 

@@ -279,7 +279,7 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
             return f"Redis {bytes_to_str(version)}"
         return super().server_description()
 
-    def round_trip(self) -> tuple[str, Callable[[], Any]]:
+    def round_trip(self) -> tuple[str, Callable[[], object]]:
         """Redis: a ``PING`` command; other transports: a channel opened and closed."""
         if self._transport_name() in ("redis", "rediss"):
             return "PING", self._redis_client().ping
@@ -330,7 +330,7 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
         connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)
         return connection
 
-    def close_connection(self, connection: Any) -> None:
+    def close_connection(self, connection: KombuConnection) -> None:
         """Close a connection opened by :meth:`establish_connection`."""
         connection.close()
 

@@ -334,7 +334,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
         """
         return self._new_connection()
 
-    def close_connection(self, connection: Any) -> None:
+    def close_connection(self, connection: Connection) -> None:
         """Close a connection from :meth:`establish_connection`."""
         connection.close()
 
@@ -388,7 +388,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
         """``None``: STOMP cannot ask (publishing to a missing exchange closes the connection)."""
         return None
 
-    def round_trip(self) -> tuple[str, Callable[[], Any]]:
+    def round_trip(self) -> tuple[str, Callable[[], object]]:
         """A SUBSCRIBE answered by its receipt, then UNSUBSCRIBE, on a ``/topic/`` of its own.
 
         RabbitMQ removes the topic's auto-delete queue at the UNSUBSCRIBE.
@@ -575,8 +575,8 @@ class Backend(FlowByCancelMixin, BaseBackend):
         message: dict[str, Any],
         exchange: str,
         routing_key: Any,
-        mandatory: Any = None,
-        immediate: Any = None,
+        mandatory: bool | None = None,
+        immediate: bool | None = None,
         headers: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:

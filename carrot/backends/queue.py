@@ -183,7 +183,7 @@ class Backend(BaseBackend):
         """Return a :class:`Connection`; nothing to connect to, so no settings needed."""
         return Connection(self.connection)
 
-    def close_connection(self, connection: Any) -> None:
+    def close_connection(self, connection: Connection) -> None:
         """Close a connection from :meth:`establish_connection`."""
         connection.close()
 
@@ -385,15 +385,15 @@ class Backend(BaseBackend):
                 return
             yield True
 
-    def ack(self, delivery_tag: Any) -> None:
+    def ack(self, delivery_tag: int) -> None:
         """Acknowledge: nothing to do, the message already left the queue."""
         _delivered.pop(delivery_tag, None)
 
-    def reject(self, delivery_tag: Any) -> None:
+    def reject(self, delivery_tag: int) -> None:
         """Reject: the message is dropped."""
         _delivered.pop(delivery_tag, None)
 
-    def requeue(self, delivery_tag: Any) -> None:
+    def requeue(self, delivery_tag: int) -> None:
         """Put the message back at the front of the queue, marked redelivered.
 
         Works while the :class:`Message` is still referenced; an unknown tag
