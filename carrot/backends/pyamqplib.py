@@ -18,19 +18,17 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import socket
-import ssl as ssl_module
-import time
 import warnings
 from itertools import count
 from typing import Any
 
 import amqp
-from amqp import transport as amqp_transport
 from amqp.exceptions import ChannelError, NotFound
 from amqp.exceptions import ConnectionError as AMQPConnectionError
 
-from carrot.backends._fastpath import FastConnection, new_message
+from carrot.backends._amqp import connection as _amqp_connection
+from carrot.backends._amqp import seam
+from carrot.backends._amqp.plain import OutgoingMessage, PlainConnection, WaitMulti
 from carrot.backends.base import _NOT_DECODED, BaseBackend, BaseMessage, FlowByCancelMixin
 from carrot.exceptions import MissingConnectionSetting
 
@@ -59,83 +57,20 @@ class QueueAlreadyExistsWarning(UserWarning):
     """A queue with that name already exists, so a new one was not created."""
 
 
-class _ContextSSLTransport(amqp_transport.SSLTransport):
-    """SSL transport wrapping with a ready :class:`ssl.SSLContext`."""
-
-    __slots__ = ("_context",)
-
-    def __init__(self, host: str, connect_timeout: Any = None, ssl: Any = None, **kwargs: Any):
-        self._context = ssl
-        super().__init__(host, connect_timeout=connect_timeout, ssl=True, **kwargs)
-
-    def _wrap_socket(self, sock: socket.socket, **sslopts: Any) -> Any:
-        # py-amqp has already split off the port (and an IPv6 literal's brackets).
-        server_hostname = self.host if self._context.check_hostname else None
-        return self._context.wrap_socket(
-            sock, server_hostname=server_hostname, do_handshake_on_connect=False
-        )
+#: The fast path when the seam trusts the installed py-amqp, plain py-amqp otherwise.
+_Base = _amqp_connection.Connection if seam.AVAILABLE else PlainConnection
 
 
-class Connection(FastConnection):
+class Connection(WaitMulti, _Base):
     """A py-amqp connection with the waiting calls carrot 0.10 offered.
 
     It is an :class:`amqp.Connection` whose hot paths (publish, deliver,
-    ack) are replaced by :mod:`carrot.backends._fastpath`.
+    ack) are replaced by :mod:`carrot.backends._amqp` (plain py-amqp when the
+    installed amqp is not one that layer was tested with).
+
+    :keyword read_timeout: seconds a socket read may wait for a frame
+        (``None``: no limit); :exc:`socket.timeout` when it passes.
     """
-
-    _last_channel_id: int | None = None
-
-    def Transport(  # noqa: N802 -- py-amqp's method name
-        self,
-        host: str,
-        connect_timeout: Any,
-        ssl: Any = False,
-        read_timeout: Any = None,
-        write_timeout: Any = None,
-        socket_settings: Any = None,
-        **kwargs: Any,
-    ) -> Any:
-        kwargs.update(
-            read_timeout=read_timeout, write_timeout=write_timeout, socket_settings=socket_settings
-        )
-        if isinstance(ssl, ssl_module.SSLContext):
-            return _ContextSSLTransport(host, connect_timeout=connect_timeout, ssl=ssl, **kwargs)
-        return super().Transport(host, connect_timeout, ssl=ssl, **kwargs)
-
-    def drain_events(self, allowed_methods: Any = None, timeout: float | None = None) -> Any:
-        """Wait for one method on any channel and dispatch it.
-
-        :keyword allowed_methods: accepted for compatibility and ignored:
-            py-amqp must dispatch every frame in the order it arrives.
-        :keyword timeout: seconds to wait; :exc:`socket.timeout` when it passes.
-        """
-        return super().drain_events(timeout=timeout)
-
-    def on_inbound_method(
-        self, channel_id: int, method_sig: Any, payload: Any, content: Any
-    ) -> Any:
-        self._last_channel_id = channel_id
-        return super().on_inbound_method(channel_id, method_sig, payload, content)
-
-    def wait_multi(
-        self, channels: Any, allowed_methods: Any = None, timeout: float | None = None
-    ) -> Any:
-        """Wait until a method arrives for one of ``channels``, dispatching it.
-
-        Methods for other channels that arrive first are dispatched too.
-
-        :keyword timeout: seconds to wait; :exc:`socket.timeout` when it passes.
-        """
-        wanted = {channel.channel_id for channel in channels}
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            self._last_channel_id = None
-            result = self.drain_events(timeout=remaining)
-            if self._last_channel_id in wanted:
-                return result
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError("timed out")  # socket.timeout is TimeoutError
 
 
 class Message(BaseMessage):
@@ -426,15 +361,15 @@ class Backend(FlowByCancelMixin, BaseBackend):
     ) -> amqp.Message:
         """Build the :class:`amqp.Message` to publish."""
         # Hot path: equal to amqp.Message(message_data, delivery_mode=..., ...).
-        return new_message(
-            message_data,
-            {
-                "delivery_mode": delivery_mode,
-                "priority": priority,
-                "content_type": content_type,
-                "content_encoding": content_encoding,
-            },
-        )
+        properties = {
+            "delivery_mode": delivery_mode,
+            "priority": priority,
+            "content_type": content_type,
+            "content_encoding": content_encoding,
+        }
+        if seam.AVAILABLE:
+            return seam.new_message(OutgoingMessage, message_data, properties)
+        return OutgoingMessage(message_data, **properties)
 
     def publish(
         self,
@@ -465,7 +400,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
             message.properties["expiration"] = "0"
             mandatory = True
         channel = self.channel
-        # Hot path: the fast publish of carrot.backends._fastpath when this
+        # Hot path: the fast publish of carrot.backends._amqp when this
         # backend opened the connection, py-amqp's basic_publish otherwise.
         fast_publish = getattr(channel, "fast_publish", None)
         if fast_publish is not None:

@@ -1,0 +1,162 @@
+"""The read side of a connection: one reusable buffer, large reads, frames cut in place.
+
+py-amqp reads each frame with two or three small ``recv`` calls and copies
+every part; :class:`FrameReader` asks the socket for up to
+:data:`READ_SIZE` bytes at a time (``recv_into`` a reusable buffer) and
+hands each whole frame to a callback as a position in that buffer.
+
+Errors are those of py-amqp's ``transport.read_frame``, case by case:
+
+* a read that times out raises :exc:`socket.timeout` and keeps what was
+  read (TLS's "timed out" :exc:`ssl.SSLError` too, as py-amqp maps it);
+* ``EAGAIN``/``EINTR`` (and ``ENOENT`` on TLS) from the socket, as
+  ``SO_RCVTIMEO`` (the ``read_timeout`` setting) produces, raise
+  :exc:`socket.timeout` while no byte of the next frame has arrived, and
+  are retried in the middle of a frame;
+* any other socket error marks the transport disconnected; so does the
+  peer closing the socket (``OSError("Server unexpectedly closed
+  connection")``);
+* a frame whose end octet is not ``0xCE`` raises :exc:`UnexpectedFrame`.
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from amqp.exceptions import UnexpectedFrame
+
+from carrot.backends._amqp import seam
+from carrot.backends._amqp.framing import FRAME_HEADER, whole_event_buffered
+
+__all__ = ["READ_SIZE", "FrameReader"]
+
+#: Bytes asked for per ``recv_into`` (the buffer grows when a frame is larger).
+READ_SIZE = 256 * 1024
+#: Errors that do not mean the connection is gone (py-amqp's ``_UNAVAIL``).
+_UNAVAILABLE = frozenset({errno.EAGAIN, errno.EINTR, errno.ENOENT, errno.EWOULDBLOCK})
+#: Errors a read retries (py-amqp's transports' ``_read``); TLS adds ENOENT.
+_RETRY = frozenset({errno.EAGAIN, errno.EINTR})
+_RETRY_TLS = frozenset({errno.EAGAIN, errno.EINTR, errno.ENOENT})
+
+
+class FrameReader:
+    """Bytes read from one socket, cut into frames.
+
+    :param on_frame: called as ``on_frame(type, channel, buffer, offset,
+        size)`` for each whole frame (the payload is ``buffer[offset:offset +
+        size]``, valid until the next read); :meth:`next_frame` returns what
+        it returns.
+    :param before_wait: called before each read from the socket.
+
+    Not thread-safe: the connection lets one thread read at a time.
+    """
+
+    __slots__ = ("before_wait", "buf", "end", "on_frame", "poller", "start", "transport", "view")
+
+    def __init__(self, on_frame: Callable[..., Any], before_wait: Callable[[], None]) -> None:
+        self.on_frame = on_frame
+        self.before_wait = before_wait
+        self.buf = bytearray(READ_SIZE)
+        self.view = memoryview(self.buf)
+        #: Where the next frame starts, and where the bytes read end.
+        self.start = 0
+        self.end = 0
+        self.transport: Any = None
+        self.poller: Any = None
+
+    def reset(self, transport: Any = None) -> None:
+        """Forget what was read (a new socket: a frame cut off on the old one is lost)."""
+        self.start = self.end = 0
+        self.transport = transport
+        self.poller = None
+
+    def next_frame(self, timeout: float | None) -> Any:
+        """Hand the next frame to ``on_frame``, reading when the buffer holds none."""
+        # Hot path: parses one frame from the buffer (reading when it has none).
+        while True:
+            start = self.start
+            if self.end - start >= 7:
+                buf = self.buf
+                ftype, channel_id, size = FRAME_HEADER.unpack_from(buf, start)
+                end = start + 7 + size
+                if end < self.end:
+                    if buf[end] != 0xCE:
+                        raise UnexpectedFrame(
+                            f"Received frame_end {buf[end]:#04x} while expecting 0xce"
+                        )
+                    self.start = end + 1
+                    return self.on_frame(ftype, channel_id, buf, start + 7, size)
+            self.fill(timeout)
+
+    def payload(self, offset: int, size: int) -> bytes:
+        """A copy of ``size`` bytes of the buffer at ``offset``."""
+        return bytes(self.view[offset : offset + size])
+
+    def fill(self, timeout: float | None) -> None:
+        """Read more bytes into the buffer, waiting up to ``timeout`` seconds."""
+        self.before_wait()
+        start, end = self.start, self.end
+        buf = self.buf
+        if start:
+            # Move the partial frame to the front.
+            buf[: end - start] = buf[start:end]
+            end -= start
+            self.start = 0
+            self.end = end
+        if end >= len(buf) - 64:
+            # A frame larger than the buffer: grow it (a bytearray cannot be
+            # resized while a memoryview of it exists).
+            self.view.release()
+            buf.extend(bytes(len(buf)))
+            self.view = memoryview(buf)
+        self.end = end + self._recv_into(self.view[end:], initial=not end, timeout=timeout)
+
+    def _recv_into(self, view: memoryview, initial: bool, timeout: float | None) -> int:
+        transport = self.transport
+        sock = seam.transport_socket(transport)
+        retry = _RETRY_TLS if isinstance(sock, ssl.SSLSocket) else _RETRY
+        while True:
+            try:
+                with seam.having_timeout(transport, timeout):
+                    n = sock.recv_into(view)
+            except TimeoutError:
+                raise
+            except ssl.SSLError as exc:
+                if "timed out" in str(exc):
+                    raise TimeoutError("timed out") from exc  # socket.timeout
+                transport.connected = False
+                raise
+            except OSError as exc:
+                if exc.errno in retry:
+                    if initial and getattr(transport, "raise_on_initial_eintr", True):
+                        raise TimeoutError("timed out") from exc
+                    continue
+                if exc.errno not in _UNAVAILABLE:
+                    transport.connected = False
+                raise
+            if not n:
+                transport.connected = False
+                raise OSError("Server unexpectedly closed connection")
+            return n
+
+    def has_whole_event(self, content: dict[int, int | None]) -> bool:
+        """Whether the buffer holds a whole method and its content (see :mod:`.framing`)."""
+        return whole_event_buffered(self.buf, self.start, self.end, content)
+
+    def readable(self) -> bool:
+        """Whether a read would find bytes now (buffered, decrypted or on the socket)."""
+        if self.end - self.start >= 8:
+            return True
+        sock = seam.transport_socket(self.transport)
+        pending = getattr(sock, "pending", None)  # TLS: decrypted bytes
+        if pending is not None and pending():
+            return True
+        poller = self.poller
+        if poller is None:
+            poller = self.poller = select.poll()
+            poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
