@@ -13,7 +13,8 @@ Commands::
 command) shows the traceback of a failure; without it a failure is one line
 on stderr.
 
-Broker URLs (see :func:`parse_url`):
+Broker URLs (parsed by :func:`carrot.urls.parse_url`, the same code
+:class:`~carrot.connection.BrokerConnection` uses for ``hostname=URL``):
 
 * ``amqp://user:password@host:port/vhost``: RabbitMQ through py-amqp. A
   missing user id or password is ``guest`` and a missing port 5672, as in
@@ -42,7 +43,9 @@ Broker URLs (see :func:`parse_url`):
   transport (``backend_cls="kombu"``), with kombu's exchange routing.
 
 The network schemes take ``?connect_timeout=S``. A password is never
-printed: URLs echoed in output and errors show ``***``.
+printed: URLs echoed in output and errors show ``***``. Several brokers
+separated by ``;`` (``"amqp://h1//;amqp://h2//"``) are tried in turn;
+``ping`` says which one answered.
 
 What ``ping`` times depends on the backend: opening and closing a channel
 (``amqp://``, ``pika://``), a SUBSCRIBE answered by its receipt
@@ -57,10 +60,12 @@ STOMP no exchange is declared (it cannot declare any): the messages go to
 since RabbitMQ creates an exclusive STOMP queue only when subscribed to.
 
 Exit status: 0 on success; 1 when something failed at run time (cannot
-connect, refused by the broker, a demo round trip that does not match); 2 for
-usage errors (bad arguments, a malformed URL or unknown scheme), and for
-``consume`` when the timeout passed with no message; 130 when interrupted;
-141 when the reader of stdout went away (``carrot consume ... | head -1``).
+connect, refused by the broker, a demo round trip that does not match, a
+message ``publish`` sent that the broker returned as unroutable); 2 for usage
+errors (bad arguments, a malformed URL or unknown scheme); 3
+(:data:`EXIT_NO_MESSAGE`) for ``consume`` when the timeout passed with no
+message; 130 when interrupted; 141 when the reader of stdout went away
+(``carrot consume ... | head -1``).
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ import argparse
 import contextlib
 import io
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -79,11 +85,14 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from carrot import __version__, serialization
 from carrot.connection import BrokerConnection
-from carrot.exceptions import CarrotError, DecodeError, SerializerNotInstalled
+from carrot.exceptions import CarrotError, DecodeError, InvalidURLError, SerializerNotInstalled
+
+# The CLI's URLs are the library's; the names stay importable from here.
+from carrot.urls import MASK as MASK
+from carrot.urls import format_url, mask_url, parse_url, split_urls
 
 __all__ = [
     "CommandError",
@@ -95,45 +104,13 @@ __all__ = [
     "parse_url",
 ]
 
-#: scheme -> (backend_cls, default port, ssl) of the network URL schemes.
-NETWORK_SCHEMES: dict[str, tuple[str, int, bool]] = {
-    "amqp": ("amqp", 5672, False),
-    "amqps": ("amqp", 5671, True),
-    "pika": ("pika", 5672, False),
-    "pikas": ("pika", 5671, True),
-    "stomp": ("stomp", 61613, False),
-    "stomp+ssl": ("stomp", 61614, True),
-    "redis": ("redis", 6379, False),
-}
-#: Schemes of the in-process backends: scheme -> backend_cls.
-IN_PROCESS_SCHEMES = {"memory": "memory", "kombu+memory": "kombu", "kombu": "kombu"}
-#: Every scheme :func:`parse_url` knows, in the order error messages list them.
-KNOWN_SCHEMES = (*NETWORK_SCHEMES, *IN_PROCESS_SCHEMES)
-#: backend_cls -> the scheme :func:`format_url` writes (plain, TLS).
-_FORMAT_SCHEMES = {
-    "amqp": ("amqp", "amqps"),
-    "pika": ("pika", "pikas"),
-    "stomp": ("stomp", "stomp+ssl"),
-    "redis": ("redis", "redis"),
-}
-#: What a masked password is shown as.
-MASK = "***"
 #: The broker ``demo`` and ``bench`` use by default.
 DEFAULT_BROKER = "memory://"
 #: Seconds ``demo`` and ``bench`` wait for each message before giving up.
 RECEIVE_TIMEOUT = 10.0
-
-
-class InvalidURLError(CarrotError, ValueError):
-    """A broker URL that cannot be used: malformed, or of an unknown scheme."""
-
-    def __init__(self, url: str, reason: str) -> None:
-        self.url = url
-        self.reason = reason
-        super().__init__(url, reason)
-
-    def __str__(self) -> str:
-        return f"invalid broker URL {mask_url(self.url)!r}: {self.reason}"
+#: The exit status of ``consume`` when its timeout passed with no message
+#: (not 2, which is a usage error).
+EXIT_NO_MESSAGE = 3
 
 
 class CommandError(CarrotError):
@@ -150,150 +127,6 @@ class CommandError(CarrotError):
 
     def __str__(self) -> str:
         return self.message
-
-
-# -- URLs -----------------------------------------------------------------------
-
-
-def mask_url(url: str) -> str:
-    """Return ``url`` with its password, if any, replaced by ``***``.
-
-    Works on malformed URLs too: everything between the user id's colon and
-    the last ``@`` is masked, so a password containing ``/`` or ``@`` never
-    shows.
-
-    >>> mask_url("amqp://guest:secret@localhost:5672//")
-    'amqp://guest:***@localhost:5672//'
-    >>> mask_url("amqp://localhost//")
-    'amqp://localhost//'
-    """
-    _, sep, _ = url.partition("://")
-    start = url.index("://") + 3 if sep else 0
-    at = url.rfind("@", start)
-    if at == -1:
-        return url
-    userinfo = url[start:at]
-    if ":" not in userinfo:
-        return url
-    user = userinfo.split(":", 1)[0]
-    return f"{url[:start]}{user}:{MASK}{url[at:]}"
-
-
-def parse_url(url: str) -> dict[str, Any]:
-    """Turn a broker URL into :class:`~carrot.connection.BrokerConnection` keyword arguments.
-
-    >>> parse_url("amqp://user:p%40ss@rabbit:5673/prod")["virtual_host"]
-    'prod'
-    >>> parse_url("amqps://rabbit")["port"], parse_url("amqps://rabbit")["ssl"]
-    (5671, True)
-    >>> parse_url("memory://")
-    {'backend_cls': 'memory'}
-    >>> parse_url("stomp://rabbit")["port"], parse_url("stomp://rabbit")["backend_cls"]
-    (61613, 'stomp')
-    >>> params = parse_url("redis://:s3cret@cache:6380/2")
-    >>> params["password"], params["virtual_host"], params["backend_cls"]
-    ('s3cret', '2', 'redis')
-
-    :param url: one of :data:`KNOWN_SCHEMES` (see the module docstring for
-        each scheme's fields and defaults).
-    :returns: hostname, userid, password, virtual_host, port, ssl and
-        backend_cls (and connect_timeout when the URL sets it); only
-        backend_cls for the in-process schemes (``memory://``,
-        ``kombu+memory://``).
-    :raises InvalidURLError: (a ``ValueError``) the URL is malformed or its
-        scheme unknown; the message masks the password.
-    """
-    if not isinstance(url, str) or "://" not in url:
-        raise InvalidURLError(
-            str(url), "expected scheme://..., e.g. amqp://guest:guest@localhost:5672//"
-        )
-    if any(ch.isspace() or ord(ch) < 32 for ch in url):
-        raise InvalidURLError(url, "contains whitespace or control characters")
-    scheme, _, rest = url.partition("://")
-    scheme = scheme.lower()
-    if scheme in IN_PROCESS_SCHEMES:
-        if rest.strip("/"):
-            raise InvalidURLError(url, f"{scheme}:// takes no host, path or options")
-        return {"backend_cls": IN_PROCESS_SCHEMES[scheme]}
-    if scheme not in NETWORK_SCHEMES:
-        known = ", ".join(f"{name}://" for name in KNOWN_SCHEMES)
-        raise InvalidURLError(url, f"unknown scheme {scheme!r} (known: {known})")
-    backend_cls, default_port, ssl = NETWORK_SCHEMES[scheme]
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-        hostname = parts.hostname
-    except ValueError as exc:
-        raise InvalidURLError(url, str(exc).replace(url, mask_url(url))) from None
-    if parts.fragment:
-        raise InvalidURLError(url, "a broker URL has no #fragment")
-    if port == 0:
-        raise InvalidURLError(url, "port 0 is not a port")
-    hostname = hostname or "localhost"
-    if ":" in hostname and backend_cls == "amqp":
-        hostname = f"[{hostname}]"  # IPv6, as py-amqp expects it in "host:port"
-    username = unquote(parts.username) if parts.username is not None else None
-    password = unquote(parts.password) if parts.password is not None else None
-    path = parts.path
-    if backend_cls == "redis":
-        # Redis has no login by default: no user id or password unless given
-        # (a user id is a Redis 6 ACL user). The path is the database number.
-        db = path[1:] or "0"
-        if not db.isdigit() or not db.isascii():
-            raise InvalidURLError(url, f"the path is the Redis database number, not {db!r}")
-        userid, virtual_host = username or None, str(int(db))
-    else:
-        userid = username if username is not None else "guest"
-        password = password if password is not None else "guest"
-        virtual_host = unquote(path[1:]) if len(path) > 1 else "/"
-    params: dict[str, Any] = {
-        "hostname": hostname,
-        "userid": userid,
-        "password": password,
-        "virtual_host": virtual_host,
-        "port": port or default_port,
-        "ssl": ssl,
-        "backend_cls": backend_cls,
-    }
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key != "connect_timeout":
-            raise InvalidURLError(url, f"unknown option {key!r} (known: connect_timeout)")
-        try:
-            timeout = float(value)
-        except ValueError:
-            timeout = -1.0
-        if not timeout > 0:
-            raise InvalidURLError(url, f"connect_timeout must be a positive number, not {value!r}")
-        params["connect_timeout"] = timeout
-    return params
-
-
-def format_url(params: dict[str, Any]) -> str:
-    """The URL for :func:`parse_url`'s result, with the password masked.
-
-    >>> format_url(parse_url("amqp://guest:guest@127.0.0.1:1"))
-    'amqp://guest:***@127.0.0.1:1//'
-    >>> format_url(parse_url("redis://:secret@127.0.0.1/3"))
-    'redis://:***@127.0.0.1:6379/3'
-    """
-    backend_cls = params.get("backend_cls")
-    if backend_cls == "memory":
-        return "memory://"
-    if backend_cls == "kombu":
-        return "kombu+memory://"
-    plain, secure = _FORMAT_SCHEMES.get(backend_cls or "amqp", ("amqp", "amqps"))
-    scheme = secure if params.get("ssl") else plain
-    hostname = str(params["hostname"])
-    if ":" in hostname and not hostname.startswith("["):
-        hostname = f"[{hostname}]"
-    user = quote(params.get("userid") or "", safe="")
-    if backend_cls == "redis":
-        login = f"{user}:{MASK}@" if params.get("password") is not None else ""
-        login = login or (f"{user}@" if user else "")
-        return f"{scheme}://{login}{hostname}:{params['port']}/{params.get('virtual_host') or 0}"
-    vhost = params.get("virtual_host") or "/"
-    path = "/" if vhost == "/" else quote(vhost, safe="")
-    return f"{scheme}://{user}:{MASK}@{hostname}:{params['port']}/{path}"
 
 
 # -- output -----------------------------------------------------------------------
@@ -365,8 +198,25 @@ def _note(line: str) -> None:
     sys.stderr.flush()
 
 
+def _innermost(exc: BaseException) -> BaseException:
+    """The error a client wrapped, or ``exc`` itself.
+
+    pika nests the socket's error in ``args``, then in ``.exception``.
+    """
+    seen = {id(exc)}
+    while True:
+        inner = next((arg for arg in exc.args if isinstance(arg, BaseException)), None)
+        if inner is None and isinstance(getattr(exc, "exception", None), BaseException):
+            inner = exc.exception  # type: ignore[attr-defined]
+        if inner is None or id(inner) in seen:
+            return exc
+        seen.add(id(inner))
+        exc = inner
+
+
 def _describe(exc: BaseException) -> str:
     """One line saying what ``exc`` means, without its class path."""
+    exc = _innermost(exc)
     reply_text = getattr(exc, "reply_text", None)
     if reply_text:
         return str(reply_text)
@@ -377,7 +227,13 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    if text:
+        return text[0]
+    # stomp.py's ConnectFailedException says nothing (its log said why)
+    return (
+        f"{type(exc).__name__}, with no reason given: check that the broker runs and "
+        "listens on that port, and that the scheme's TLS setting matches the port"
+    )
 
 
 def _text(value: Any) -> str:
@@ -400,15 +256,23 @@ def _in_process(params: dict[str, Any]) -> bool:
 
 
 def _connect(url: str) -> tuple[BrokerConnection, dict[str, Any], str]:
-    """Parse ``url`` and connect; a failure becomes one :class:`CommandError` line."""
-    params = parse_url(url)
-    shown = format_url(params)
-    conn = BrokerConnection(**params)
+    """Parse ``url`` and connect; a failure becomes one :class:`CommandError` line.
+
+    ``url`` may be a ``;``-separated broker list: the brokers are tried in
+    turn and the URL returned (for output) is the one that answered.
+    """
+    brokers = split_urls(url)
+    every = [parse_url(broker) for broker in brokers]  # each checked, with its own error
+    params = every[0]
+    shown = ";".join(format_url(broker) for broker in every)
+    conn = BrokerConnection(**params) if len(brokers) == 1 else BrokerConnection(brokers)
     try:
         conn.connect()
     except Exception as exc:  # any failure here means "cannot connect"; --debug shows which
         conn.close()
         raise CommandError(f"cannot connect to {shown}: {_describe(exc)}") from exc
+    if len(brokers) > 1:
+        shown = conn._masked_url()  # the broker that answered
     return conn, params, shown
 
 
@@ -430,7 +294,7 @@ def _wait_for(conn: BrokerConnection, done: Callable[[], bool], timeout: float, 
 
 def _delete_queue_afterwards(
     conn: BrokerConnection, queue: str
-) -> contextlib.AbstractContextManager:
+) -> contextlib.AbstractContextManager[None]:
     """Delete ``queue`` when the block ends, however it ends.
 
     The brokers delete the exclusive auto-delete queues of ``demo`` and
@@ -678,6 +542,30 @@ def _exchange_exists(conn: BrokerConnection, exchange: str, backend_cls: str) ->
     return True
 
 
+def _returned(conn: BrokerConnection, backend: Any, backend_cls: str) -> str | None:
+    """``"NO_ROUTE (312)"`` if the broker returned the message just published, else None.
+
+    A synchronous call on the publishing channel (basic.qos, which changes
+    nothing there) waits for the broker: it sends basic.return before its
+    answer, and the backend keeps returns on ``returned_messages``.
+    """
+    backend_logger = logging.getLogger("carrot.backends")
+    level = backend_logger.level
+    backend_logger.setLevel(logging.ERROR)  # its warning about the return: our error says it
+    try:
+        if backend_cls == "pika":
+            backend.channel.basic_qos(prefetch_count=0)
+            conn.connection.process_data_events(time_limit=0)  # pika hands over returns here
+        else:
+            backend.channel.basic_qos(0, 0, False)
+    finally:
+        backend_logger.setLevel(level)
+    if not backend.returned_messages:
+        return None
+    reply_code, reply_text = backend.returned_messages[-1][:2]
+    return f"{_text(reply_text)} ({reply_code})"
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     """Publish one message (body from the argument, or stdin)."""
     from carrot.messaging import Publisher
@@ -705,7 +593,23 @@ def cmd_publish(args: argparse.Namespace) -> int:
         publisher = Publisher(
             conn, exchange=exchange, routing_key=routing_key, backend=backend, auto_declare=False
         )
-        publisher.send(payload, content_type=content_type, content_encoding=content_encoding)
+        # mandatory: the broker returns a message no queue is bound for,
+        # where it would drop it silently; AMQP backends only.
+        can_return = hasattr(backend, "returned_messages") and backend_cls in ("amqp", "pika")
+        publisher.send(
+            payload,
+            content_type=content_type,
+            content_encoding=content_encoding,
+            mandatory=can_return,
+        )
+        if can_return:
+            returned = _returned(conn, backend, backend_cls)
+            if returned is not None:
+                raise CommandError(
+                    f"unroutable: no queue is bound to exchange {exchange!r} for routing "
+                    f"key {routing_key!r} on {shown}, so the broker returned the message "
+                    f"({returned}); bind a queue, or use --declare-queue"
+                )
         publisher.close()
     _out(
         f"published {len(payload)} bytes ({content_type}, {content_encoding}) to "
@@ -768,7 +672,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
     if printed:
         return 0
     _note(f"no message on queue {args.queue!r} within {timeout:g} s")
-    return 2
+    return EXIT_NO_MESSAGE
 
 
 # -- bench ----------------------------------------------------------------------------
@@ -950,6 +854,9 @@ _URL_HELP = (
     "(AMQP and STOMP user and password default to guest)"
 )
 
+#: Appended to an option's help: argparse fills in its default.
+_DEFAULT = " (default: %(default)s)"
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``carrot`` and its commands."""
@@ -969,7 +876,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  carrot publish amqp://localhost// 'hello' --declare-queue hello\n"
             "  carrot consume amqp://localhost// --queue hello --count 1\n"
             "  carrot bench --broker amqp://localhost// --count 10000\n"
-            "\nexit status: 0 ok, 1 failed, 2 usage error (or consume timed out empty)"
+            "\nexit status: 0 ok, 1 failed, 2 usage error, 3 consume timed out empty"
         ),
         formatter_class=formatter,
     )
@@ -992,9 +899,13 @@ def build_parser() -> argparse.ArgumentParser:
             "check they match. Uses an exclusive queue the broker deletes afterwards."
         ),
     )
-    demo.add_argument("--broker", default=DEFAULT_BROKER, metavar="URL", help=_URL_HELP)
+    demo.add_argument("--broker", default=DEFAULT_BROKER, metavar="URL", help=_URL_HELP + _DEFAULT)
     demo.add_argument(
-        "--count", type=_positive_int, default=1, metavar="N", help="messages per serializer"
+        "--count",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="messages per serializer" + _DEFAULT,
     )
     demo.set_defaults(func=cmd_demo)
 
@@ -1010,7 +921,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ping.add_argument("url", metavar="URL", help=_URL_HELP)
     ping.add_argument(
-        "--count", type=_positive_int, default=3, metavar="N", help="round trips to time"
+        "--count", type=_positive_int, default=3, metavar="N", help="round trips to time" + _DEFAULT
     )
     ping.set_defaults(func=cmd_ping)
 
@@ -1023,7 +934,9 @@ def build_parser() -> argparse.ArgumentParser:
             "'-' (text when it is valid UTF-8, bytes otherwise). Without --serializer "
             "or --content-type text goes as text/plain and bytes as application/data; "
             "with --serializer a BODY that parses as JSON is sent as that value; "
-            "with --content-type the body is sent as it is. The exchange must exist."
+            "with --content-type the body is sent as it is. The exchange must exist. "
+            "On RabbitMQ a message no queue is bound for is returned by the broker: "
+            "publish says so and exits 1."
         ),
     )
     publish.add_argument("url", metavar="URL", help=_URL_HELP)
@@ -1051,14 +964,18 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Print each message's decoded body on its own line (repr for what is not "
             "text) and ack it. Exits 0 once it printed a message and the count is "
-            "reached or the queue stays empty for --timeout seconds; exits 2 when "
+            "reached or the queue stays empty for --timeout seconds; exits 3 when "
             "the timeout passes with nothing printed."
         ),
     )
     consume.add_argument("url", metavar="URL", help=_URL_HELP)
     consume.add_argument("--queue", required=True, metavar="Q", help="the queue to read")
     consume.add_argument(
-        "--count", type=_non_negative_int, default=0, metavar="N", help="stop after N (0: no limit)"
+        "--count",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="stop after N messages (default: 0, no limit)",
     )
     consume.add_argument(
         "--timeout",
@@ -1084,12 +1001,20 @@ def build_parser() -> argparse.ArgumentParser:
             "comparison across backends."
         ),
     )
-    bench.add_argument("--broker", default=DEFAULT_BROKER, metavar="URL", help=_URL_HELP)
+    bench.add_argument("--broker", default=DEFAULT_BROKER, metavar="URL", help=_URL_HELP + _DEFAULT)
     bench.add_argument(
-        "--count", type=_positive_int, default=10000, metavar="N", help="messages to send"
+        "--count",
+        type=_positive_int,
+        default=10000,
+        metavar="N",
+        help="messages to send" + _DEFAULT,
     )
     bench.add_argument(
-        "--size", type=_non_negative_int, default=100, metavar="B", help="body size in bytes"
+        "--size",
+        type=_non_negative_int,
+        default=100,
+        metavar="B",
+        help="body size in bytes" + _DEFAULT,
     )
     bench.add_argument(
         "--compare",
@@ -1100,7 +1025,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     bench.add_argument(
-        "--rounds", type=_positive_int, default=3, metavar="R", help="with --compare: rounds"
+        "--rounds",
+        type=_positive_int,
+        default=3,
+        metavar="R",
+        help="with --compare: rounds" + _DEFAULT,
     )
     bench.set_defaults(func=cmd_bench)
     return parser
@@ -1127,8 +1056,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 2)
     debug = getattr(args, "debug", False)
+    command: Callable[[argparse.Namespace], int] = args.func
     try:
-        return args.func(args)
+        return command(args)
     except KeyboardInterrupt:
         _note("interrupted")
         return 130

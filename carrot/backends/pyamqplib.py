@@ -30,6 +30,7 @@ from carrot.backends._amqp import connection as _amqp_connection
 from carrot.backends._amqp import seam
 from carrot.backends._amqp.plain import OutgoingMessage, PlainConnection, WaitMulti
 from carrot.backends.base import _NOT_DECODED, BaseBackend, BaseMessage, FlowByCancelMixin
+from carrot.confirms import ConfirmWindow
 from carrot.exceptions import MissingConnectionSetting
 
 __all__ = [
@@ -184,7 +185,43 @@ class Backend(FlowByCancelMixin, BaseBackend):
         if channel is None or not channel.is_open or channel.connection is None:
             channel = self._channel = self._established().channel()
             channel.events["basic_return"].add(self._on_return)
+            if self._confirms is not None:
+                self._select_confirms(channel, self._confirms)
         return channel
+
+    # -- publisher confirms --------------------------------------------------
+
+    _confirms: ConfirmWindow | None = None
+
+    def confirm_select(self, window: ConfirmWindow) -> None:
+        """Put the channel in confirm mode; the broker's answers go to ``window``.
+
+        A channel opened later (after a close) is put in confirm mode too.
+
+        .. versionadded:: 0.11
+        """
+        channel = self._channel
+        self._confirms = window
+        if channel is not None and channel.is_open and channel.connection is not None:
+            self._select_confirms(channel, window)
+        else:
+            _ = self.channel  # opens one; the property puts it in confirm mode
+
+    @staticmethod
+    def _select_confirms(channel: amqp.Channel, window: ConfirmWindow) -> None:
+        # What an earlier channel left unconfirmed can't be confirmed on
+        # this one: the numbering starts again at 1.
+        window.reset()
+        channel.confirm_select()
+        channel.events["basic_ack"].add(window.acked)
+        channel.events["basic_nack"].add(window.nacked)
+
+    def drain_confirms(self, timeout: float) -> None:
+        """Read and dispatch what the broker sent, for up to ``timeout`` seconds.
+
+        .. versionadded:: 0.11
+        """
+        self._established().drain_events(timeout=timeout)
 
     def _on_return(self, exc: Any, exchange: str, routing_key: str, message: Any) -> None:
         logger.warning(
@@ -196,6 +233,10 @@ class Backend(FlowByCancelMixin, BaseBackend):
         self.returned_messages.append(
             (exc.reply_code, exc.reply_text, exchange, routing_key, message)
         )
+        if self._confirms is not None:
+            self._confirms.returned(
+                exchange, routing_key, message.body, exc.reply_code, exc.reply_text
+            )
 
     def close(self) -> None:
         """Close the channel (the connection stays open)."""
