@@ -7,7 +7,11 @@ Features:
 * consumers with callbacks, ``basic_get``, ack / reject / requeue, qos;
 * ``mandatory`` publishing; returned messages are logged and kept on
   :attr:`Backend.returned_messages` instead of raising later;
-* TLS through ``ssl=True``, a dict of options or an :class:`ssl.SSLContext`.
+* TLS through ``ssl=True``, a dict of options or an :class:`ssl.SSLContext`;
+* heartbeats (``BrokerConnection(heartbeat=N)``): sent by a background
+  thread even while the application is busy, and a silent broker is
+  detected within ``2 * N`` seconds (:mod:`carrot.backends._amqp.heartbeat`);
+* ``close()`` returns within ``connect_timeout`` on a dead or silent broker.
 
 ``Backend.channel`` is the raw :class:`amqp.Channel`, as tools written for
 carrot (camqadm) call methods such as ``exchange_delete`` on it directly.
@@ -159,6 +163,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
             virtual_host=conninfo.virtual_host,
             ssl=ssl,
             connect_timeout=conninfo.connect_timeout,
+            heartbeat=getattr(conninfo, "heartbeat", 0),
         )
         conn.connect()
         return conn

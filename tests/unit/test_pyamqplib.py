@@ -232,7 +232,7 @@ def test_connection_passes_ssl_and_timeout_to_py_amqp(monkeypatch) -> None:
 
     monkeypatch.setattr(pyamqplib, "Connection", Recording)
     context = ssl.create_default_context()
-    conn = BrokerConnection("h", "u", "p", "/v", ssl=context, connect_timeout=2.5)
+    conn = BrokerConnection("h", "u", "p", "/v", ssl=context, connect_timeout=2.5, heartbeat=1.5)
     assert isinstance(conn.connection, Recording)
     assert made == [
         {
@@ -242,6 +242,7 @@ def test_connection_passes_ssl_and_timeout_to_py_amqp(monkeypatch) -> None:
             "virtual_host": "/v",
             "ssl": context,
             "connect_timeout": 2.5,
+            "heartbeat": 1.5,
         }
     ]
 

@@ -37,11 +37,20 @@ lock                   guards
                        ``is_blocked``, ``blocked_reason``
 ``write_lock``         every socket write, and ``held_acks`` (the same
                        lock: ``held_acks.lock``) with each channel's held
-                       acks
+                       acks; the heartbeat thread (:mod:`.heartbeat`)
+                       writes its frames under it, taking it only when
+                       free
+(none)                 ``bytes_recv``/``bytes_sent``: counters bumped by
+                       the reading/writing thread, sampled by the
+                       heartbeat thread (a stale value delays it a tick);
+                       ``heartbeat_lost`` and ``transport.connected``:
+                       set once by the heartbeat thread when it gives a
+                       silent peer up, before it shuts the socket down
 =====================  ===================================================
 
 Lock order: ``_read_lock`` before ``write_lock`` (the reading thread writes
-held acks); never the other way. ``_since_check`` is a counter of publishes
+held acks); never the other way. The heartbeat thread takes no lock but
+``write_lock``, and that without waiting. ``_since_check`` is a counter of publishes
 read and written without a lock: a lost update only moves one look at the
 socket. Anything unexpected (a channel in confirm mode, a non-bytes body)
 takes py-amqp's own code path.
@@ -188,11 +197,20 @@ class Connection(seam.SeamConnection, PlainConnection):
         if self.held_acks.pending:
             self.flush_acks()
 
-    def close(self, *args: Any, **kwargs: Any) -> Any:
+    def _before_close(self, deadline: float) -> None:
+        # The held-back acks go out before connection.close, within the
+        # close's time limit (a write to a silent peer may block).
         if self.held_acks.pending and self.connected:
             with contextlib.suppress(OSError):
-                self.flush_acks()
-        return super().close(*args, **kwargs)
+                if not self.write_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                    return
+                try:
+                    with seam.having_timeout(
+                        self.transport, max(0.001, deadline - time.monotonic())
+                    ):
+                        self._flush_locked()
+                finally:
+                    self.write_lock.release()
 
     # -- reading ------------------------------------------------------------------
 
@@ -251,13 +269,16 @@ class Connection(seam.SeamConnection, PlainConnection):
         try:
             while not next_frame(timeout):
                 pass
-        except BaseException:
+        except BaseException as exc:
             held_acks.dispatching -= 1
             if held_acks.pending and self.connected:
                 # A callback raised (or the read failed): the application may
                 # not come back, so the acks made so far go out now.
                 with contextlib.suppress(OSError):
                     self.flush_acks()
+            lost = self._lost(exc)
+            if lost is not None:
+                raise lost from exc
             raise
         held_acks.dispatching -= 1
         self._dispatched += 1

@@ -1,7 +1,8 @@
 """carrot's additions to py-amqp's objects, through py-amqp's public API only.
 
-* :class:`PlainConnection`: the connection with carrot's keywords and
-  ``connection.blocked`` tracking; the base of the fast
+* :class:`PlainConnection`: the connection with carrot's keywords,
+  ``connection.blocked`` tracking, heartbeats (:mod:`.heartbeat`) and a
+  close that never hangs; the base of the fast
   :class:`~.connection.Connection`, and the whole backend connection when
   :mod:`.seam` turned the fast path off.
 * :class:`WaitMulti`: carrot 0.10's ``wait_multi``, for any of them.
@@ -11,16 +12,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl as ssl_module
+import threading
 import time
 from typing import Any
 
 import amqp
+from amqp import spec
+from amqp.exceptions import ConnectionForced
 
 from carrot.backends._amqp import seam
+from carrot.backends._amqp.heartbeat import HeartbeatMonitor, wire_heartbeat
 
-__all__ = ["OutgoingMessage", "PlainConnection", "WaitMulti"]
+__all__ = ["CLOSE_TIMEOUT", "OutgoingMessage", "PlainConnection", "WaitMulti"]
+
+#: Seconds :meth:`PlainConnection.close` waits for ``close-ok`` when the
+#: connection has no ``connect_timeout``.
+CLOSE_TIMEOUT = 5.0
+
+
+def _nothing() -> None:
+    pass
 
 
 class PlainConnection(amqp.Connection):
@@ -33,6 +47,14 @@ class PlainConnection(amqp.Connection):
     :keyword read_timeout: seconds a read from the socket may wait for the
         first byte of a frame (``SO_RCVTIMEO``; ``None``: no limit), as
         py-amqp: a wait that passes it raises :exc:`socket.timeout`.
+    :keyword heartbeat: seconds, ``0`` for none; proposed to the broker in
+        whole seconds (rounded up), then sent and watched by a
+        :class:`~.heartbeat.HeartbeatMonitor` thread.
+
+    Every frame is written under :attr:`write_lock` (the heartbeat thread
+    writes too). :meth:`close` waits for ``close-ok`` at most
+    ``connect_timeout`` seconds (:data:`CLOSE_TIMEOUT` when that is
+    ``None``), then drops the socket.
     """
 
     #: Seconds a socket read may wait for a frame (``None``: no limit).
@@ -45,13 +67,28 @@ class PlainConnection(amqp.Connection):
     _wire_blocked_reason: str | None = None
     _user_on_blocked: Any = None
     _user_on_unblocked: Any = None
+    #: The heartbeat asked for, in seconds (``heartbeat`` is the one negotiated).
+    heartbeat_requested = 0.0
+    #: The thread sending and watching heartbeats (``None`` when off or closed).
+    heartbeat_monitor: HeartbeatMonitor | None = None
+    #: Why the heartbeat monitor gave the peer up (``None`` while it has not).
+    heartbeat_lost: str | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         settings = dict(kwargs.get("socket_settings") or {})
         if hasattr(socket, "TCP_USER_TIMEOUT"):
             settings.setdefault(socket.TCP_USER_TIMEOUT, 0)
         kwargs["socket_settings"] = settings
+        self.heartbeat_requested = float(kwargs.get("heartbeat") or 0)
+        kwargs["heartbeat"] = wire_heartbeat(self.heartbeat_requested)
+        if "frame_writer" not in kwargs:
+            #: Held around every frame written (py-amqp's writer is wrapped).
+            self.write_lock = threading.Lock()
+            kwargs["frame_writer"] = self._locked_frame_writer
         super().__init__(*args, **kwargs)
+
+    def _locked_frame_writer(self, connection: Any, transport: Any) -> Any:
+        return seam.guarded_frame_writer(connection, transport, self.write_lock, _nothing)
 
     # py-amqp calls self.on_blocked(reason) / self.on_unblocked(): track the
     # state there, and still call what the application set.
@@ -89,7 +126,100 @@ class PlainConnection(amqp.Connection):
         if not self.connected:
             self.is_blocked = False
             self.blocked_reason = self._wire_blocked_reason = None
-        return super().connect(callback)
+            self.heartbeat_lost = None
+        result = super().connect(callback)
+        self._start_heartbeats()
+        return result
+
+    # -- heartbeats ---------------------------------------------------------------
+
+    def _start_heartbeats(self) -> None:
+        """Start a monitor for this transport when a heartbeat was negotiated."""
+        monitor = self.heartbeat_monitor
+        transport = self.transport
+        if monitor is not None and monitor.transport is transport:
+            return
+        if monitor is not None:
+            monitor.stop()
+            self.heartbeat_monitor = None
+        negotiated = self.heartbeat or 0
+        if negotiated and self.heartbeat_requested:
+            interval = min(negotiated, self.heartbeat_requested)
+            self.heartbeat_monitor = HeartbeatMonitor(self, transport, interval).start()
+
+    def collect(self) -> None:
+        # The monitor ends before the socket closes: it never touches a
+        # closed (maybe reused) descriptor.
+        monitor, self.heartbeat_monitor = self.heartbeat_monitor, None
+        if monitor is not None:
+            monitor.stop()
+        super().collect()
+
+    def _lost(self, exc: BaseException) -> BaseException | None:
+        """The error to raise for ``exc`` when the heartbeat monitor gave the peer up."""
+        if self.heartbeat_lost is not None and isinstance(exc, OSError):
+            return ConnectionForced(self.heartbeat_lost)
+        return None
+
+    # -- closing ------------------------------------------------------------------
+
+    def close(
+        self,
+        reply_code: int = 0,
+        reply_text: str = "",
+        method_sig: Any = (0, 0),
+        argsig: str = "BsBB",
+    ) -> None:
+        """Close the connection: ``connection.close``, then wait for ``close-ok``.
+
+        The wait, and the write before it, last at most ``connect_timeout``
+        seconds (:data:`CLOSE_TIMEOUT` when that is ``None``); then the
+        socket is shut down and closed and :exc:`socket.timeout` raised. A
+        connection already known to be broken is collected at once.
+        """
+        transport = seam.current_transport(self)
+        if transport is None:
+            return  # already closed
+        if not transport.connected:
+            self.collect()
+            return
+        timeout = self.connect_timeout or CLOSE_TIMEOUT
+        deadline = time.monotonic() + timeout
+        self.is_closing = True
+        try:
+            self._before_close(deadline)
+            if not self.write_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"close: the write lock stayed busy for {timeout:g} s")
+            self.write_lock.release()  # (the frame writer takes it again)
+            with seam.having_timeout(transport, max(0.001, deadline - time.monotonic())):
+                self.send_method(
+                    spec.Connection.Close,
+                    argsig,
+                    (reply_code, reply_text, method_sig[0], method_sig[1]),
+                )
+            # close-ok collects the connection (_on_close_ok), which ends the loop.
+            while seam.current_transport(self) is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no close-ok from the broker within {timeout:g} s")
+                self.drain_events(timeout=remaining)
+        except (OSError, ssl_module.SSLError):
+            self._drop()
+            raise
+        finally:
+            self.is_closing = False
+
+    def _before_close(self, deadline: float) -> None:
+        """Hook: what must be written before ``connection.close`` (by ``deadline``)."""
+
+    def _drop(self) -> None:
+        """Shut the socket down (waking any thread blocked on it), then collect."""
+        transport = seam.current_transport(self)
+        sock = None if transport is None else seam.transport_socket(transport)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        self.collect()
 
     def Transport(  # noqa: N802 -- py-amqp's method name
         self,
@@ -114,8 +244,16 @@ class PlainConnection(amqp.Connection):
         :keyword allowed_methods: accepted for compatibility and ignored:
             py-amqp must dispatch every frame in the order it arrives.
         :keyword timeout: seconds to wait; :exc:`socket.timeout` when it passes.
+        :raises amqp.exceptions.ConnectionForced: the heartbeat monitor gave
+            the silent peer up.
         """
-        return super().drain_events(timeout=timeout)
+        try:
+            return super().drain_events(timeout=timeout)
+        except OSError as exc:
+            lost = self._lost(exc)
+            if lost is not None:
+                raise lost from exc
+            raise
 
 
 class WaitMulti:

@@ -37,6 +37,7 @@ __all__ = [
     "SeamConnection",
     "SeamSSLTransport",
     "check",
+    "current_transport",
     "delivered_message",
     "guarded_frame_writer",
     "having_timeout",
@@ -101,6 +102,7 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = {
     ),
     "Message.__init__": ("delivery_info", "body", "channel"),
     "Transport.__init__": ("sock", "connected"),
+    "Connection.__init__": ("_transport",),
 }
 
 #: Set by :func:`check` at import.
@@ -312,6 +314,11 @@ class SeamSSLTransport(amqp_transport.SSLTransport):
         return self._context.wrap_socket(
             sock, server_hostname=server_hostname, do_handshake_on_connect=False
         )
+
+
+def current_transport(connection: Any) -> Any:
+    """The connection's transport, ``None`` once collected (``.transport`` would reconnect)."""
+    return connection._transport
 
 
 def transport_socket(transport: Any) -> Any:
