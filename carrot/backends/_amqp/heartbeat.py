@@ -82,6 +82,7 @@ import logging
 import math
 import select
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -108,6 +109,7 @@ __all__ = [
     "HeartbeatMonitor",
     "SocketProbe",
     "Watch",
+    "shutdown_socket",
     "wire_heartbeat",
 ]
 
@@ -155,10 +157,14 @@ class Watch:
         self.heard_at = self.sent_at = self.now
 
     def observe(self, now: float, recv_count: int, pending: int, sent_count: int) -> None:
-        """Take one look: the connection's counters and the unread bytes waiting."""
-        if recv_count != self.recv_seen or pending != self.pending_seen:
+        """Take one look: the connection's counters and the unread bytes waiting.
+
+        The first look only learns the counters' values.
+        """
+        first = self.recv_seen is None
+        if (recv_count != self.recv_seen or pending != self.pending_seen) and not first:
             self.heard_at = now
-        if sent_count != self.sent_seen:
+        if sent_count != self.sent_seen and not first:
             self.sent_at = now
         self.recv_seen, self.pending_seen, self.sent_seen = recv_count, pending, sent_count
         self.now = now
@@ -213,10 +219,20 @@ class SocketProbe:
 
     def shutdown(self) -> None:
         """Shut the TCP connection down both ways; blocked reads and writes return."""
-        # socket.socket's own shutdown: SSLSocket.shutdown would also drop
-        # its SSL object under a thread that may be reading through it.
-        with contextlib.suppress(OSError):
-            socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+        shutdown_socket(self._sock)
+
+
+def shutdown_socket(sock: Any) -> None:
+    """``sock.shutdown(SHUT_RDWR)``, errors ignored; under TLS, the TCP socket's own.
+
+    (:meth:`ssl.SSLSocket.shutdown` would also drop its SSL object under a
+    thread that may be reading through it.)
+    """
+    with contextlib.suppress(OSError):
+        if isinstance(sock, ssl.SSLSocket):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        else:
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 class HeartbeatMonitor:

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import ssl as ssl_module
 import threading
@@ -24,7 +23,7 @@ from amqp import spec
 from amqp.exceptions import ConnectionForced
 
 from carrot.backends._amqp import seam
-from carrot.backends._amqp.heartbeat import HeartbeatMonitor, wire_heartbeat
+from carrot.backends._amqp.heartbeat import HeartbeatMonitor, shutdown_socket, wire_heartbeat
 
 __all__ = ["CLOSE_TIMEOUT", "OutgoingMessage", "PlainConnection", "WaitMulti"]
 
@@ -217,8 +216,7 @@ class PlainConnection(amqp.Connection):
         transport = seam.current_transport(self)
         sock = None if transport is None else seam.transport_socket(transport)
         if sock is not None:
-            with contextlib.suppress(OSError):
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            shutdown_socket(sock)
         self.collect()
 
     def Transport(  # noqa: N802 -- py-amqp's method name
