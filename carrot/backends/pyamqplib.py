@@ -10,7 +10,7 @@ Features:
 * TLS through ``ssl=True``, a dict of options or an :class:`ssl.SSLContext`;
 * heartbeats (``BrokerConnection(heartbeat=N)``): sent by a background
   thread even while the application is busy, and a silent broker is
-  detected within ``2 * N`` seconds (:mod:`carrot.backends._amqp.heartbeat`);
+  detected within ``2 * N + 1`` seconds (``carrot/backends/_amqp/heartbeat.py``);
 * ``close()`` returns within ``connect_timeout`` on a dead or silent broker.
 
 ``Backend.channel`` is the raw :class:`amqp.Channel`, as tools written for

@@ -218,3 +218,19 @@ def test_plain_py_amqp_connection_gives_a_silent_peer_up_too(proxy):
     assert time.monotonic() - started <= 2 * N + 1
     conn.close()
     assert not heartbeat_threads()
+
+
+@pytest.mark.timeout(40)
+def test_pika_backend_negotiates_the_heartbeat_and_gives_a_silent_peer_up(proxy):
+    pytest.importorskip("pika")
+    conn = BrokerConnection(proxy.url(), backend_cls="pika", heartbeat=N)
+    pika_connection = conn.connection.pika_connection
+    assert pika_connection._impl.params.heartbeat == N  # negotiated
+    proxy.blackhole()
+    started = time.monotonic()
+    with pytest.raises(conn.connection_errors):
+        conn.drain_events()
+    # pika looks every N + 5 s and closes a connection that was silent
+    # through one whole interval: within 2 * (N + 5) s.
+    assert time.monotonic() - started <= 2 * (N + 5) + 1
+    conn.close()

@@ -370,6 +370,16 @@ def test_connection_parameters(conn: BrokerConnection, fake: FakePikaConnection)
     assert connection.server_properties == {"product": "FakeMQ"}
 
 
+@pytest.mark.parametrize(("heartbeat", "expected"), [(0, 0), (2, 2), (1.5, 2), (0.1, 1)])
+def test_heartbeat_goes_to_pika_in_whole_seconds(
+    conn: BrokerConnection, fake: FakePikaConnection, heartbeat: float, expected: int
+) -> None:
+    conn.heartbeat = heartbeat
+    conn.connect()
+    assert fake.params.heartbeat == expected
+    assert isinstance(fake.params.heartbeat, int)
+
+
 def test_default_port_and_no_timeout(conn: BrokerConnection, fake: FakePikaConnection) -> None:
     conn.connect_timeout = None
     conn.connect()

@@ -175,6 +175,9 @@ class PlainConnection(amqp.Connection):
         seconds (:data:`CLOSE_TIMEOUT` when that is ``None``); then the
         socket is shut down and closed and :exc:`socket.timeout` raised. A
         connection already known to be broken is collected at once.
+
+        .. versionchanged:: 0.11
+           Bounded; py-amqp (and carrot 0.10) waited for ``close-ok`` for ever.
         """
         transport = seam.current_transport(self)
         if transport is None:
