@@ -32,7 +32,13 @@ from amqp.exceptions import ConnectionError as AMQPConnectionError
 
 from carrot.backends._amqp import connection as _amqp_connection
 from carrot.backends._amqp import seam
-from carrot.backends._amqp.plain import OutgoingMessage, PlainConnection, WaitMulti
+from carrot.backends._amqp.plain import (
+    CLOSE_TIMEOUT,
+    OutgoingMessage,
+    PlainConnection,
+    WaitMulti,
+    bounded_waits,
+)
 from carrot.backends.base import _NOT_DECODED, BaseBackend, BaseMessage, FlowByCancelMixin
 from carrot.confirms import ConfirmWindow
 from carrot.exceptions import MissingConnectionSetting
@@ -244,14 +250,24 @@ class Backend(FlowByCancelMixin, BaseBackend):
             )
 
     def close(self) -> None:
-        """Close the channel (the connection stays open)."""
+        """Close the channel (the connection stays open).
+
+        Waits at most ``connect_timeout`` seconds for each read of the
+        broker's ``close-ok``; a silent broker's is given up quietly.
+
+        .. versionchanged:: 0.11
+           Bounded; carrot 0.10 waited for ever on a silent broker.
+        """
         channel, self._channel = self._channel, None
         # Its consumers end with it; flow(True) must not restart them elsewhere.
         self._consumers.clear()
         self._paused = None
         if channel is not None and channel.is_open and channel.connection is not None:
             try:
-                channel.close()
+                # Bounded like the connection's close: a silent broker
+                # must not hang Consumer.close() / Publisher.close().
+                with bounded_waits(channel.connection, self._teardown_timeout()):
+                    channel.close()
             except (*self.connection_errors, *self.channel_errors):
                 pass
 
@@ -374,14 +390,27 @@ class Backend(FlowByCancelMixin, BaseBackend):
                     flush_acks()
 
     def cancel(self, consumer_tag: str) -> None:
-        """Stop the consumer ``consumer_tag``."""
+        """Stop the consumer ``consumer_tag``.
+
+        Waits at most ``connect_timeout`` seconds for each read of the
+        broker's ``cancel-ok`` (:exc:`socket.timeout` after).
+
+        .. versionchanged:: 0.11
+           Bounded; carrot 0.10 waited for ever on a silent broker.
+        """
         self._consumers.pop(consumer_tag, None)
         if self._paused is not None and self._paused.pop(consumer_tag, None) is not None:
             return  # flow(False) cancelled it at the broker; flow(True) must not restart it
         channel = self._channel
         if channel is None or channel.connection is None or not channel.is_open:
             return
-        channel.basic_cancel(consumer_tag)
+        # A silent broker must not hang Consumer.cancel()/close(): the wait
+        # for cancel-ok is bounded like the connection's close.
+        with bounded_waits(channel.connection, self._teardown_timeout()):
+            channel.basic_cancel(consumer_tag)
+
+    def _teardown_timeout(self) -> float:
+        return getattr(self.connection, "connect_timeout", None) or CLOSE_TIMEOUT
 
     def ack(self, delivery_tag: Any) -> None:
         """Acknowledge a delivery."""

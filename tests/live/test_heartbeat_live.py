@@ -234,3 +234,18 @@ def test_pika_backend_negotiates_the_heartbeat_and_gives_a_silent_peer_up(proxy)
     # through one whole interval: within 2 * (N + 5) s.
     assert time.monotonic() - started <= 2 * (N + 5) + 1
     conn.close()
+
+
+@pytest.mark.timeout(30)
+def test_consumer_close_on_a_silent_peer_returns_within_connect_timeout(proxy, unique):
+    conn = BrokerConnection(proxy.url(), connect_timeout=1)
+    consumer = Consumer(conn, queue=unique, exchange="", routing_key=unique, exclusive=True)
+    consumer.consume()
+    proxy.blackhole()
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):  # no cancel-ok: socket.timeout, a connection error
+        consumer.close()
+    assert time.monotonic() - started <= 1 + 0.5
+    consumer.backend.close()  # no channel close-ok: given up quietly
+    conn.close()
+    assert time.monotonic() - started <= 3 * 1 + 0.5

@@ -6,6 +6,7 @@ probe (pending bytes, writability, shutdown) and a fake connection.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import socket
@@ -22,7 +23,7 @@ from fastpath_fakes import FakeTransport, make_connection
 
 from carrot.backends._amqp import heartbeat
 from carrot.backends._amqp.heartbeat import HEARTBEAT_FRAME, HeartbeatMonitor, Watch
-from carrot.backends._amqp.plain import PlainConnection
+from carrot.backends._amqp.plain import PlainConnection, bounded_waits
 
 # -- wire value -------------------------------------------------------------------
 
@@ -352,3 +353,26 @@ def test_collect_stops_the_monitor_before_closing_the_socket():
     conn.collect()
     assert order == ["stop"] and transport.closed
     assert conn.heartbeat_monitor is None
+
+
+class TimeoutRecordingTransport(ClosableTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.timeouts: list[float | None] = []
+
+    @contextlib.contextmanager
+    def having_timeout(self, timeout: float | None) -> Any:
+        self.timeouts.append(timeout)
+        yield self.sock
+
+
+def test_bounded_waits_sets_the_sockets_timeout_for_the_block():
+    conn, _ = make_connection()
+    transport = TimeoutRecordingTransport()
+    conn._transport = transport
+    with bounded_waits(conn, 1.5):
+        assert transport.timeouts == [1.5]
+    conn._transport = None
+    with bounded_waits(conn, 1.5):  # collected: nothing to bound
+        pass
+    assert transport.timeouts == [1.5]

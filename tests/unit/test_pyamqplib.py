@@ -93,6 +93,8 @@ class FakeChannel:
 
 
 class FakeAMQPConnection:
+    _transport = None  # (bounded_waits: no socket to bound)
+
     def __init__(self) -> None:
         self.channels: list[FakeChannel] = []
         self.drains = 0

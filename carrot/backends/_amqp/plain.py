@@ -12,10 +12,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl as ssl_module
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import amqp
@@ -25,7 +27,13 @@ from amqp.exceptions import ConnectionForced
 from carrot.backends._amqp import seam
 from carrot.backends._amqp.heartbeat import HeartbeatMonitor, shutdown_socket, wire_heartbeat
 
-__all__ = ["CLOSE_TIMEOUT", "OutgoingMessage", "PlainConnection", "WaitMulti"]
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "OutgoingMessage",
+    "PlainConnection",
+    "WaitMulti",
+    "bounded_waits",
+]
 
 #: Seconds :meth:`PlainConnection.close` waits for ``close-ok`` when the
 #: connection has no ``connect_timeout``.
@@ -255,6 +263,23 @@ class PlainConnection(amqp.Connection):
             if lost is not None:
                 raise lost from exc
             raise
+
+
+@contextlib.contextmanager
+def bounded_waits(connection: Any, timeout: float) -> Iterator[None]:
+    """Within the block, every wait on ``connection``'s socket lasts at most ``timeout`` seconds.
+
+    A read or write that passes it raises :exc:`socket.timeout`. (The
+    socket's own timeout: py-amqp's waits without one leave it alone.)
+    For teardown round trips (``basic.cancel``, ``channel.close``), which
+    must not hang on a silent broker even without heartbeats.
+    """
+    transport = seam.current_transport(connection)
+    if transport is None:
+        yield
+        return
+    with seam.having_timeout(transport, timeout):
+        yield
 
 
 class WaitMulti:
