@@ -121,6 +121,7 @@ def test_blackhole_during_a_synchronous_call(proxy, unique):
     conn = BrokerConnection(proxy.url(), heartbeat=N)
     consumer = Consumer(conn, queue=unique, exchange="", routing_key=unique, exclusive=True)
     proxy.blackhole()
+    time.sleep(0.2)  # the proxy's links notice within one of its polls (0.02 s)
     started = time.monotonic()
     with pytest.raises(conn.connection_errors):
         consumer.fetch()  # basic.get waits for get-ok / get-empty
@@ -249,3 +250,39 @@ def test_consumer_close_on_a_silent_peer_returns_within_connect_timeout(proxy, u
     consumer.backend.close()  # no channel close-ok: given up quietly
     conn.close()
     assert time.monotonic() - started <= 3 * 1 + 0.5
+
+
+@pytest.mark.timeout(60)
+def test_auto_recover_rides_through_a_silent_broker(proxy, direct, unique, amqp_cleanup):
+    queue = amqp_cleanup.queue(unique)
+    policy = {"interval_start": 0.2, "interval_step": 0.2, "interval_max": 0.5, "max_retries": 60}
+    conn = BrokerConnection(
+        proxy.url(), heartbeat=N, connect_timeout=1, auto_recover=True, retry_policy=policy
+    )
+    consumer = Consumer(conn, queue=queue, exchange="", routing_key=queue, auto_delete=False)
+    received: list[str] = []
+
+    def on_message(data: str, message: object) -> None:
+        received.append(data)
+        message.ack()
+
+    consumer.register_callback(on_message)
+    publish(direct, queue, "before")
+    it = consumer.iterconsume()
+    next(it)
+    assert received == ["before"]
+    proxy.blackhole()
+    time.sleep(0.2)  # the proxy's links notice within one of its polls (0.02 s)
+    healer = threading.Timer(2 * N + 2, proxy.heal)
+    healer.daemon = True
+    healer.start()
+    started = time.monotonic()
+    publish(direct, queue, "after")  # waits in the queue while the link is dead
+    deadline = started + 30
+    while len(received) < 2 and time.monotonic() < deadline:
+        next(it)
+    assert received == ["before", "after"]
+    assert proxy.accepted >= 2  # given up, then connected again
+    healer.join(5)
+    consumer.close()
+    conn.close()
