@@ -48,7 +48,7 @@ setup(
     license="BSD-3-Clause",
     packages=find_packages(include=["carrot", "carrot.*"]),
     python_requires=">=3.10",
-    install_requires=["amqp>=5.2,<6", "kombu>=5.3,<6"],
+    install_requires=["amqp>=5.2,<5.5", "kombu>=5.3,<6"],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["carrot = carrot.cli:main"]},
     classifiers=[
