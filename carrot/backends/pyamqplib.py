@@ -73,6 +73,14 @@ class Connection(WaitMulti, _Base):
     """
 
 
+def _plain_new_message(cls: type, body: Any, properties: dict[str, Any]) -> Any:
+    return cls(body, **properties)
+
+
+#: Builds a message to publish (without ``__init__`` when the seam allows).
+_new_outgoing = seam.new_message if seam.AVAILABLE else _plain_new_message
+
+
 class Message(BaseMessage):
     """A message received through py-amqp.
 
@@ -367,9 +375,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
             "content_type": content_type,
             "content_encoding": content_encoding,
         }
-        if seam.AVAILABLE:
-            return seam.new_message(OutgoingMessage, message_data, properties)
-        return OutgoingMessage(message_data, **properties)
+        return _new_outgoing(OutgoingMessage, message_data, properties)
 
     def publish(
         self,

@@ -76,13 +76,11 @@ def test_an_attribute_no_longer_set_is_reported(monkeypatch) -> None:
 
     def __init__(self, *args, **kwargs):  # noqa: N807 -- stands in for Channel.__init__
         original(self, *args, **kwargs)
-        self.renamed_confirm_state = False
+        self.renamed_callbacks = {}
 
     monkeypatch.setattr(amqp.Channel, "__init__", __init__)
     problems = seam.check()
-    assert problems == [
-        "Channel.__init__ no longer sets _confirm_selected, no_ack_consumers, callbacks"
-    ]
+    assert problems == ["Channel.__init__ no longer sets no_ack_consumers, callbacks"]
 
 
 def test_fallback_warns_once_on_the_carrot_logger_and_as_runtime_warning(
@@ -237,7 +235,7 @@ def test_only_the_seam_names_private_py_amqp_attributes() -> None:
     amqp_private = _amqp_private_names()
     # The scan finds what it looks for: the seam itself uses several.
     seam_uses = _names_used(ast.parse(SEAM_FILE.read_text())) & amqp_private
-    assert {"_on_basic_deliver", "_confirm_selected", "_pending", "_on_tune"} <= seam_uses
+    assert {"_on_basic_deliver", "_pending_chunks", "_pending", "_on_tune"} <= seam_uses
     offenders = {}
     for path in sorted(CARROT_DIR.rglob("*.py")):
         if path == SEAM_FILE:

@@ -6,6 +6,7 @@ overrides keep their py-amqp signatures and effects.
 
 from __future__ import annotations
 
+from threading import get_ident
 from typing import Any
 
 from amqp import spec
@@ -24,10 +25,19 @@ class Channel(seam.SeamChannel):
     (``fast_publish`` falls back to ``basic_publish`` on any other).
     """
 
+    #: Whether ``confirm.select`` was sent (publishes then take py-amqp's path).
+    confirming = False
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         #: Deliveries awaiting settlement and the acks held back.
         self.acks = AckTracker()
+        self.confirming = False
         super().__init__(*args, **kwargs)
+
+    def confirm_select(self, nowait: bool = False) -> Any:
+        # py-amqp's basic_publish_confirm calls this too before its first publish.
+        self.confirming = True
+        return super().confirm_select(nowait)
 
     def channel_opened(self) -> None:
         # Delivery tags start again at 1 on a (re)opened channel.
@@ -35,6 +45,7 @@ class Channel(seam.SeamChannel):
 
     def collect(self) -> None:
         self.acks.reset()
+        self.confirming = False
         super().collect()
 
     def consumer_delivery(self, consumer_tag: str, delivery_tag: int) -> None:
@@ -62,9 +73,9 @@ class Channel(seam.SeamChannel):
         if (
             conn is None
             or not self.is_open
-            or self.confirm_selected
+            or self.confirming
             or conn.confirm_publish
-            or not hasattr(conn, "write_publish")
+            or not conn.fast_path
             or not isinstance(message.body, (bytes, str))
         ):
             return self.basic_publish(
@@ -85,9 +96,9 @@ class Channel(seam.SeamChannel):
         """Acknowledge; consecutive single acks are combined (see :class:`.AckTracker`)."""
         # Hot path: once per acked message.
         conn = self.connection
-        held_acks = getattr(conn, "held_acks", None)
-        if not multiple and held_acks is not None:
-            if held_acks.other_thread_dispatching():
+        if not multiple and conn is not None:
+            held_acks = conn.held_acks
+            if held_acks.dispatching and held_acks.dispatch_thread != get_ident():
                 # Another thread is inside drain_events (maybe blocked reading a
                 # socket that stays quiet until the broker sees this ack): write
                 # it now, alone, leaving that thread's held-back acks to it (no

@@ -35,6 +35,8 @@ class PlainConnection(amqp.Connection):
         py-amqp: a wait that passes it raises :exc:`socket.timeout`.
     """
 
+    #: Whether channels may publish through ``write_publish`` (the fast path).
+    fast_path = False
     #: Seconds a socket read may wait for a frame (``None``: no limit).
     read_timeout: float | None = None
     #: True between the broker's ``connection.blocked`` and ``connection.unblocked``.
@@ -51,6 +53,8 @@ class PlainConnection(amqp.Connection):
         if hasattr(socket, "TCP_USER_TIMEOUT"):
             settings.setdefault(socket.TCP_USER_TIMEOUT, 0)
         kwargs["socket_settings"] = settings
+        self.is_blocked = False
+        self.blocked_reason = None
         super().__init__(*args, **kwargs)
 
     # py-amqp calls self.on_blocked(reason) / self.on_unblocked(): track the
