@@ -24,8 +24,15 @@ EXTRAS = {
 EXTRAS["test"] = sorted(
     {
         "pytest>=7",
+        # tox.ini's [pytest] gives every test a timeout: a hang fails fast
+        "pytest-timeout>=2.1",
+        # tests/unit/test_typing.py runs mypy with pyproject.toml's config
+        "mypy>=1.11",
         # the TLS tests make their own certificates
         "cryptography>=41",
+        "trustme>=1.0",
+        # property tests of the STOMP frame reader
+        "hypothesis>=6",
         *EXTRAS["django"],
         *EXTRAS["yaml"],
         *EXTRAS["msgpack"],
@@ -46,7 +53,10 @@ setup(
     long_description_content_type="text/x-rst",
     author="The carrot developers",
     license="BSD-3-Clause",
+    license_files=["LICENSE"],
     packages=find_packages(include=["carrot", "carrot.*"]),
+    # PEP 561: carrot's annotations are for its users' type checkers too
+    package_data={"carrot": ["py.typed"]},
     python_requires=">=3.10",
     install_requires=["amqp>=5.2,<5.5", "kombu>=5.3,<6"],
     extras_require=EXTRAS,
@@ -54,7 +64,6 @@ setup(
     classifiers=[
         "Development Status :: 4 - Beta",
         "Intended Audience :: Developers",
-        "License :: OSI Approved :: BSD License",
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3.10",
         "Programming Language :: Python :: 3.11",

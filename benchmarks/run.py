@@ -5,6 +5,11 @@ Run from the repository root against a RabbitMQ on 127.0.0.1::
     python benchmarks/run.py                 # 20k messages, 3 rounds, RSS to 100k
     python benchmarks/run.py --full          # RSS after 1M consumed messages
     python benchmarks/run.py -n 50000 --rounds 5 --json out.json --chart out.png
+    python benchmarks/run.py --rounds 5 --full --save   # update benchmarks/results.json
+
+The JSON results go to ``--json PATH`` (alias ``--output``), or with
+``--save`` to the tracked ``benchmarks/results.json`` that the docs quote;
+otherwise to a new temporary file, whose path is printed.
 
 Every scenario runs the clients interleaved (A B C D, then B C D A, ...)
 against the same broker, ``--rounds`` times, and reports the median.
@@ -25,6 +30,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -32,6 +38,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+#: The tracked results the docs quote: written only with ``--save``.
+SAVED_RESULTS = HERE / "results.json"
 for _path in (str(HERE), str(ROOT)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
@@ -413,7 +421,22 @@ def format_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def results_path(args: argparse.Namespace) -> Path:
+    """Where the JSON results go: ``--json``, the tracked file with ``--save``, or a temp file.
+
+    A run never overwrites the tracked results unless asked to.
+    """
+    if args.save:
+        return SAVED_RESULTS
+    if args.json:
+        return Path(args.json)
+    fd, name = tempfile.mkstemp(prefix="carrot-bench-", suffix=".json")
+    os.close(fd)
+    return Path(name)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=20_000, help="messages per run (default 20000)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
@@ -428,13 +451,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-n", type=int, default=100_000, help="messages for the RSS check")
     parser.add_argument("--full", action="store_true", help="RSS check over 1,000,000 messages")
     parser.add_argument("--skip", default="", help="comma-separated: latency, rss, memory")
-    parser.add_argument("--json", default=str(HERE / "results.json"), help="where to write JSON")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--json",
+        "--output",
+        metavar="PATH",
+        help="write the JSON results here (default: a new temporary file)",
+    )
+    where.add_argument(
+        "--save",
+        action="store_true",
+        help=f"write the JSON results to the tracked {SAVED_RESULTS.relative_to(ROOT)}",
+    )
     parser.add_argument("--chart", default=None, help="write a PNG chart here (needs matplotlib)")
     parser.add_argument(
         "--replot", metavar="JSON", help="only draw --chart from an earlier --json file"
     )
     parser.add_argument("--rss-child", nargs=4, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     if args.replot:
         from chart import write_chart
@@ -479,9 +517,9 @@ def main(argv: list[str] | None = None) -> int:
         broker.close()
 
     print(format_table(results))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
-        log(f"wrote {args.json}")
+    path = results_path(args)
+    path.write_text(json.dumps(results, indent=2, default=str))
+    log(f"wrote {path}")
     if args.chart:
         from chart import write_chart
 

@@ -13,7 +13,8 @@ Commands::
 command) shows the traceback of a failure; without it a failure is one line
 on stderr.
 
-Broker URLs (see :func:`parse_url`):
+Broker URLs (parsed by :func:`carrot.urls.parse_url`, the same code
+:class:`~carrot.connection.BrokerConnection` uses for ``hostname=URL``):
 
 * ``amqp://user:password@host:port/vhost``: RabbitMQ through py-amqp. A
   missing user id or password is ``guest`` and a missing port 5672, as in
@@ -42,7 +43,9 @@ Broker URLs (see :func:`parse_url`):
   transport (``backend_cls="kombu"``), with kombu's exchange routing.
 
 The network schemes take ``?connect_timeout=S``. A password is never
-printed: URLs echoed in output and errors show ``***``.
+printed: URLs echoed in output and errors show ``***``. Several brokers
+separated by ``;`` (``"amqp://h1//;amqp://h2//"``) are tried in turn;
+``ping`` says which one answered.
 
 What ``ping`` times depends on the backend: opening and closing a channel
 (``amqp://``, ``pika://``), a SUBSCRIBE answered by its receipt
@@ -57,10 +60,12 @@ STOMP no exchange is declared (it cannot declare any): the messages go to
 since RabbitMQ creates an exclusive STOMP queue only when subscribed to.
 
 Exit status: 0 on success; 1 when something failed at run time (cannot
-connect, refused by the broker, a demo round trip that does not match); 2 for
-usage errors (bad arguments, a malformed URL or unknown scheme), and for
-``consume`` when the timeout passed with no message; 130 when interrupted;
-141 when the reader of stdout went away (``carrot consume ... | head -1``).
+connect, refused by the broker, a demo round trip that does not match, a
+message ``publish`` sent that the broker returned as unroutable); 2 for usage
+errors (bad arguments, a malformed URL or unknown scheme); 3
+(:data:`EXIT_NO_MESSAGE`) for ``consume`` when the timeout passed with no
+message; 130 when interrupted; 141 when the reader of stdout went away
+(``carrot consume ... | head -1``).
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ import argparse
 import contextlib
 import io
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -79,11 +85,15 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from carrot import __version__, serialization
+from carrot.backends import get_backend_cls
 from carrot.connection import BrokerConnection
-from carrot.exceptions import CarrotError, DecodeError, SerializerNotInstalled
+from carrot.exceptions import CarrotError, DecodeError, InvalidURLError, SerializerNotInstalled
+
+# The CLI's URLs are the library's; the names stay importable from here.
+from carrot.urls import MASK as MASK
+from carrot.urls import format_url, mask_url, parse_url, split_urls
 
 __all__ = [
     "CommandError",
@@ -95,45 +105,13 @@ __all__ = [
     "parse_url",
 ]
 
-#: scheme -> (backend_cls, default port, ssl) of the network URL schemes.
-NETWORK_SCHEMES: dict[str, tuple[str, int, bool]] = {
-    "amqp": ("amqp", 5672, False),
-    "amqps": ("amqp", 5671, True),
-    "pika": ("pika", 5672, False),
-    "pikas": ("pika", 5671, True),
-    "stomp": ("stomp", 61613, False),
-    "stomp+ssl": ("stomp", 61614, True),
-    "redis": ("redis", 6379, False),
-}
-#: Schemes of the in-process backends: scheme -> backend_cls.
-IN_PROCESS_SCHEMES = {"memory": "memory", "kombu+memory": "kombu", "kombu": "kombu"}
-#: Every scheme :func:`parse_url` knows, in the order error messages list them.
-KNOWN_SCHEMES = (*NETWORK_SCHEMES, *IN_PROCESS_SCHEMES)
-#: backend_cls -> the scheme :func:`format_url` writes (plain, TLS).
-_FORMAT_SCHEMES = {
-    "amqp": ("amqp", "amqps"),
-    "pika": ("pika", "pikas"),
-    "stomp": ("stomp", "stomp+ssl"),
-    "redis": ("redis", "redis"),
-}
-#: What a masked password is shown as.
-MASK = "***"
 #: The broker ``demo`` and ``bench`` use by default.
 DEFAULT_BROKER = "memory://"
 #: Seconds ``demo`` and ``bench`` wait for each message before giving up.
 RECEIVE_TIMEOUT = 10.0
-
-
-class InvalidURLError(CarrotError, ValueError):
-    """A broker URL that cannot be used: malformed, or of an unknown scheme."""
-
-    def __init__(self, url: str, reason: str) -> None:
-        self.url = url
-        self.reason = reason
-        super().__init__(url, reason)
-
-    def __str__(self) -> str:
-        return f"invalid broker URL {mask_url(self.url)!r}: {self.reason}"
+#: The exit status of ``consume`` when its timeout passed with no message
+#: (not 2, which is a usage error).
+EXIT_NO_MESSAGE = 3
 
 
 class CommandError(CarrotError):
@@ -150,150 +128,6 @@ class CommandError(CarrotError):
 
     def __str__(self) -> str:
         return self.message
-
-
-# -- URLs -----------------------------------------------------------------------
-
-
-def mask_url(url: str) -> str:
-    """Return ``url`` with its password, if any, replaced by ``***``.
-
-    Works on malformed URLs too: everything between the user id's colon and
-    the last ``@`` is masked, so a password containing ``/`` or ``@`` never
-    shows.
-
-    >>> mask_url("amqp://guest:secret@localhost:5672//")
-    'amqp://guest:***@localhost:5672//'
-    >>> mask_url("amqp://localhost//")
-    'amqp://localhost//'
-    """
-    _, sep, _ = url.partition("://")
-    start = url.index("://") + 3 if sep else 0
-    at = url.rfind("@", start)
-    if at == -1:
-        return url
-    userinfo = url[start:at]
-    if ":" not in userinfo:
-        return url
-    user = userinfo.split(":", 1)[0]
-    return f"{url[:start]}{user}:{MASK}{url[at:]}"
-
-
-def parse_url(url: str) -> dict[str, Any]:
-    """Turn a broker URL into :class:`~carrot.connection.BrokerConnection` keyword arguments.
-
-    >>> parse_url("amqp://user:p%40ss@rabbit:5673/prod")["virtual_host"]
-    'prod'
-    >>> parse_url("amqps://rabbit")["port"], parse_url("amqps://rabbit")["ssl"]
-    (5671, True)
-    >>> parse_url("memory://")
-    {'backend_cls': 'memory'}
-    >>> parse_url("stomp://rabbit")["port"], parse_url("stomp://rabbit")["backend_cls"]
-    (61613, 'stomp')
-    >>> params = parse_url("redis://:s3cret@cache:6380/2")
-    >>> params["password"], params["virtual_host"], params["backend_cls"]
-    ('s3cret', '2', 'redis')
-
-    :param url: one of :data:`KNOWN_SCHEMES` (see the module docstring for
-        each scheme's fields and defaults).
-    :returns: hostname, userid, password, virtual_host, port, ssl and
-        backend_cls (and connect_timeout when the URL sets it); only
-        backend_cls for the in-process schemes (``memory://``,
-        ``kombu+memory://``).
-    :raises InvalidURLError: (a ``ValueError``) the URL is malformed or its
-        scheme unknown; the message masks the password.
-    """
-    if not isinstance(url, str) or "://" not in url:
-        raise InvalidURLError(
-            str(url), "expected scheme://..., e.g. amqp://guest:guest@localhost:5672//"
-        )
-    if any(ch.isspace() or ord(ch) < 32 for ch in url):
-        raise InvalidURLError(url, "contains whitespace or control characters")
-    scheme, _, rest = url.partition("://")
-    scheme = scheme.lower()
-    if scheme in IN_PROCESS_SCHEMES:
-        if rest.strip("/"):
-            raise InvalidURLError(url, f"{scheme}:// takes no host, path or options")
-        return {"backend_cls": IN_PROCESS_SCHEMES[scheme]}
-    if scheme not in NETWORK_SCHEMES:
-        known = ", ".join(f"{name}://" for name in KNOWN_SCHEMES)
-        raise InvalidURLError(url, f"unknown scheme {scheme!r} (known: {known})")
-    backend_cls, default_port, ssl = NETWORK_SCHEMES[scheme]
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-        hostname = parts.hostname
-    except ValueError as exc:
-        raise InvalidURLError(url, str(exc).replace(url, mask_url(url))) from None
-    if parts.fragment:
-        raise InvalidURLError(url, "a broker URL has no #fragment")
-    if port == 0:
-        raise InvalidURLError(url, "port 0 is not a port")
-    hostname = hostname or "localhost"
-    if ":" in hostname and backend_cls == "amqp":
-        hostname = f"[{hostname}]"  # IPv6, as py-amqp expects it in "host:port"
-    username = unquote(parts.username) if parts.username is not None else None
-    password = unquote(parts.password) if parts.password is not None else None
-    path = parts.path
-    if backend_cls == "redis":
-        # Redis has no login by default: no user id or password unless given
-        # (a user id is a Redis 6 ACL user). The path is the database number.
-        db = path[1:] or "0"
-        if not db.isdigit() or not db.isascii():
-            raise InvalidURLError(url, f"the path is the Redis database number, not {db!r}")
-        userid, virtual_host = username or None, str(int(db))
-    else:
-        userid = username if username is not None else "guest"
-        password = password if password is not None else "guest"
-        virtual_host = unquote(path[1:]) if len(path) > 1 else "/"
-    params: dict[str, Any] = {
-        "hostname": hostname,
-        "userid": userid,
-        "password": password,
-        "virtual_host": virtual_host,
-        "port": port or default_port,
-        "ssl": ssl,
-        "backend_cls": backend_cls,
-    }
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key != "connect_timeout":
-            raise InvalidURLError(url, f"unknown option {key!r} (known: connect_timeout)")
-        try:
-            timeout = float(value)
-        except ValueError:
-            timeout = -1.0
-        if not timeout > 0:
-            raise InvalidURLError(url, f"connect_timeout must be a positive number, not {value!r}")
-        params["connect_timeout"] = timeout
-    return params
-
-
-def format_url(params: dict[str, Any]) -> str:
-    """The URL for :func:`parse_url`'s result, with the password masked.
-
-    >>> format_url(parse_url("amqp://guest:guest@127.0.0.1:1"))
-    'amqp://guest:***@127.0.0.1:1//'
-    >>> format_url(parse_url("redis://:secret@127.0.0.1/3"))
-    'redis://:***@127.0.0.1:6379/3'
-    """
-    backend_cls = params.get("backend_cls")
-    if backend_cls == "memory":
-        return "memory://"
-    if backend_cls == "kombu":
-        return "kombu+memory://"
-    plain, secure = _FORMAT_SCHEMES.get(backend_cls or "amqp", ("amqp", "amqps"))
-    scheme = secure if params.get("ssl") else plain
-    hostname = str(params["hostname"])
-    if ":" in hostname and not hostname.startswith("["):
-        hostname = f"[{hostname}]"
-    user = quote(params.get("userid") or "", safe="")
-    if backend_cls == "redis":
-        login = f"{user}:{MASK}@" if params.get("password") is not None else ""
-        login = login or (f"{user}@" if user else "")
-        return f"{scheme}://{login}{hostname}:{params['port']}/{params.get('virtual_host') or 0}"
-    vhost = params.get("virtual_host") or "/"
-    path = "/" if vhost == "/" else quote(vhost, safe="")
-    return f"{scheme}://{user}:{MASK}@{hostname}:{params['port']}/{path}"
 
 
 # -- output -----------------------------------------------------------------------
@@ -365,8 +199,25 @@ def _note(line: str) -> None:
     sys.stderr.flush()
 
 
+def _innermost(exc: BaseException) -> BaseException:
+    """The error a client wrapped, or ``exc`` itself.
+
+    pika nests the socket's error in ``args``, then in ``.exception``.
+    """
+    seen = {id(exc)}
+    while True:
+        inner = next((arg for arg in exc.args if isinstance(arg, BaseException)), None)
+        if inner is None and isinstance(getattr(exc, "exception", None), BaseException):
+            inner = exc.exception  # type: ignore[attr-defined]
+        if inner is None or id(inner) in seen:
+            return exc
+        seen.add(id(inner))
+        exc = inner
+
+
 def _describe(exc: BaseException) -> str:
     """One line saying what ``exc`` means, without its class path."""
+    exc = _innermost(exc)
     reply_text = getattr(exc, "reply_text", None)
     if reply_text:
         return str(reply_text)
@@ -377,7 +228,13 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    if text:
+        return text[0]
+    # stomp.py's ConnectFailedException says nothing (its log said why)
+    return (
+        f"{type(exc).__name__}, with no reason given: check that the broker runs and "
+        "listens on that port, and that the scheme's TLS setting matches the port"
+    )
 
 
 def _text(value: Any) -> str:
@@ -394,21 +251,24 @@ def _show(value: Any, limit: int = 100) -> str:
 # -- connecting -------------------------------------------------------------------
 
 
-def _in_process(params: dict[str, Any]) -> bool:
-    """Whether ``params`` name a backend living in this process (no broker)."""
-    return params.get("backend_cls") in ("memory", "kombu")
-
-
 def _connect(url: str) -> tuple[BrokerConnection, dict[str, Any], str]:
-    """Parse ``url`` and connect; a failure becomes one :class:`CommandError` line."""
-    params = parse_url(url)
-    shown = format_url(params)
-    conn = BrokerConnection(**params)
+    """Parse ``url`` and connect; a failure becomes one :class:`CommandError` line.
+
+    ``url`` may be a ``;``-separated broker list: the brokers are tried in
+    turn and the URL returned (for output) is the one that answered.
+    """
+    brokers = split_urls(url)
+    every = [parse_url(broker) for broker in brokers]  # each checked, with its own error
+    params = every[0]
+    shown = ";".join(format_url(broker) for broker in every)
+    conn = BrokerConnection(**params) if len(brokers) == 1 else BrokerConnection(brokers)
     try:
         conn.connect()
     except Exception as exc:  # any failure here means "cannot connect"; --debug shows which
         conn.close()
         raise CommandError(f"cannot connect to {shown}: {_describe(exc)}") from exc
+    if len(brokers) > 1:
+        shown = conn._masked_url()  # the broker that answered
     return conn, params, shown
 
 
@@ -430,7 +290,7 @@ def _wait_for(conn: BrokerConnection, done: Callable[[], bool], timeout: float, 
 
 def _delete_queue_afterwards(
     conn: BrokerConnection, queue: str
-) -> contextlib.AbstractContextManager:
+) -> contextlib.AbstractContextManager[None]:
     """Delete ``queue`` when the block ends, however it ends.
 
     The brokers delete the exclusive auto-delete queues of ``demo`` and
@@ -472,6 +332,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     conn, params, shown = _connect(args.broker)
     backend_name = params.get("backend_cls") or "amqp"
+    note = conn.create_backend().default_exchange_note
     queue = f"carrot.demo.{uuid.uuid4().hex[:12]}"
     received: list[Any] = []
     sent = matched = 0
@@ -487,7 +348,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         consumer.consume()
         _out(f"demo: {args.count} message(s) per serializer through {shown}")
         # STOMP cannot declare exchanges; the default exchange needs none.
-        how = " (STOMP: /amq/queue/, no exchange declared)" if backend_name == "stomp" else ""
+        how = f" ({note})" if note else ""
         _out(f"queue {queue} (exclusive, auto-delete) on the default exchange{how}")
         for label, serializer, payloads in _demo_cases(args.count):
             try:
@@ -523,12 +384,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -- ping -----------------------------------------------------------------------------
 
 
-def _redis_client(connection: Any) -> Any:
-    """The redis-py client under a kombu Redis connection (None if there is none)."""
-    channel = getattr(connection, "default_channel", None)
-    return getattr(channel, "client", None)
-
-
 def _time_round_trips(count: int, operation: Callable[[], Any]) -> list[float]:
     """Milliseconds each of ``count`` calls of ``operation`` took."""
     samples = []
@@ -539,62 +394,23 @@ def _time_round_trips(count: int, operation: Callable[[], Any]) -> list[float]:
     return samples
 
 
-def _stomp_round_trip(connection: Any) -> Callable[[], None]:
-    """A STOMP round trip: SUBSCRIBE (waiting for its receipt), then UNSUBSCRIBE.
-
-    The destination is a ``/topic/`` of its own, whose auto-delete queue
-    RabbitMQ removes at the UNSUBSCRIBE.
-    """
-    destination = f"/topic/carrot.ping.{uuid.uuid4().hex[:12]}"
-
-    def operation() -> None:
-        connection.unsubscribe(connection.subscribe(destination, ack="auto"))
-
-    return operation
-
-
-def _channel_round_trip(connection: Any) -> Callable[[], None]:
-    def operation() -> None:
-        connection.channel().close()
-
-    return operation
-
-
 def cmd_ping(args: argparse.Namespace) -> int:
     """Connect, print the server's product and version and the round-trip time.
 
-    What is timed depends on the backend: opening and closing a channel
-    (AMQP: py-amqp and pika), a SUBSCRIBE receipt (STOMP), a ``PING``
-    command (Redis).
+    What is timed is the backend's
+    :meth:`~carrot.backends.base.BaseBackend.round_trip`: opening and closing
+    a channel (AMQP: py-amqp and pika), a SUBSCRIBE receipt (STOMP), a
+    ``PING`` command (Redis).
     """
-    conn, params, shown = _connect(args.url)
-    backend_cls = params.get("backend_cls")
+    conn, _, shown = _connect(args.url)
     with conn:
-        connection = conn.connection
-        if _in_process(params):
-            what = "kombu memory transport" if backend_cls == "kombu" else "carrot memory backend"
-            _out(f"{shown}: in-process ({what}); no network, nothing to time")
+        backend = conn.create_backend()
+        described = backend.server_description()
+        if backend.in_process:
+            _out(f"{shown}: in-process ({described}); no network, nothing to time")
             return 0
-        if backend_cls == "redis":
-            client = _redis_client(connection)
-            try:
-                version = _text(client.info("server")["redis_version"])
-            except Exception:  # the version is a nicety; "connected" is enough
-                _out(f"connected to {shown}")
-            else:
-                _out(f"connected to {shown}: Redis {version}")
-            label, operation = "PING", client.ping
-        else:
-            props = getattr(connection, "server_properties", None) or {}
-            product = _text(props.get("product", "unknown server"))
-            version = _text(props.get("version", "?"))
-            platform = props.get("platform")
-            extra = f" on {_text(platform)}" if platform else ""
-            _out(f"connected to {shown}: {product} {version}{extra}")
-            if backend_cls == "stomp":
-                label, operation = "SUBSCRIBE receipt", _stomp_round_trip(connection)
-            else:
-                label, operation = "channel open + close", _channel_round_trip(connection)
+        _out(f"connected to {shown}: {described}" if described else f"connected to {shown}")
+        label, operation = backend.round_trip()
         samples = _time_round_trips(args.count, operation)
         _out(
             f"round trip ({label}) x{len(samples)}: "
@@ -643,39 +459,24 @@ def _encode_body(args: argparse.Namespace, body: str | bytes) -> tuple[str, str,
     return content_type, content_encoding, payload
 
 
-def _exchange_exists(conn: BrokerConnection, exchange: str, backend_cls: str) -> bool:
-    """Whether ``exchange`` exists; ``True`` where the backend cannot tell.
+def _returned(backend: Any) -> str | None:
+    """``"NO_ROUTE (312)"`` if the broker returned the message just published, else None.
 
-    Checked on AMQP (py-amqp and pika) with a passive declare. STOMP cannot
-    ask (a publish to a missing exchange makes RabbitMQ close the
-    connection), nor can the kombu transports be asked without declaring.
+    The backend waits for the broker's answer to what it sent
+    (:meth:`~carrot.backends.base.BaseBackend.collect_returns`), which comes
+    after any basic.return, and keeps returns on ``returned_messages``.
     """
-    if backend_cls == "pika":
-        from pika.exceptions import ChannelClosedByBroker
-
-        pika_channel = conn.connection.channel()
-        try:
-            pika_channel.exchange_declare(exchange, passive=True)
-        except ChannelClosedByBroker as exc:
-            if exc.reply_code == 404:
-                return False
-            raise
-        if pika_channel.is_open:
-            pika_channel.close()
-        return True
-    if backend_cls != "amqp":
-        return True
-    from amqp.exceptions import NotFound
-
-    channel = conn.get_channel()
+    backend_logger = logging.getLogger("carrot.backends")
+    level = backend_logger.level
+    backend_logger.setLevel(logging.ERROR)  # its warning about the return: our error says it
     try:
-        channel.exchange_declare(exchange, "direct", passive=True)
-    except NotFound:
-        return False
+        backend.collect_returns()
     finally:
-        if channel.is_open:
-            channel.close()
-    return True
+        backend_logger.setLevel(level)
+    if not backend.returned_messages:
+        return None
+    reply_code, reply_text = backend.returned_messages[-1][:2]
+    return f"{_text(reply_text)} ({reply_code})"
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
@@ -689,15 +490,15 @@ def cmd_publish(args: argparse.Namespace) -> int:
     else:
         body = args.body
     content_type, content_encoding, payload = _encode_body(args, body)
-    conn, params, shown = _connect(args.url)
+    conn, _, shown = _connect(args.url)
     exchange = args.exchange
     routing_key = args.routing_key if args.routing_key is not None else args.declare_queue or ""
     with conn:
-        memory = _in_process(params)
-        backend_cls = params.get("backend_cls") or "amqp"
-        if exchange and not memory and not _exchange_exists(conn, exchange, backend_cls):
-            raise CommandError(f"exchange {exchange!r} not found on {shown}")
         backend = conn.create_backend()
+        memory = backend.in_process
+        # False only where the backend can tell (AMQP); None where it cannot.
+        if exchange and not memory and backend.exchange_exists(exchange) is False:
+            raise CommandError(f"exchange {exchange!r} not found on {shown}")
         if args.declare_queue:
             backend.queue_declare(args.declare_queue, True, False, False)
             if exchange:
@@ -705,7 +506,23 @@ def cmd_publish(args: argparse.Namespace) -> int:
         publisher = Publisher(
             conn, exchange=exchange, routing_key=routing_key, backend=backend, auto_declare=False
         )
-        publisher.send(payload, content_type=content_type, content_encoding=content_encoding)
+        # mandatory: the broker returns a message no queue is bound for,
+        # where it would drop it silently; AMQP backends only.
+        can_return = backend.returns_unroutable
+        publisher.send(
+            payload,
+            content_type=content_type,
+            content_encoding=content_encoding,
+            mandatory=can_return,
+        )
+        if can_return:
+            returned = _returned(backend)
+            if returned is not None:
+                raise CommandError(
+                    f"unroutable: no queue is bound to exchange {exchange!r} for routing "
+                    f"key {routing_key!r} on {shown}, so the broker returned the message "
+                    f"({returned}); bind a queue, or use --declare-queue"
+                )
         publisher.close()
     _out(
         f"published {len(payload)} bytes ({content_type}, {content_encoding}) to "
@@ -732,9 +549,9 @@ def cmd_consume(args: argparse.Namespace) -> int:
     """Print the messages of a queue, acking each after printing it."""
     from carrot.messaging import Consumer
 
-    conn, params, shown = _connect(args.url)
+    conn, _, shown = _connect(args.url)
     timeout = args.timeout
-    if _in_process(params) and timeout is None:
+    if conn.create_backend().in_process and timeout is None:
         _note(f"{shown} lives in this process: nothing else can publish to it")
         timeout = 0.0
     printed = 0
@@ -768,7 +585,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
     if printed:
         return 0
     _note(f"no message on queue {args.queue!r} within {timeout:g} s")
-    return 2
+    return EXIT_NO_MESSAGE
 
 
 # -- bench ----------------------------------------------------------------------------
@@ -876,7 +693,7 @@ def _bench_compare(args: argparse.Namespace) -> int:
     if not script.is_file():
         raise CommandError(f"bench --compare needs a source checkout of carrot: {script} not found")
     params = parse_url(args.broker)
-    if params.get("backend_cls") not in ("amqp", "pika"):
+    if getattr(get_backend_cls(params.get("backend_cls")), "protocol", None) != "AMQP":
         raise CommandError(
             "bench --compare measures AMQP clients against RabbitMQ: "
             "give --broker amqp://host:port// (or pika://)",
@@ -891,13 +708,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Measure publish and consume throughput on one broker (or compare clients)."""
     if args.compare:
         return _bench_compare(args)
-    conn, params, shown = _connect(args.broker)
+    conn, _, shown = _connect(args.broker)
     with conn:
         _out(f"bench: {args.count} messages of {args.size} bytes through {shown}")
-        stomp = params.get("backend_cls") == "stomp"
-        if stomp:
-            _out("(STOMP: subscribed before publishing, so that the queue exists)")
-        result = run_bench(conn, args.count, args.size, subscribe_first=stomp)
+        backend = conn.create_backend()
+        subscribe_first = backend.subscribe_before_publish
+        if subscribe_first:
+            _out(f"({backend.protocol}: subscribed before publishing, so that the queue exists)")
+        result = run_bench(conn, args.count, args.size, subscribe_first=subscribe_first)
     _out(
         f"publish: {args.count} messages in {result['publish_seconds']:.3f} s = "
         f"{result['publish_rate']:,.0f} msg/s"
@@ -950,6 +768,9 @@ _URL_HELP = (
     "(AMQP and STOMP user and password default to guest)"
 )
 
+#: Appended to an option's help: argparse fills in its default.
+_DEFAULT = " (default: %(default)s)"
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``carrot`` and its commands."""
@@ -969,7 +790,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  carrot publish amqp://localhost// 'hello' --declare-queue hello\n"
             "  carrot consume amqp://localhost// --queue hello --count 1\n"
             "  carrot bench --broker amqp://localhost// --count 10000\n"
-            "\nexit status: 0 ok, 1 failed, 2 usage error (or consume timed out empty)"
+            "\nexit status: 0 ok, 1 failed, 2 usage error, 3 consume timed out empty"
         ),
         formatter_class=formatter,
     )
@@ -992,9 +813,13 @@ def build_parser() -> argparse.ArgumentParser:
             "check they match. Uses an exclusive queue the broker deletes afterwards."
         ),
     )
-    demo.add_argument("--broker", default=DEFAULT_BROKER, metavar="URL", help=_URL_HELP)
+    demo.add_argument("--broker", default=DEFAULT_BROKER, metavar="URL", help=_URL_HELP + _DEFAULT)
     demo.add_argument(
-        "--count", type=_positive_int, default=1, metavar="N", help="messages per serializer"
+        "--count",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="messages per serializer" + _DEFAULT,
     )
     demo.set_defaults(func=cmd_demo)
 
@@ -1010,7 +835,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ping.add_argument("url", metavar="URL", help=_URL_HELP)
     ping.add_argument(
-        "--count", type=_positive_int, default=3, metavar="N", help="round trips to time"
+        "--count", type=_positive_int, default=3, metavar="N", help="round trips to time" + _DEFAULT
     )
     ping.set_defaults(func=cmd_ping)
 
@@ -1023,7 +848,9 @@ def build_parser() -> argparse.ArgumentParser:
             "'-' (text when it is valid UTF-8, bytes otherwise). Without --serializer "
             "or --content-type text goes as text/plain and bytes as application/data; "
             "with --serializer a BODY that parses as JSON is sent as that value; "
-            "with --content-type the body is sent as it is. The exchange must exist."
+            "with --content-type the body is sent as it is. The exchange must exist. "
+            "On RabbitMQ a message no queue is bound for is returned by the broker: "
+            "publish says so and exits 1."
         ),
     )
     publish.add_argument("url", metavar="URL", help=_URL_HELP)
@@ -1051,14 +878,18 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Print each message's decoded body on its own line (repr for what is not "
             "text) and ack it. Exits 0 once it printed a message and the count is "
-            "reached or the queue stays empty for --timeout seconds; exits 2 when "
+            "reached or the queue stays empty for --timeout seconds; exits 3 when "
             "the timeout passes with nothing printed."
         ),
     )
     consume.add_argument("url", metavar="URL", help=_URL_HELP)
     consume.add_argument("--queue", required=True, metavar="Q", help="the queue to read")
     consume.add_argument(
-        "--count", type=_non_negative_int, default=0, metavar="N", help="stop after N (0: no limit)"
+        "--count",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="stop after N messages (default: 0, no limit)",
     )
     consume.add_argument(
         "--timeout",
@@ -1084,12 +915,20 @@ def build_parser() -> argparse.ArgumentParser:
             "comparison across backends."
         ),
     )
-    bench.add_argument("--broker", default=DEFAULT_BROKER, metavar="URL", help=_URL_HELP)
+    bench.add_argument("--broker", default=DEFAULT_BROKER, metavar="URL", help=_URL_HELP + _DEFAULT)
     bench.add_argument(
-        "--count", type=_positive_int, default=10000, metavar="N", help="messages to send"
+        "--count",
+        type=_positive_int,
+        default=10000,
+        metavar="N",
+        help="messages to send" + _DEFAULT,
     )
     bench.add_argument(
-        "--size", type=_non_negative_int, default=100, metavar="B", help="body size in bytes"
+        "--size",
+        type=_non_negative_int,
+        default=100,
+        metavar="B",
+        help="body size in bytes" + _DEFAULT,
     )
     bench.add_argument(
         "--compare",
@@ -1100,7 +939,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     bench.add_argument(
-        "--rounds", type=_positive_int, default=3, metavar="R", help="with --compare: rounds"
+        "--rounds",
+        type=_positive_int,
+        default=3,
+        metavar="R",
+        help="with --compare: rounds" + _DEFAULT,
     )
     bench.set_defaults(func=cmd_bench)
     return parser
@@ -1127,8 +970,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 2)
     debug = getattr(args, "debug", False)
+    command: Callable[[argparse.Namespace], int] = args.func
     try:
-        return args.func(args)
+        return command(args)
     except KeyboardInterrupt:
         _note("interrupted")
         return 130

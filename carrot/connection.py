@@ -9,23 +9,37 @@ connection; :class:`ConnectionPool` shares a few of them between threads;
 from __future__ import annotations
 
 import builtins
+import contextlib
+import logging
+import random
+import sys
 import threading
 import time
 import warnings
+import weakref
 from copy import copy
+from types import FrameType
 from typing import Any
 
 import amqp
 from amqp.exceptions import ConnectionError as AMQPConnectionException
 
-from carrot.backends import get_backend_cls
-from carrot.exceptions import ConnectionLimitExceeded
+from carrot import _redact
+from carrot._keywords import warn_unknown_keywords
+from carrot.backends import get_backend_cls, resolve_backend
+from carrot.exceptions import ConnectionLimitExceeded, InvalidURLError, TLSVerificationError
+from carrot.urls import format_url, is_url, mask_url, parse_url, split_urls
 from carrot.utils import retry_over_time
 
 __all__ = [
     "ARG_TO_DJANGO_SETTING",
     "COMPAT_SETTING_PREFIX",
+    "CONNECTION_KEYWORDS",
     "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_MAX_BODY_SIZE",
+    "DEFAULT_RETRY_POLICY",
+    "DJANGO_KEYWORD_SETTINGS",
+    "FAILOVER_STRATEGIES",
     "SETTING_DEPRECATED_FMT",
     "SETTING_PREFIX",
     "AMQPConnection",
@@ -34,11 +48,39 @@ __all__ = [
     "ConnectionPool",
     "DjangoAMQPConnection",
     "DjangoBrokerConnection",
+    "MaskedPassword",
     "get_django_conninfo",
 ]
 
 #: Seconds to wait for the TCP connect and the protocol handshake.
 DEFAULT_CONNECT_TIMEOUT = 5
+#: The largest message body accepted (RabbitMQ's own hard limit), in bytes.
+DEFAULT_MAX_BODY_SIZE = 512 * 1024 * 1024
+#: ``failover_strategy`` values: the order brokers of a list are tried in.
+FAILOVER_STRATEGIES = ("round-robin", "shuffle")
+#: The retry policy used when ``retry_policy`` is ``None`` (the defaults of
+#: :meth:`BrokerConnection.ensure_connection`).
+DEFAULT_RETRY_POLICY: dict[str, Any] = {
+    "max_retries": None,
+    "interval_start": 2,
+    "interval_step": 2,
+    "interval_max": 30,
+}
+#: Keyword arguments of :class:`BrokerConnection` besides the positional
+#: settings; a copy (:class:`ConnectionPool`) keeps every one of them.
+CONNECTION_KEYWORDS = (
+    "insist",
+    "connect_timeout",
+    "ssl",
+    "backend_cls",
+    "transport",
+    "heartbeat",
+    "auto_recover",
+    "retry_policy",
+    "failover_strategy",
+    "accept",
+    "max_body_size",
+)
 #: Django settings are read as ``BROKER_<NAME>``...
 SETTING_PREFIX = "BROKER"
 #: ... falling back to the deprecated ``AMQP_<NAME>``.
@@ -51,18 +93,50 @@ ARG_TO_DJANGO_SETTING = {
     "virtual_host": "VHOST",
     "port": "PORT",
 }
+#: :class:`BrokerConnection` keyword -> the Django setting that sets it (no
+#: deprecated ``AMQP_*`` name). ``BROKER_URL`` is the host name, a URL.
+DJANGO_KEYWORD_SETTINGS = {
+    "heartbeat": "BROKER_HEARTBEAT",
+    "connect_timeout": "BROKER_CONNECTION_TIMEOUT",
+    "ssl": "BROKER_USE_SSL",
+    "failover_strategy": "BROKER_FAILOVER_STRATEGY",
+}
 #: Warning text for an ``AMQP_*`` setting (old name, new name).
 SETTING_DEPRECATED_FMT = (
     "Setting %s has been renamed to %s and is scheduled for removal in version 1.0."
 )
 
+logger = logging.getLogger("carrot.connection")
+
+# stomp.py logs the STOMP passcode at DEBUG: mask it (and URL passwords).
+_redact.install()
+
 _CONN_ARGS = ("hostname", "userid", "password", "virtual_host", "port", "pool")
+
+
+class MaskedPassword(str):
+    """A password whose ``repr`` is ``'***'``; otherwise the very same string.
+
+    :meth:`BrokerConnection.info` hands it out, so a settings dict that ends
+    up in a log message or a traceback shows no password, while code that
+    connects with it (or compares it) sees the real one through ``str``.
+
+    .. versionadded:: 0.11
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'"
 
 
 class BrokerConnection:
     """A network/socket connection to a message broker.
 
-    :param hostname: the broker's host name.
+    :param hostname: the broker's host name; or a broker URL such as
+        ``"amqp://user:password@host:5672//"`` (see :mod:`carrot.urls`),
+        whose parts fill in the other settings; or several brokers, as one
+        ``;``-separated string or a list of URLs or host names.
     :param userid: the user name to authenticate as.
     :param password: the password to authenticate with.
     :param virtual_host: the virtual host to work in (default ``"/"``).
@@ -71,11 +145,48 @@ class BrokerConnection:
     :keyword insist: insist on connecting to this server (default ``False``).
     :keyword connect_timeout: seconds allowed for the TCP connect and for
         each step of the handshake (default 5).
-    :keyword ssl: ``True``, a dict of :func:`ssl.wrap_socket`-style options,
-        or an :class:`ssl.SSLContext` (default ``False``).
+    :keyword ssl: TLS: ``True`` (the system's CAs), a dict of options
+        (``ca_certs``, ``certfile``, ``keyfile``, ``cert_reqs``,
+        ``server_hostname``) or an :class:`ssl.SSLContext`; default ``False``.
+        The broker's certificate and host name (``server_hostname``, by
+        default the host connected to) are verified unless ``cert_reqs`` is
+        ``ssl.CERT_NONE``; without a port, the backend's TLS port (5671).
+        See :doc:`/security`.
+
+        .. versionchanged:: 0.11
+           Certificates and host names are verified by default, also for
+           a dict without ``cert_reqs`` (carrot 0.10 verified nothing), and
+           the port defaults to 5671 with TLS.
     :keyword backend_cls: the backend: a class, a dotted path, an alias from
         :data:`carrot.backends.BACKEND_ALIASES`, or ``None`` for py-amqp.
     :keyword transport: alias of ``backend_cls`` (kombu's name).
+    :keyword heartbeat: seconds between heartbeats, ``0`` for none (the
+        default). Stored for the backend to use; see :doc:`/production`.
+    :keyword auto_recover: re-establish a lost connection under
+        ``retry_policy`` and carry on (default ``False``); see
+        :doc:`/production` and :mod:`carrot.recovery`.
+    :keyword retry_policy: a dict of ``max_retries`` (``None`` or ``0``: for
+        ever), ``interval_start``, ``interval_step`` and ``interval_max``;
+        ``None`` means :data:`DEFAULT_RETRY_POLICY`.
+    :keyword failover_strategy: the order the brokers of a list are tried
+        in: ``"round-robin"`` (the default, in the order given) or
+        ``"shuffle"`` (a random order, drawn anew for each copy).
+    :keyword accept: serializer names or content types that consumers on
+        this connection decode when they name none themselves (see
+        :attr:`carrot.messaging.Consumer.accept`); ``["json"]`` refuses
+        pickle everywhere. None (default): every content type.
+    :keyword max_body_size: the largest message body accepted, in bytes
+        (default :data:`DEFAULT_MAX_BODY_SIZE`).
+    :raises carrot.exceptions.InvalidURLError: (a ``ValueError``) a
+        malformed URL or broker list.
+    :raises ValueError: a keyword with a value it cannot take.
+
+    Explicit arguments win over the parts of a URL:
+    ``BrokerConnection("amqp://u:pw@h:5673//", port=5674)`` connects to port
+    5674. With several brokers, connecting (:attr:`connection`,
+    :meth:`connect`, :meth:`ensure_connection`) moves on to the next broker
+    when one cannot be reached; :attr:`hostname`, :attr:`port` and the other
+    settings, :meth:`info` and ``repr`` always name the current broker.
 
     Used as a context manager it closes on exit; an exception raised inside
     the block propagates unchanged.
@@ -83,7 +194,15 @@ class BrokerConnection:
     .. versionchanged:: 0.11
        :meth:`connect` after :meth:`close` opens a new connection (carrot
        0.10 returned ``None``), and ``__exit__`` no longer replaces the
-       exception raised in the block with a new one of the same type.
+       exception raised in the block with a new one of the same type. An
+       unknown keyword argument is still ignored, but a
+       :exc:`~carrot.exceptions.CarrotWarning` names it.
+
+    .. versionchanged:: 0.11
+       ``hostname`` may be a URL or a list of brokers; new keywords
+       ``heartbeat``, ``auto_recover``, ``retry_policy``,
+       ``failover_strategy``, ``accept`` and ``max_body_size``, whose
+       defaults keep carrot 0.10's behaviour.
     """
 
     virtual_host = "/"
@@ -93,13 +212,24 @@ class BrokerConnection:
     ssl: Any = False
     _closed: bool | None = True
     backend_cls: Any = None
+    heartbeat: float = 0
+    auto_recover = False
+    retry_policy: dict[str, Any] | None = None
+    failover_strategy = "round-robin"
+    #: Default ``accept`` of the consumers on this connection (None: all content types).
+    accept: Any = None
+    max_body_size = DEFAULT_MAX_BODY_SIZE
 
     #: The default backend's connection error class.
     ConnectionException = AMQPConnectionException
 
+    #: The keyword arguments read from ``**kwargs`` (others warn); ``transport_cls``
+    #: comes back from :meth:`info`, which code passes to a new connection.
+    _keywords: tuple[str, ...] = (*CONNECTION_KEYWORDS, "transport_cls")
+
     def __init__(
         self,
-        hostname: str | None = None,
+        hostname: str | list[str] | None = None,
         userid: str | None = None,
         password: str | None = None,
         virtual_host: str | None = None,
@@ -107,35 +237,114 @@ class BrokerConnection:
         pool: ConnectionPool | None = None,
         **kwargs: Any,
     ) -> None:
-        self.hostname = hostname
-        self.userid = userid
-        self.password = password
-        self.virtual_host = virtual_host or self.virtual_host
-        self.port = port or self.port
+        warn_unknown_keywords(type(self), kwargs)
         self.pool = pool
         self.insist = kwargs.get("insist", self.insist)
-        self.connect_timeout = kwargs.get("connect_timeout", self.connect_timeout)
-        self.ssl = kwargs.get("ssl", self.ssl)
-        self.backend_cls = kwargs.get("backend_cls") or kwargs.get("transport") or self.backend_cls
+        self.heartbeat = _check_heartbeat(kwargs.get("heartbeat", self.heartbeat))
+        self.auto_recover = bool(kwargs.get("auto_recover", self.auto_recover))
+        self.retry_policy = _check_retry_policy(kwargs.get("retry_policy", self.retry_policy))
+        self.failover_strategy = _check_strategy(
+            kwargs.get("failover_strategy", self.failover_strategy)
+        )
+        self.accept = kwargs.get("accept", self.accept)
+        self.max_body_size = _check_max_body_size(kwargs.get("max_body_size", self.max_body_size))
+        # The settings given explicitly win over the parts of a URL.
+        explicit: dict[str, Any] = {}
+        if userid is not None:
+            explicit["userid"] = userid
+        if password is not None:
+            explicit["password"] = password
+        if virtual_host:
+            explicit["virtual_host"] = virtual_host
+        if port:
+            explicit["port"] = port
+        for name in ("ssl", "connect_timeout"):
+            if name in kwargs:
+                explicit[name] = kwargs[name]
+        backend_cls = kwargs.get("backend_cls") or kwargs.get("transport")
+        if backend_cls:
+            explicit["backend_cls"] = backend_cls
+        self._explicit = explicit
+        self._brokers = _parse_brokers(hostname, backend_cls)
+        if self.failover_strategy == "shuffle":
+            random.shuffle(self._brokers)
+        self._broker_index = 0
+        # The class defaults, then the first broker's URL parts, then the
+        # explicit settings.
+        self.hostname = None
+        self.userid = None
+        self.password = None
+        self._use_broker(0, initial=True)
         self._closed = None
         self._connection = None
         self._backend = None
+        self._init_recovery()
+
+    def _init_recovery(self) -> None:
+        # carrot.recovery's state: the connection's generation (one more at
+        # each recovery), the generation each backend was made in, the lock.
+        self._generation = 0
+        self._backend_generations: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        self._recovery_lock = threading.RLock()
+
+    def _use_broker(self, index: int, initial: bool = False) -> None:
+        """Make broker ``index`` of the list the current one.
+
+        Its URL's parts are set, except those given explicitly; on a
+        failover the other settings stay as they are (a pool may have
+        changed ``connect_timeout`` since).
+        """
+        self._broker_index = index
+        broker = self._brokers[index]
+        settings = {**broker, **self._explicit} if initial else broker
+        for name, value in settings.items():
+            setattr(self, name, self._explicit.get(name, value))
+
+    def _failover(self) -> None:
+        """Move on to the next broker of the list (the first after the last)."""
+        self._use_broker((self._broker_index + 1) % len(self._brokers))
+        self._backend = None
+
+    def _masked_url(self) -> str:
+        """The current broker as a URL, its password masked."""
+        if is_url(self.hostname):
+            return mask_url(self.hostname)  # compat: kombu's own URL, kept as it is
+        return format_url(
+            {
+                "hostname": self.hostname,
+                "port": self.port,
+                "userid": self.userid,
+                "password": self.password,
+                "virtual_host": self.virtual_host,
+                "ssl": self.ssl,
+                "backend_cls": self.backend_cls or "amqp",
+            }
+        )
 
     def __repr__(self) -> str:
         # Never the password, not even inside a URL given as the host name.
-        hostname = self.hostname
-        if hostname and "://" in hostname and "@" in hostname:
-            scheme, _, rest = hostname.partition("://")
-            hostname = f"{scheme}://***@{rest.rpartition('@')[2]}"
-        return (
-            f"<{type(self).__name__} {self.userid}@{hostname}:{self.port or ''}"
-            f"{self.virtual_host} backend={self.backend_cls or 'amqp'}>"
-        )
+        count = len(self._brokers)
+        which = f" (broker {self._broker_index + 1} of {count})" if count > 1 else ""
+        backend = self.backend_cls or "amqp"
+        return f"<{type(self).__name__} {self._masked_url()}{which} backend={backend}>"
 
     def __copy__(self) -> BrokerConnection:
-        info = self.info()
-        info.pop("transport_cls")
-        return self.__class__(pool=self.pool, **info)
+        # Every attribute, so every setting (and any a subclass adds) is
+        # kept; nothing of the open connection is.
+        clone = self.__class__.__new__(self.__class__)
+        clone.__dict__.update(self.__dict__)
+        clone._brokers = [dict(broker) for broker in self._brokers]
+        clone._explicit = dict(self._explicit)
+        if self.retry_policy is not None:
+            clone.retry_policy = dict(self.retry_policy)
+        if self.failover_strategy == "shuffle" and len(clone._brokers) > 1:
+            random.shuffle(clone._brokers)
+            clone._use_broker(0)  # the first of its own order
+        clone._connection = None
+        clone._backend = None
+        clone._closed = None
+        clone._init_recovery()
+        return clone
 
     def __enter__(self) -> BrokerConnection:
         return self
@@ -150,7 +359,13 @@ class BrokerConnection:
         return f"{self.hostname}:{port}"
 
     def _default_port(self) -> int | None:
-        return getattr(self.get_backend_cls(), "default_port", None)
+        backend_cls = self.get_backend_cls()
+        if self.ssl:
+            tls_port: int | None = getattr(backend_cls, "default_tls_port", None)
+            if tls_port:
+                return tls_port
+        port: int | None = getattr(backend_cls, "default_port", None)
+        return port
 
     def get_backend_cls(self) -> Any:
         """Get the backend class this connection uses.
@@ -166,7 +381,12 @@ class BrokerConnection:
 
     def create_backend(self) -> Any:
         """Create a new instance of the backend, bound to this connection."""
-        return self.get_backend_cls()(connection=self)
+        backend = self.get_backend_cls()(connection=self)
+        generations = getattr(self, "_backend_generations", None)  # None: __init__ not run
+        if generations is not None:
+            with contextlib.suppress(TypeError):  # an unhashable backend: never rebound
+                generations[backend] = self._generation
+        return backend
 
     def _get_backend(self) -> Any:
         # The backend that opens/closes the connection itself.
@@ -176,20 +396,42 @@ class BrokerConnection:
 
     @property
     def connection(self) -> Any:
-        """The backend's connection, established on first use; ``None`` once closed."""
+        """The backend's connection, established on first use; ``None`` once closed.
+
+        With several brokers, one that cannot be reached (a recoverable
+        connection error) is skipped for the next; when none can be, the
+        last broker's error is raised.
+        """
         if self._closed is True:
             return None
         if self._connection is None:
-            connection = self._get_backend().establish_connection()
-            # compat: amqplib connected in its constructor, so backends
-            # written for carrot 0.10 (subclasses overriding
-            # establish_connection) return a py-amqp connection that has not
-            # connected yet.
-            if isinstance(connection, amqp.Connection) and not connection.connected:
-                connection.connect()
-            self._connection = connection
+            self._connection = self._establish()
             self._closed = False
         return self._connection
+
+    def _establish(self) -> Any:
+        """Connect to the current broker, or to the next ones in turn."""
+        attempts = len(self._brokers)
+        for attempt in range(1, attempts + 1):
+            try:
+                connection = self._get_backend().establish_connection()
+                # compat: amqplib connected in its constructor, so backends
+                # written for carrot 0.10 (subclasses overriding
+                # establish_connection) return a py-amqp connection that
+                # has not connected yet.
+                if isinstance(connection, amqp.Connection) and not connection.connected:
+                    connection.connect()
+            except self._recoverable_connection_errors() as exc:
+                if attempt == attempts:
+                    raise
+                failed = self._masked_url()
+                self._failover()
+                logger.warning(
+                    "cannot connect to %s (%s); trying %s", failed, exc, self._masked_url()
+                )
+            else:
+                return connection
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def connect(self) -> Any:
         """Establish the connection now (again, after :meth:`close`) and return it.
@@ -197,7 +439,8 @@ class BrokerConnection:
         .. versionchanged:: 0.11
            A connection known to be lost (its socket failed) is replaced by
            a new one, so :meth:`ensure_connection` really reconnects; carrot
-           0.10 kept returning the dead connection.
+           0.10 kept returning the dead connection. With several brokers,
+           the next one is tried when one cannot be reached.
         """
         if self._closed is True:
             self._closed = None
@@ -210,7 +453,8 @@ class BrokerConnection:
     def _close_quietly(self, connection: Any) -> None:
         try:
             self._get_backend().close_connection(connection)
-        except (OSError, *self.connection_errors):
+        # mypy does not see a starred tuple of exception classes as one
+        except (OSError, *self.connection_errors):  # type: ignore[misc]
             pass
 
     def get_channel(self) -> Any:
@@ -247,12 +491,21 @@ class BrokerConnection:
         :keyword interval_max: the longest sleep.
 
         Only :attr:`connection_errors` are retried. A refusal by the broker
-        (wrong password, unknown virtual host) is raised at once.
+        (wrong password, unknown virtual host) is raised at once, and so is a
+        broker certificate that fails verification
+        (:exc:`~carrot.exceptions.TLSVerificationError`): no retry fixes it.
         """
+
+        def on_error(exc: BaseException, interval: float) -> None:
+            if isinstance(exc, TLSVerificationError):
+                raise exc  # out of retry_over_time, before its sleep
+            if errback is not None:
+                errback(exc, interval)
+
         retry_over_time(
             self.connect,
             self._recoverable_connection_errors(),
-            errback=errback,
+            errback=on_error,
             max_retries=max_retries,
             interval_start=interval_start,
             interval_step=interval_step,
@@ -284,12 +537,21 @@ class BrokerConnection:
         self.pool.release(self)
 
     def info(self) -> dict[str, Any]:
-        """The connection's settings as a dict (the port filled in)."""
+        """The settings of the current broker as a dict (the port filled in).
+
+        Carrot 0.10's keys only; :func:`copy.copy` (which
+        :class:`ConnectionPool` uses) keeps every setting, not only these.
+
+        .. versionchanged:: 0.11
+           The password is a :class:`MaskedPassword`: the same string, but
+           its ``repr`` (and so the dict's, as in a log message) is ``'***'``.
+        """
         backend_cls = self.backend_cls or "amqplib"
+        password = self.password
         return {
             "hostname": self.hostname,
             "userid": self.userid,
-            "password": self.password,
+            "password": MaskedPassword(password) if isinstance(password, str) else password,
             "virtual_host": self.virtual_host,
             "port": self.port or self._default_port(),
             "insist": self.insist,
@@ -312,6 +574,80 @@ class BrokerConnection:
 
 #: compat: carrot's first name for :class:`BrokerConnection`.
 AMQPConnection = BrokerConnection
+
+#: The generic kombu backend takes a kombu URL (``sqs://``...) as its host name.
+_KOMBU_BACKEND = "carrot.backends.kombu_transport.Backend"
+
+
+def _takes_urls_itself(backend_cls: Any) -> bool:
+    """Whether the backend reads a URL in ``hostname`` itself (kombu's, by name)."""
+    if not backend_cls:
+        return False
+    if isinstance(backend_cls, str):
+        return resolve_backend(backend_cls) == _KOMBU_BACKEND
+    return f"{backend_cls.__module__}.{backend_cls.__qualname__}" == _KOMBU_BACKEND
+
+
+def _parse_brokers(hostname: Any, backend_cls: Any) -> list[dict[str, Any]]:
+    """The settings each broker of ``hostname`` contributes (its URL's parts)."""
+    if hostname is None or (
+        isinstance(hostname, str) and "://" not in hostname and ";" not in hostname
+    ):
+        return [{"hostname": hostname}]  # compat: a plain host name, as carrot 0.10
+    brokers = []
+    for item in split_urls(hostname):
+        if not is_url(item):
+            brokers.append({"hostname": item})
+        elif _takes_urls_itself(backend_cls):
+            # compat: BrokerConnection("redis://...", backend_cls="kombu")
+            # hands kombu its own URL.
+            brokers.append({"hostname": item})
+        else:
+            brokers.append(parse_url(item))
+    kinds = {broker["backend_cls"] for broker in brokers if "backend_cls" in broker}
+    if len(kinds) > 1:
+        shown = hostname if isinstance(hostname, str) else ";".join(hostname)
+        raise InvalidURLError(
+            shown, f"the brokers of a list use one backend, not {', '.join(sorted(kinds))}"
+        )
+    return brokers
+
+
+def _check_heartbeat(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"heartbeat must be a number of seconds >= 0 (0: off), not {value!r}")
+    return value
+
+
+def _check_retry_policy(policy: Any) -> dict[str, Any] | None:
+    if policy is None:
+        return None
+    if not isinstance(policy, dict):
+        raise ValueError(f"retry_policy must be a dict or None, not {policy!r}")
+    unknown = set(policy) - set(DEFAULT_RETRY_POLICY)
+    if unknown:
+        known = ", ".join(DEFAULT_RETRY_POLICY)
+        raise ValueError(f"unknown retry_policy key(s) {sorted(unknown)} (known: {known})")
+    for key, value in policy.items():
+        if key == "max_retries" and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"retry_policy {key!r} must be a number >= 0, not {value!r}")
+    return dict(policy)
+
+
+def _check_strategy(strategy: Any) -> str:
+    if strategy not in FAILOVER_STRATEGIES:
+        known = ", ".join(repr(name) for name in FAILOVER_STRATEGIES)
+        raise ValueError(f"failover_strategy must be one of {known}, not {strategy!r}")
+    checked: str = strategy
+    return checked
+
+
+def _check_max_body_size(size: Any) -> int:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"max_body_size must be a positive number of bytes, not {size!r}")
+    return size
 
 
 class ConnectionPool:
@@ -406,19 +742,41 @@ class ConnectionPool:
             self._lock.notify()
 
 
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside this module."""
+    frame: FrameType | None = sys._getframe(1)  # the function that warns
+    level = 1
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back
+        level += 1
+    return level
+
+
 def get_django_conninfo(settings: Any = None) -> dict[str, Any]:
     """Read connection arguments from Django settings.
 
     ``BROKER_HOST``, ``BROKER_PORT``, ``BROKER_USER``, ``BROKER_PASSWORD`` and
     ``BROKER_VHOST``; each falls back to its deprecated ``AMQP_*`` name (with a
-    :exc:`DeprecationWarning`), the host also to ``AMQP_SERVER``.
-    ``CARROT_BACKEND`` names the backend.
+    :exc:`DeprecationWarning` pointing at the caller's line), the host also to
+    ``AMQP_SERVER``. ``CARROT_BACKEND`` names the backend.
+
+    ``BROKER_URL`` (a URL or a broker list, see :mod:`carrot.urls`) is the
+    host name when set (``BROKER_HOST`` is then not read); ``BROKER_PORT``,
+    ``BROKER_USER``, ``BROKER_PASSWORD`` and ``BROKER_VHOST`` win over its
+    parts. The settings of :data:`DJANGO_KEYWORD_SETTINGS`
+    (``BROKER_HEARTBEAT``, ``BROKER_CONNECTION_TIMEOUT``, ``BROKER_USE_SSL``,
+    ``BROKER_FAILOVER_STRATEGY``) fill the keywords of the same meaning.
 
     :param settings: an object with those attributes; ``None`` imports
         ``django.conf.settings``.
+
+    .. versionchanged:: 0.11
+       ``BROKER_URL`` and the settings of :data:`DJANGO_KEYWORD_SETTINGS`.
     """
     if settings is None:
-        from django.conf import settings
+        from django.conf import settings as django_settings
+
+        settings = django_settings
 
     conninfo: dict[str, Any] = {}
     for arg_name, setting_name in ARG_TO_DJANGO_SETTING.items():
@@ -431,15 +789,21 @@ def get_django_conninfo(settings: Any = None) -> dict[str, Any]:
             warnings.warn(
                 SETTING_DEPRECATED_FMT % (compat_setting, setting),
                 DeprecationWarning,
-                stacklevel=2,
+                stacklevel=_caller_stacklevel(),
             )
     if "hostname" not in conninfo and hasattr(settings, "AMQP_SERVER"):
         conninfo["hostname"] = settings.AMQP_SERVER
         warnings.warn(
             SETTING_DEPRECATED_FMT % ("AMQP_SERVER", f"{SETTING_PREFIX}_HOST"),
             DeprecationWarning,
-            stacklevel=2,
+            stacklevel=_caller_stacklevel(),
         )
+    url = getattr(settings, f"{SETTING_PREFIX}_URL", None)
+    if url:
+        conninfo["hostname"] = url
+    for keyword, setting in DJANGO_KEYWORD_SETTINGS.items():
+        if hasattr(settings, setting):
+            conninfo[keyword] = getattr(settings, setting)
     conninfo["backend_cls"] = getattr(settings, "CARROT_BACKEND", None)
     return conninfo
 
@@ -463,11 +827,6 @@ class DjangoBrokerConnection(BrokerConnection):
             conninfo.pop("backend_cls", None)
         conninfo.update((k, v) for k, v in explicit.items() if v is not None)
         super().__init__(**conninfo)
-
-    def __copy__(self) -> DjangoBrokerConnection:
-        info = self.info()
-        info.pop("transport_cls")
-        return self.__class__(pool=self.pool, settings=self._django_settings, **info)
 
 
 #: compat: carrot's first name for :class:`DjangoBrokerConnection`.

@@ -13,18 +13,28 @@ backends named by dotted path.
 
 from __future__ import annotations
 
+import logging
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from itertools import count
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from carrot import recovery
+from carrot._keywords import nested_construction, warn_unknown_keywords
+from carrot.confirms import ConfirmWindow
 from carrot.exceptions import (
+    ContentDisallowed,
     EncodeError,
     FilterWithAutoAckError,
     UnknownDeliveryModeError,
 )
 from carrot.serialization import encode as _encode
+from carrot.serialization import registry as _registry
+
+if TYPE_CHECKING:
+    from carrot.backends.base import BaseBackend, BaseMessage
+    from carrot.connection import BrokerConnection
 
 __all__ = [
     "Consumer",
@@ -35,23 +45,79 @@ __all__ = [
     "UnknownDeliveryModeError",
 ]
 
-#: A callback: ``callback(message_data, message)``.
-Callback = Callable[[Any, Any], Any]
+#: A callback: ``callback(message_data, message)``; what it returns is ignored.
+Callback = Callable[[Any, "BaseMessage"], object]
+#: A decode error handler: ``on_decode_error(message, exc)``.
+DecodeErrorHandler = Callable[["BaseMessage", BaseException], object]
+#: A routing key; for a ``headers`` exchange, the headers (a binding's arguments).
+RoutingKey = str | dict[str, Any]
+#: A delivery mode: a name from ``Publisher.DELIVERY_MODES``, or 1 or 2.
+DeliveryMode = int | str
 
-_consumer_counter = count(1)
+logger = logging.getLogger(__name__)
 
 
-def _check_priority(priority: Any) -> None:
+def _check_priority(priority: object) -> None:
     """Refuse a message priority that is not an AMQP octet (an int from 0 to 255)."""
     if isinstance(priority, int) and 0 <= priority <= 255:
         return  # an int subclass (bool): packed as its value
     raise EncodeError(f"priority must be an integer from 0 to 255, not {priority!r}")
 
 
-def _generate_consumer_tag(cls: type) -> str:
-    # module.Class, a counter for the process and a short random part, so two
-    # processes (or forks) never hand the broker the same tag.
-    return f"{cls.__module__}.{cls.__name__}{next(_consumer_counter)}.{uuid.uuid4().hex[:8]}"
+def _accepted(accept: Any, connection: Any) -> frozenset[str] | None:
+    """The content types allowed by ``accept``, or by the connection's default when it is None."""
+    if accept is None:
+        accept = getattr(connection, "accept", None)
+    return _registry.accepted_content_types(accept)
+
+
+def _disallow(message: Any, accepted: frozenset[str] | None) -> ContentDisallowed:
+    """Make ``message.decode()`` (and so ``payload``) raise :exc:`ContentDisallowed`.
+
+    The body never reaches a decoder: the message's own ``decode`` is
+    shadowed on the instance, whatever the backend's message class.
+    """
+    content_type = message.content_type
+
+    def decode() -> Any:
+        raise ContentDisallowed(content_type, accepted or ())
+
+    message.decode = decode
+    return ContentDisallowed(content_type, accepted or ())
+
+
+def _undecodable(
+    message: Any,
+    exc: BaseException,
+    on_decode_error: DecodeErrorHandler | None,
+    settle: bool,
+    queue: Any = None,
+) -> bool:
+    """Deal with a delivered message whose body can't be (or may not be) decoded.
+
+    ``on_decode_error(message, exc)`` runs when given; then, whatever it did
+    or raised, a message it left unsettled is rejected without requeue
+    (unless ``settle`` is false: a ``no_ack`` delivery), so it never comes
+    back in a redelivery loop. A disallowed content type is logged at ERROR.
+
+    :returns: True when the caller should carry on; False when it should
+        re-raise ``exc`` (a decode error and no handler, as carrot 0.10).
+    """
+    if isinstance(exc, ContentDisallowed):
+        logger.error(
+            "rejected a message from queue %r (delivery tag %r): %s",
+            queue,
+            message.delivery_tag,
+            exc,
+        )
+    try:
+        if on_decode_error is not None:
+            on_decode_error(message, exc)
+            return True
+        return isinstance(exc, ContentDisallowed)
+    finally:
+        if settle and not message.acknowledged:
+            message.reject()
 
 
 class Consumer:
@@ -74,6 +140,8 @@ class Consumer:
     :keyword auto_declare: overrides :attr:`auto_declare`.
     :keyword queue_arguments: overrides :attr:`queue_arguments`.
     :keyword no_ack: overrides :attr:`no_ack`.
+    :keyword accept: overrides :attr:`accept`.
+    :keyword on_decode_error: overrides :attr:`on_decode_error`.
 
     Options given as ``None`` keep the class attribute, so subclasses
     configure themselves with class attributes::
@@ -87,14 +155,39 @@ class Consumer:
        The consumer tag (:attr:`consumer_tag`) ends in a short random part
        after carrot's ``module.ClassN``, so tags stay unique across processes
        and forks.
+
+    .. versionadded:: 0.11
+       ``accept`` and ``on_decode_error``.
+
+    .. versionchanged:: 0.11
+       A delivered message whose body fails to decode is rejected without
+       requeue before the error propagates (carrot 0.10 left it unsettled,
+       so it came back for ever once the channel closed).
+
+    .. versionchanged:: 0.11
+       An unknown keyword argument is still ignored, but a
+       :exc:`~carrot.exceptions.CarrotWarning` names it.
     """
 
+    #: Serializer names or content types the consumer decodes (``["json"]``);
+    #: a message of any other content type is never decoded: while consuming
+    #: it is rejected without requeue and logged at ERROR, and the ``payload``
+    #: of a fetched one raises :exc:`~carrot.exceptions.ContentDisallowed`.
+    #: ``None``: the connection's ``accept``, and when that is None too,
+    #: every content type (carrot 0.10). Read when consuming or fetching starts.
+    accept: Any = None
+    #: Called as ``on_decode_error(message, exc)`` when a delivered body fails
+    #: to decode or is not accepted; it may ack, reject or requeue the message
+    #: and consuming goes on. A message it leaves unsettled is rejected
+    #: without requeue. ``None``: the message is rejected without requeue and
+    #: a decode error propagates (a disallowed content type only is logged).
+    on_decode_error: DecodeErrorHandler | None = None
     #: The queue to consume from.
     queue: str = ""
     #: The exchange the queue is bound to.
     exchange: str = ""
     #: The binding key; for a ``headers`` exchange the binding's arguments.
-    routing_key: Any = ""
+    routing_key: RoutingKey = ""
     #: Queue and exchange survive a broker restart.
     durable: bool = True
     #: The queue is used by this connection only (implies :attr:`auto_delete`).
@@ -130,19 +223,30 @@ class Consumer:
         "auto_declare",
         "queue_arguments",
         "no_ack",
+        "accept",
+        "on_decode_error",
     )
+    #: The content types :attr:`accept` resolved to, while consuming.
+    _accepted_types: frozenset[str] | None = None
+    #: The other keyword arguments read from ``**kwargs`` (others warn).
+    _keywords: tuple[str, ...] = ("backend", "accept", "on_decode_error")
+
+    #: compat: returns the number in the consumer tag; a class attribute
+    #: carrot's subclasses override (with a function, or another counter's).
+    _next_consumer_tag = count(1).__next__
 
     def __init__(
         self,
-        connection: Any,
+        connection: BrokerConnection,
         queue: str | None = None,
         exchange: str | None = None,
-        routing_key: Any = None,
+        routing_key: RoutingKey | None = None,
         **kwargs: Any,
     ) -> None:
+        warn_unknown_keywords(type(self), kwargs)
         self.connection = connection
         backend = kwargs.get("backend")
-        self.backend = backend if backend is not None else connection.create_backend()
+        self.backend: BaseBackend = backend if backend is not None else connection.create_backend()
         self.queue = queue or self.queue
         self.exchange = exchange or self.exchange
         self.routing_key = routing_key or self.routing_key
@@ -154,9 +258,12 @@ class Consumer:
                 setattr(self, name, value)
         if self.exclusive:
             self.auto_delete = True
-        self.consumer_tag = _generate_consumer_tag(type(self))
+        # A bad accept list fails here, before anything is declared.
+        self._accepted_types = _accepted(self.accept, connection)
+        self.consumer_tag = self._generate_consumer_tag()
         if self.auto_declare:
             self.declare()
+        recovery.install(self)  # only with BrokerConnection(auto_recover=True)
 
     def __repr__(self) -> str:
         return (
@@ -167,12 +274,20 @@ class Consumer:
     def __enter__(self) -> Consumer:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[BaseMessage | None]:
         """Iterate over the queue with :meth:`fetch`, yielding ``None`` when it is empty."""
         return self.iterqueue(infinite=True)
+
+    def _generate_consumer_tag(self) -> str:
+        """A consumer tag: ``module.Class``, :meth:`_next_consumer_tag`, a short random part.
+
+        The random part keeps tags unique across processes and forks.
+        """
+        cls = type(self)
+        return f"{cls.__module__}.{cls.__name__}{self._next_consumer_tag()}.{uuid.uuid4().hex[:8]}"
 
     def declare(self) -> Consumer:
         """Declare the queue and the exchange, and bind the queue to it.
@@ -222,22 +337,40 @@ class Consumer:
     def _receive_callback(self, raw_message: Any) -> None:
         # Hot path: runs once per delivered message.
         message = self.backend.message_to_python(raw_message)
+        accepted = self._accepted_types
+        if accepted is not None and not _registry.is_accepted(message.content_type, accepted):
+            exc = _disallow(message, accepted)
+            _undecodable(message, exc, self.on_decode_error, not self._consuming_no_ack, self.queue)
+            return
         if self.auto_ack and not self._consuming_no_ack and not message.acknowledged:
             message.ack()
-        self.receive(message.payload, message)
+        try:
+            decoded = message.payload
+        # compat: a third-party Message.decode() may raise anything.
+        except Exception as exc:
+            if not _undecodable(
+                message, exc, self.on_decode_error, not self._consuming_no_ack, self.queue
+            ):
+                raise
+            return
+        self.receive(decoded, message)
 
     def fetch(
         self,
         no_ack: bool | None = None,
         auto_ack: bool | None = None,
         enable_callbacks: bool = False,
-    ) -> Any:
+    ) -> BaseMessage | None:
         """Receive the next message waiting on the queue, without consuming.
 
         :keyword no_ack: the broker does not expect an acknowledgement.
         :keyword auto_ack: acknowledge the message before returning it.
-        :keyword enable_callbacks: also pass it to the callbacks (:meth:`receive`).
-        :returns: the message, or ``None`` when the queue is empty.
+        :keyword enable_callbacks: also pass it to the callbacks (:meth:`receive`),
+            handling a body that fails to decode (or is not accepted) as
+            consuming does (:attr:`on_decode_error`).
+        :returns: the message, or ``None`` when the queue is empty. When its
+            content type is not in :attr:`accept`, its ``decode()`` and
+            ``payload`` raise :exc:`~carrot.exceptions.ContentDisallowed`.
 
         .. versionchanged:: 0.11
            ``auto_ack`` no longer acks a message fetched with ``no_ack``
@@ -248,15 +381,28 @@ class Consumer:
         # setting; carrot computed ``no_ack or self.no_ack`` and code relies on it.
         no_ack = no_ack or self.no_ack
         auto_ack = auto_ack or self.auto_ack
-        message = self.backend.get(self.queue, no_ack=no_ack)
-        if message is not None:
-            if auto_ack and not no_ack and not message.acknowledged:
-                message.ack()
-            if enable_callbacks:
-                self.receive(message.payload, message)
+        message: BaseMessage | None = self.backend.get(self.queue, no_ack=no_ack)
+        if message is None:
+            return None
+        accepted = _accepted(self.accept, self.connection)
+        disallowed = None
+        if accepted is not None and not _registry.is_accepted(message.content_type, accepted):
+            disallowed = _disallow(message, accepted)
+        if auto_ack and not no_ack and not message.acknowledged:
+            message.ack()
+        if enable_callbacks:
+            try:
+                if disallowed is not None:
+                    raise disallowed
+                decoded = message.payload
+            except Exception as exc:
+                if not _undecodable(message, exc, self.on_decode_error, not no_ack, self.queue):
+                    raise
+            else:
+                self.receive(decoded, message)
         return message
 
-    def process_next(self) -> Any:
+    def process_next(self) -> BaseMessage | None:
         """Deprecated: use ``fetch(enable_callbacks=True)``."""
         warnings.warn(
             "Consumer.process_next() is deprecated, use fetch(enable_callbacks=True) instead",
@@ -265,7 +411,7 @@ class Consumer:
         )
         return self.fetch(enable_callbacks=True)
 
-    def receive(self, message_data: Any, message: Any) -> None:
+    def receive(self, message_data: Any, message: BaseMessage) -> None:
         """Pass a received message to the callbacks, in registration order.
 
         :raises NotImplementedError: no callback is registered.
@@ -282,9 +428,10 @@ class Consumer:
 
     def purge(self) -> int:
         """Discard every message waiting on the queue; return how many."""
-        return self.backend.queue_purge(self.queue)
+        purged: int = self.backend.queue_purge(self.queue)
+        return purged
 
-    def discard_all(self, filterfunc: Callable[[Any], bool] | None = None) -> int:
+    def discard_all(self, filterfunc: Callable[[BaseMessage], object] | None = None) -> int:
         """Discard the messages waiting on the queue; return how many.
 
         :keyword filterfunc: discard only the messages for which
@@ -299,7 +446,8 @@ class Consumer:
            unacknowledged on the channel until it closed.
         """
         if not filterfunc:
-            return self.backend.queue_purge(self.queue)
+            purged: int = self.backend.queue_purge(self.queue)
+            return purged
         if self.no_ack or self.auto_ack:
             raise FilterWithAutoAckError()
         discarded = 0
@@ -330,7 +478,8 @@ class Consumer:
         channel is closed.
         """
         self.consume(no_ack=no_ack)
-        return self.backend.consume(limit=limit)
+        deliveries: Iterator[Any] = self.backend.consume(limit=limit)
+        return deliveries
 
     def consume(self, no_ack: bool | None = None) -> None:
         """Register this consumer with the broker; deliveries go to :meth:`receive`.
@@ -349,6 +498,7 @@ class Consumer:
         if self.channel_open:
             return
         no_ack = bool(no_ack or self.no_ack)
+        self._accepted_types = _accepted(self.accept, self.connection)
         # Set first: deliveries may reach the callbacks (which may cancel)
         # before declare_consumer returns.
         self.channel_open = True
@@ -378,7 +528,9 @@ class Consumer:
             pass
         return []
 
-    def iterqueue(self, limit: int | None = None, infinite: bool = False) -> Iterator[Any]:
+    def iterqueue(
+        self, limit: int | None = None, infinite: bool = False
+    ) -> Iterator[BaseMessage | None]:
         """Iterate over the waiting messages with :meth:`fetch`.
 
         :keyword limit: stop after this many messages.
@@ -436,14 +588,29 @@ class Publisher:
     :keyword delivery_mode: overrides :attr:`delivery_mode`; a name from
         :attr:`DELIVERY_MODES` or 1/2.
     :keyword auto_declare: overrides :attr:`auto_declare`.
+    :keyword confirm: put the channel in publisher-confirm mode: :meth:`send`
+        returns only once the broker confirmed the message (see
+        :attr:`confirm`).
+    :keyword max_unconfirmed: with ``confirm``, how many messages may await
+        the broker's confirm at once (see :attr:`max_unconfirmed`).
+    :keyword mandatory: overrides :attr:`mandatory`.
     :raises UnknownDeliveryModeError: (a ``ValueError``) a delivery mode that
         is neither a name from :attr:`DELIVERY_MODES` nor 1 or 2.
+    :raises NotImplementedError: ``confirm=True`` on a backend that has no
+        publisher confirms (named in the message).
+
+    .. versionadded:: 0.11
+       ``confirm``, ``max_unconfirmed`` and ``mandatory``.
 
     .. versionchanged:: 0.11
        A delivery mode other than those names, 1 and 2 (``3``, ``"2"``,
        ``"bogus"``) raises :exc:`UnknownDeliveryModeError` here and in
        :meth:`create_message`/:meth:`send`, before anything is sent; carrot
        0.10 passed it on to the transport, which failed or sent it as is.
+
+    .. versionchanged:: 0.11
+       An unknown keyword argument is still ignored, but a
+       :exc:`~carrot.exceptions.CarrotWarning` names it.
     """
 
     #: Delivery mode names and their AMQP values.
@@ -458,9 +625,9 @@ class Publisher:
     #: The exchange to publish to.
     exchange: str = ""
     #: The default routing key; for a ``headers`` exchange, the headers.
-    routing_key: Any = ""
+    routing_key: RoutingKey = ""
     #: The default delivery mode (persistent).
-    delivery_mode: Any = 2
+    delivery_mode: DeliveryMode = 2
     _closed: bool = True
     #: ``"direct"``, ``"topic"``, ``"fanout"`` or ``"headers"``.
     exchange_type: str = "direct"
@@ -472,6 +639,20 @@ class Publisher:
     auto_declare: bool = True
     #: The serializer name (``None``: the registry's default, json).
     serializer: str | None = None
+    #: Publisher confirms: the channel is in confirm mode, and a message
+    #: counts as sent once the broker confirmed it (``basic.ack``); a
+    #: refused one (``basic.nack``) raises
+    #: :exc:`~carrot.exceptions.MessageNacked`.
+    confirm: bool = False
+    #: With :attr:`confirm`, how many messages may await their confirm at
+    #: once. 1: :meth:`send` waits for its own message's confirm. N > 1:
+    #: :meth:`send` returns once the message is written, waiting only while N
+    #: are unconfirmed; :meth:`wait_for_confirms` waits for the rest.
+    max_unconfirmed: int = 1
+    #: The default for :meth:`send`'s ``mandatory``: the broker returns a
+    #: message no queue took; with :attr:`confirm` that raises
+    #: :exc:`~carrot.exceptions.MessageReturned`.
+    mandatory: bool = False
 
     #: The keyword arguments that override class attributes when not ``None``.
     _init_opts = (
@@ -481,15 +662,27 @@ class Publisher:
         "serializer",
         "delivery_mode",
         "auto_declare",
+        "confirm",
+        "max_unconfirmed",
+        "mandatory",
     )
+    #: The other keyword arguments read from ``**kwargs`` (others warn).
+    _keywords: tuple[str, ...] = ("backend",)
+    #: The channel's :class:`~carrot.confirms.ConfirmWindow` with
+    #: :attr:`confirm`, else ``None``.
+    _confirms: ConfirmWindow | None = None
+    #: Set by a confirmed :meth:`send` once its message is written (so a
+    #: recovery re-sends it from the window instead of sending it again).
+    _taken: bool = False
 
     def __init__(
         self,
-        connection: Any,
+        connection: BrokerConnection,
         exchange: str | None = None,
-        routing_key: Any = None,
+        routing_key: RoutingKey | None = None,
         **kwargs: Any,
     ) -> None:
+        warn_unknown_keywords(type(self), kwargs)
         self.connection = connection
         self.exchange = exchange or self.exchange
         self.routing_key = routing_key or self.routing_key
@@ -499,11 +692,16 @@ class Publisher:
                 setattr(self, name, value)
         # Checked before a channel is opened, so a bad value leaves none behind.
         self.delivery_mode = self._delivery_mode(self.delivery_mode)
+        window = ConfirmWindow(self.max_unconfirmed) if self.confirm else None
         backend = kwargs.get("backend")
-        self.backend = backend if backend is not None else connection.create_backend()
+        self.backend: BaseBackend = backend if backend is not None else connection.create_backend()
         self._closed = False
+        if window is not None:
+            self.backend.confirm_select(window)
+            self._confirms = window
         if self.auto_declare and self.exchange:
             self.declare()
+        recovery.install(self)  # only with BrokerConnection(auto_recover=True)
 
     def __repr__(self) -> str:
         return (
@@ -513,10 +711,10 @@ class Publisher:
     def __enter__(self) -> Publisher:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _delivery_mode(self, value: Any) -> int:
+    def _delivery_mode(self, value: object) -> int:
         """The AMQP delivery mode (1 or 2) for a name from :attr:`DELIVERY_MODES` or a number.
 
         :raises UnknownDeliveryModeError: anything else, before it reaches
@@ -542,7 +740,7 @@ class Publisher:
     def create_message(
         self,
         message_data: Any,
-        delivery_mode: Any = None,
+        delivery_mode: DeliveryMode | None = None,
         priority: int | None = None,
         content_type: str | None = None,
         content_encoding: str | None = None,
@@ -605,8 +803,8 @@ class Publisher:
     def send(
         self,
         message_data: Any,
-        routing_key: Any = None,
-        delivery_mode: Any = None,
+        routing_key: RoutingKey | None = None,
+        delivery_mode: DeliveryMode | None = None,
         mandatory: bool = False,
         immediate: bool = False,
         priority: int = 0,
@@ -654,19 +852,115 @@ class Publisher:
             content_encoding,
             serializer,
         )
+        if self._confirms is not None:
+            return self._send_confirmed(
+                message,
+                exchange or self.exchange,
+                routing_key,
+                mandatory=mandatory or self.mandatory,
+                immediate=immediate,
+                headers=headers,
+            )
         self.backend.publish(
             message,
             exchange=exchange or self.exchange,
             routing_key=routing_key,
-            mandatory=mandatory,
+            mandatory=mandatory or self.mandatory,
             immediate=immediate,
             headers=headers,
         )
 
+    def _send_confirmed(
+        self, message: Any, exchange: str, routing_key: Any, **publish_kwargs: Any
+    ) -> None:
+        # Hot path with confirm=True: the window's bookkeeping is O(1), and
+        # the broker is only waited for when the window is full.
+        window = self._confirms
+        assert window is not None
+        pump = self.backend.drain_confirms
+        # A nack or return of an earlier message is raised before this one
+        # is taken (so the caller knows this one was not sent).
+        window.raise_failures()
+        if len(window) >= window.max_unconfirmed:
+            window.wait_for_room(pump)
+            window.raise_failures()
+        entry = window.published(message, exchange, routing_key, **publish_kwargs)
+        backend = self.backend
+        try:
+            backend.publish(message, exchange=exchange, routing_key=routing_key, **publish_kwargs)
+        except BaseException:
+            window.unpublished(entry)
+            raise
+        # Taken: from here on, recovery re-sends it rather than send() again.
+        self._taken = True
+        if backend.confirms_on_publish:
+            window.acked(entry.seq)
+        self._finish_confirmed()
+
+    def _finish_confirmed(self) -> None:
+        """With a window of 1, wait for the message just sent (or re-sent) to be confirmed."""
+        window = self._confirms
+        assert window is not None
+        if window.max_unconfirmed == 1:
+            window.wait(0, self.backend.drain_confirms)
+            window.raise_failures()
+
+    def _republish(self, entries: list[Any]) -> None:
+        """Publish ``entries`` (:class:`~carrot.confirms.Unconfirmed`) again, through the window.
+
+        Used by recovery for what a lost channel left unconfirmed and what the
+        broker nacked (at-least-once: the broker may already have some).
+        """
+        window = self._confirms
+        assert window is not None
+        backend = self.backend
+        for old in entries:
+            window.wait_for_room(backend.drain_confirms)
+            entry = window.published(
+                old.message, old.exchange, old.routing_key, **old.publish_kwargs
+            )
+            backend.publish(
+                old.message,
+                exchange=old.exchange,
+                routing_key=old.routing_key,
+                **old.publish_kwargs,
+            )
+            if backend.confirms_on_publish:
+                window.acked(entry.seq)
+
+    def wait_for_confirms(self, timeout: float | None = None) -> None:
+        """Wait until the broker confirmed every message sent so far.
+
+        :keyword timeout: seconds; ``None`` waits as long as it takes.
+        :raises carrot.exceptions.MessageNacked: the broker refused some
+            (``exc.messages`` lists them).
+        :raises carrot.exceptions.MessageReturned: some were published
+            ``mandatory`` and no queue took them.
+        :raises carrot.exceptions.ConfirmTimeoutError: (a ``TimeoutError``)
+            some are still unconfirmed after ``timeout`` seconds.
+        :raises ValueError: the publisher was not created with ``confirm=True``.
+
+        .. versionadded:: 0.11
+        """
+        window = self._confirms
+        if window is None:
+            raise ValueError(f"{self!r} was not created with confirm=True: nothing to wait for")
+        window.wait(0, self.backend.drain_confirms, timeout)
+        window.raise_failures()
+
     def close(self) -> None:
-        """Close the channel."""
-        self.backend.close()
-        self._closed = True
+        """Close the channel; with :attr:`confirm`, wait for the outstanding confirms first.
+
+        .. versionchanged:: 0.11
+           With ``confirm=True`` it waits for the broker to confirm every
+           message sent (see :meth:`wait_for_confirms`) before closing.
+        """
+        try:
+            if self._confirms is not None and not self._closed and len(self._confirms):
+                self.wait_for_confirms()
+        finally:
+            self.backend.close()
+            self._closed = True
 
 
 class Messaging:
@@ -683,52 +977,58 @@ class Messaging:
 
     .. versionchanged:: 0.11
        Those other keyword arguments reach the publisher and the consumer;
-       carrot 0.10 dropped them silently.
+       carrot 0.10 dropped them silently. One that neither knows is still
+       ignored, but a :exc:`~carrot.exceptions.CarrotWarning` names it.
     """
 
     #: The queue the consumer reads.
-    queue: str | None = None
+    queue: str = ""
     #: The exchange both use.
-    exchange: str | None = None
+    exchange: str = ""
     #: The routing key both use.
-    routing_key: Any = None
+    routing_key: RoutingKey = ""
     #: The class of :attr:`publisher`.
     publisher_cls: type[Publisher] = Publisher
     #: The class of :attr:`consumer`.
     consumer_cls: type[Consumer] = Consumer
     _closed: bool = True
+    #: The keyword arguments read from ``**kwargs``; the others go to
+    #: :attr:`publisher_cls` and :attr:`consumer_cls` (and warn if neither knows them).
+    _keywords: tuple[str, ...] = ("queue", "exchange", "routing_key")
 
-    def __init__(self, connection: Any, **kwargs: Any) -> None:
+    def __init__(self, connection: BrokerConnection, **kwargs: Any) -> None:
+        warn_unknown_keywords(type(self), kwargs, also=(self.publisher_cls, self.consumer_cls))
         self.connection = connection
         self.exchange = kwargs.pop("exchange", None) or self.exchange
         self.queue = kwargs.pop("queue", None) or self.queue
         self.routing_key = kwargs.pop("routing_key", None) or self.routing_key
         #: Called as ``callback(message_data, message)``, in registration order.
         self.callbacks: list[Callback] = []
-        self.publisher = self.publisher_cls(
-            connection, exchange=self.exchange, routing_key=self.routing_key, **kwargs
-        )
-        self.consumer = self.consumer_cls(
-            connection,
-            queue=self.queue,
-            exchange=self.exchange,
-            routing_key=self.routing_key,
-            **kwargs,
-        )
+        with nested_construction():  # checked above, against both classes
+            self.publisher = self.publisher_cls(
+                connection, exchange=self.exchange, routing_key=self.routing_key, **kwargs
+            )
+            self.consumer = self.consumer_cls(
+                connection,
+                queue=self.queue,
+                exchange=self.exchange,
+                routing_key=self.routing_key,
+                **kwargs,
+            )
         self.consumer.register_callback(self.receive)
         self._closed = False
 
     def __enter__(self) -> Messaging:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def register_callback(self, callback: Callback) -> None:
         """Add ``callback(message_data, message)``, called for every message received."""
         self.callbacks.append(callback)
 
-    def receive(self, message_data: Any, message: Any) -> None:
+    def receive(self, message_data: Any, message: BaseMessage) -> None:
         """Pass a received message to the callbacks, in registration order.
 
         :raises NotImplementedError: no callback is registered.
@@ -738,11 +1038,11 @@ class Messaging:
         for callback in self.callbacks:
             callback(message_data, message)
 
-    def send(self, message_data: Any, delivery_mode: Any = None) -> None:
+    def send(self, message_data: Any, delivery_mode: DeliveryMode | None = None) -> None:
         """Send a message with the publisher (see :meth:`Publisher.send`)."""
         self.publisher.send(message_data, delivery_mode=delivery_mode)
 
-    def fetch(self, **kwargs: Any) -> Any:
+    def fetch(self, **kwargs: Any) -> BaseMessage | None:
         """Fetch a message with the consumer (see :meth:`Consumer.fetch`)."""
         return self.consumer.fetch(**kwargs)
 
@@ -764,6 +1064,7 @@ class ConsumerSet:
     :keyword callbacks: callbacks ``callback(message_data, message)``.
     :keyword auto_ack: overrides :attr:`auto_ack`.
     :keyword on_decode_error: overrides :attr:`on_decode_error`.
+    :keyword accept: overrides :attr:`accept`.
 
     Every consumer of the set uses the set's :attr:`backend` (one channel).
     :attr:`consumers` is a public list: consumers appended to it (created
@@ -773,23 +1074,46 @@ class ConsumerSet:
     .. versionchanged:: 0.11
        :attr:`auto_ack` does not ack the deliveries of a consumer with
        ``no_ack`` (carrot 0.10 did, and the broker closed the channel on the
-       unknown delivery tag).
+       unknown delivery tag). A message whose body fails to decode is
+       rejected without requeue when :attr:`on_decode_error` leaves it
+       unsettled, or before the error propagates without one (carrot 0.10
+       left it unsettled: it came back for ever once the channel closed).
+
+    .. versionchanged:: 0.11
+       An unknown keyword argument is still ignored, but a
+       :exc:`~carrot.exceptions.CarrotWarning` names it.
+
+    .. versionadded:: 0.11
+       ``accept``.
     """
+
+    #: The keyword arguments read from ``**options`` (others warn).
+    _keywords: tuple[str, ...] = ("auto_ack", "on_decode_error", "accept")
 
     #: Acknowledge every message as soon as it is received.
     auto_ack: bool = False
     #: Called as ``on_decode_error(message, exc)`` when a body can't be
-    #: decoded; consuming goes on. ``None``: the error propagates.
-    on_decode_error: Callable[[Any, BaseException], Any] | None = None
+    #: decoded or is not accepted; it may settle the message, consuming goes
+    #: on, and a message it leaves unsettled is rejected without requeue.
+    #: ``None``: the message is rejected without requeue and a decode error
+    #: propagates. A consumer's own handler wins for its messages.
+    on_decode_error: DecodeErrorHandler | None = None
+    #: Serializer names or content types decoded (see :attr:`Consumer.accept`);
+    #: for the messages of consumers whose own ``accept`` is None. ``None``:
+    #: the connection's ``accept``.
+    accept: Any = None
+    #: The content types the set's :attr:`accept` resolved to (None: all).
+    _set_accepted: frozenset[str] | None = None
 
     def __init__(
         self,
-        connection: Any,
+        connection: BrokerConnection,
         from_dict: dict[str, dict[str, Any]] | None = None,
         consumers: list[Consumer] | None = None,
         callbacks: list[Callback] | None = None,
         **options: Any,
     ) -> None:
+        warn_unknown_keywords(type(self), options)
         self.connection = connection
         self.options = options
         self.from_dict = from_dict or {}
@@ -800,22 +1124,30 @@ class ConsumerSet:
         # consumer_tag -> consumer, for the consumers registered with the broker.
         self._open_consumers: dict[str, Consumer] = {}
         #: The backend (channel) every consumer of the set shares.
-        self.backend = connection.create_backend()
+        self.backend: BaseBackend = connection.create_backend()
         auto_ack = options.get("auto_ack")
         if auto_ack is not None:
             self.auto_ack = auto_ack
         on_decode_error = options.get("on_decode_error")
         if on_decode_error is not None:
             self.on_decode_error = on_decode_error
+        accept = options.get("accept")
+        if accept is not None:
+            self.accept = accept
+        #: consumer_tag -> content types accepted (None: all), per open consumer.
+        self._accepted_types: dict[str, frozenset[str] | None] = {}
+        # A bad accept list fails here.
+        self._set_accepted = _accepted(self.accept, connection)
         for consumer in consumers or ():
             self.add_consumer(consumer)
         for queue, queue_options in self.from_dict.items():
             self.add_consumer_from_dict(queue, **queue_options)
+        recovery.install(self)  # only with BrokerConnection(auto_recover=True)
 
     def __enter__(self) -> ConsumerSet:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def add_consumer_from_dict(self, queue: str, **options: Any) -> Consumer:
@@ -845,8 +1177,19 @@ class ConsumerSet:
         # Hot path: runs once per delivered message. An override point too:
         # real code replaced it to see the raw message first.
         message = self.backend.message_to_python(raw_message)
+        tag = message.delivery_info.get("consumer_tag")
+        child = self._open_consumers.get(tag)
+        settle = child is None or not child.no_ack  # no_ack: the broker knows no tag
+        on_decode_error = self.on_decode_error
+        if child is not None and child.on_decode_error is not None:
+            on_decode_error = child.on_decode_error
+        accepted = self._accepted_types.get(tag, self._set_accepted)
+        if accepted is not None and not _registry.is_accepted(message.content_type, accepted):
+            exc = _disallow(message, accepted)
+            queue = child.queue if child is not None else None
+            _undecodable(message, exc, on_decode_error, settle, queue)
+            return
         if not message.acknowledged:
-            child = self._open_consumers.get(message.delivery_info.get("consumer_tag"))
             if child is None:
                 auto_ack = self.auto_ack
             elif child.no_ack:
@@ -862,14 +1205,13 @@ class ConsumerSet:
         # compat: any decode failure goes to on_decode_error, as in carrot:
         # a third-party Message.decode() may raise anything.
         except Exception as exc:
-            on_decode_error = self.on_decode_error
-            if on_decode_error is None:
+            queue = child.queue if child is not None else None
+            if not _undecodable(message, exc, on_decode_error, settle, queue):
                 raise
-            on_decode_error(message, exc)
         else:
             self.receive(decoded, message)
 
-    def receive(self, message_data: Any, message: Any) -> None:
+    def receive(self, message_data: Any, message: BaseMessage) -> None:
         """Pass a received message to the set's callbacks, or to its consumer's.
 
         The consumer is found by the delivery's consumer tag. One that has
@@ -884,7 +1226,7 @@ class ConsumerSet:
            applies to them too (carrot 0.10 used the consumer's own, where a
            decode error propagated).
         """
-        child = self._open_consumers.get(message.delivery_info.get("consumer_tag"))
+        child = self._open_consumers.get(message.delivery_info.get("consumer_tag", ""))
         callbacks = child.callbacks if child is not None and child.callbacks else self.callbacks
         if not callbacks:
             raise NotImplementedError("No consumer callbacks registered")
@@ -895,6 +1237,10 @@ class ConsumerSet:
         # Registered first: while waiting for the broker's answer, deliveries
         # may already reach the callbacks, which may cancel or close the set.
         tag = consumer.consumer_tag
+        if consumer.accept is not None:
+            self._accepted_types[tag] = _accepted(consumer.accept, self.connection)
+        else:
+            self._accepted_types[tag] = _accepted(self.accept, self.connection)
         self._open_consumers[tag] = consumer
         consumer.channel_open = True
         try:
@@ -925,6 +1271,7 @@ class ConsumerSet:
         # nowait for every one (carrot waited for the broker's answer to the
         # last): py-amqp would run the callbacks for messages already waiting
         # while it waits, outside the caller's drain loop.
+        self._set_accepted = _accepted(self.accept, self.connection)
         for consumer in self.consumers:
             if consumer.consumer_tag not in self._open_consumers:
                 self._declare_consumer(consumer, nowait=True)
@@ -936,7 +1283,8 @@ class ConsumerSet:
         the channel is closed.
         """
         self.consume()
-        return self.backend.consume(limit=limit)
+        deliveries: Iterator[Any] = self.backend.consume(limit=limit)
+        return deliveries
 
     def discard_all(self) -> int:
         """Discard the messages waiting on every queue of the set; return how many."""

@@ -17,6 +17,14 @@ yaml       ``application/x-yaml``              utf-8
 msgpack    ``application/x-msgpack``           binary
 =========  ==================================  ==========
 
+.. warning::
+   Decoding follows the content type the *publisher* chose, and unpickling
+   a body runs code the body names. Consumers that may receive messages from
+   publishers they do not fully trust should refuse pickle:
+   ``BrokerConnection(..., accept=["json"])`` does it for every consumer of
+   the connection (see :doc:`/security`); :func:`decode` takes ``accept``
+   too.
+
 ``raw`` is not a registered serializer but a special case of :func:`encode`
 (see :func:`raw_encode`). yaml and msgpack need their libraries (PyYAML,
 msgpack); without them the names stay registered and raise
@@ -49,11 +57,12 @@ from __future__ import annotations
 import json
 import pickle
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
-from carrot.exceptions import DecodeError, EncodeError, SerializerNotInstalled
+from carrot.exceptions import ContentDisallowed, DecodeError, EncodeError, SerializerNotInstalled
 
 __all__ = [
+    "RAW_CONTENT_TYPES",
     "SerializerNotInstalled",
     "SerializerRegistry",
     "decode",
@@ -66,14 +75,21 @@ __all__ = [
     "registry",
 ]
 
-#: Encoders take the message data and return the encoded body.
-Encoder = Callable[[Any], bytes]
+#: Encoders take the message data and return the encoded body: bytes, or
+#: str, which is then encoded with the serializer's content encoding.
+Encoder = Callable[[Any], bytes | str]
 #: Decoders take the (charset-decoded) body and return the message data.
 Decoder = Callable[[Any], Any]
 
 #: Content encodings that name no charset: bodies with these stay bytes.
 #: compat: carrot 0.10 treated "ascii-8bit" (Ruby's name for binary) like "binary".
 _BINARY_ENCODINGS = frozenset({"binary", "ascii-8bit"})
+
+#: Content types that carrot gives back as they are (text or bytes) when no
+#: decoder is registered for them: what :func:`encode` sends without a
+#: serializer, and a message without a content type. ``accept`` always lets
+#: them through, as nothing but a charset decoding runs on them.
+RAW_CONTENT_TYPES = frozenset({"application/data", "text/plain", "", None})
 
 #: Body types that are charset-decoded before the content type's decoder runs.
 _BYTES_TYPES = (bytes, bytearray, memoryview)
@@ -83,7 +99,9 @@ def _encode_error(data: Any, name: str, exc: BaseException) -> EncodeError:
     return EncodeError(f"cannot serialize {type(data).__name__} object with {name}: {exc}")
 
 
-def _decode_error(content_type: Any, content_encoding: Any, exc: BaseException) -> DecodeError:
+def _decode_error(
+    content_type: str | None, content_encoding: str | None, exc: BaseException
+) -> DecodeError:
     return DecodeError(
         f"cannot decode message body with content type {content_type!r} "
         f"and content encoding {content_encoding!r}: {exc.__class__.__name__}: {exc}"
@@ -209,23 +227,82 @@ class SerializerRegistry:
                     return "text/plain", "utf-8", data.encode("utf-8")
                 except UnicodeEncodeError as exc:
                     raise _encode_error(data, "utf-8", exc) from exc
-            encoder = self._default_encode
-            if encoder is None:
+            default = self._default_encode
+            default_type = self._default_content_type
+            default_encoding = self._default_content_encoding
+            if default is None or default_type is None or default_encoding is None:
                 raise SerializerNotInstalled("no default serializer is set")
+            encoder, content_type, content_encoding = default, default_type, default_encoding
             serializer = self._default_name
-            content_type = self._default_content_type
-            content_encoding = self._default_content_encoding
         try:
             payload = encoder(data)
         except SerializerNotInstalled:
             raise
         except Exception as exc:
             raise _encode_error(data, f"the {serializer} serializer", exc) from exc
-        if payload.__class__ is str:
+        if isinstance(payload, str):
             payload = _text_payload(payload, serializer, content_encoding)
         return content_type, content_encoding, payload
 
-    def decode(self, data: Any, content_type: str | None, content_encoding: str | None) -> Any:
+    def accepted_content_types(self, accept: Any) -> frozenset[str] | None:
+        """Resolve an ``accept`` list to the content types it allows.
+
+        :param accept: serializer names (``"json"``) and content types
+            (``"application/json"``), or None (everything is accepted).
+        :returns: the content types, or None for None.
+        :raises TypeError: ``accept`` is a single string, not a list of them.
+        :raises SerializerNotInstalled: an entry is neither a registered
+            serializer's name nor a content type (it has no ``/``).
+
+        .. versionadded:: 0.11
+        """
+        if accept is None:
+            return None
+        if isinstance(accept, (str, bytes)):
+            raise TypeError(
+                f"accept must be a list of serializer names or content types, not {accept!r}"
+            )
+        types = set()
+        for entry in accept:
+            content_type = self._name_to_type.get(entry)
+            if content_type is None and entry in self._encoders:
+                content_type = self._encoders[entry][0]  # compat: filled in directly
+            if content_type is None:
+                if not isinstance(entry, str) or "/" not in entry:
+                    names = ", ".join(sorted(self._name_to_type))
+                    raise SerializerNotInstalled(
+                        f"accept: {entry!r} is neither a registered serializer ({names}) "
+                        "nor a content type"
+                    )
+                content_type = entry
+            types.add(content_type)
+        return frozenset(types)
+
+    def is_accepted(self, content_type: str | None, accepted: frozenset[str] | None) -> bool:
+        """Whether a body of ``content_type`` may be decoded under ``accepted``.
+
+        :param accepted: content types from :meth:`accepted_content_types`;
+            None accepts everything.
+
+        :data:`RAW_CONTENT_TYPES` are accepted unless a decoder is registered
+        for them.
+
+        .. versionadded:: 0.11
+        """
+        # Hot path: once per delivery when the consumer has an accept list.
+        return (
+            accepted is None
+            or content_type in accepted
+            or (content_type in RAW_CONTENT_TYPES and content_type not in self._decoders)
+        )
+
+    def decode(
+        self,
+        data: Any,
+        content_type: str | None,
+        content_encoding: str | None,
+        accept: Any = None,
+    ) -> Any:
         """Deserialize a message body by its content type and encoding.
 
         Unless ``content_encoding`` is ``"binary"``, a ``bytes`` body is first
@@ -236,19 +313,32 @@ class SerializerRegistry:
         :param data: the message body, ``bytes`` or ``str``.
         :param content_type: the message's content type.
         :param content_encoding: the message's content encoding (charset).
+        :keyword accept: serializer names or content types allowed; a body
+            of another content type is refused before any decoder sees it.
+            None (the default) allows every content type.
         :returns: the message data.
         :raises SerializerNotInstalled: the decoder's library is not installed.
+        :raises carrot.exceptions.ContentDisallowed: (a ``DecodeError``) the
+            content type is not accepted.
         :raises carrot.exceptions.DecodeError: the body is not valid for its
             charset or content type, or the charset is unknown.
+
+        .. versionchanged:: 0.11
+           The ``accept`` keyword.
         """
         # Hot path: called for every message received.
+        if accept is not None:
+            accepted = self.accepted_content_types(accept)
+            if not self.is_accepted(content_type, accepted):
+                raise ContentDisallowed(content_type, accepted)
         try:
             if (
                 isinstance(data, _BYTES_TYPES)
                 and (content_encoding or "utf-8").lower() not in _BINARY_ENCODINGS
             ):
                 data = str(data, content_encoding or "utf-8")
-            decoder = self._decoders.get(content_type)
+            # no content type finds no decoder
+            decoder = self._decoders.get(content_type)  # type: ignore[arg-type]
             if decoder is None:
                 return data
             return decoder(data)
@@ -340,8 +430,12 @@ def _pickle_dumps(obj: Any, _dumps: Callable[..., bytes] = pickle.dumps) -> byte
 def register_pickle() -> None:
     """Register the ``pickle`` serializer (``application/x-python-serialize``, binary).
 
-    Only for trusted publishers: unpickling a body runs whatever code the
-    body names. Loading stays enabled, as in carrot 0.10.
+    .. warning::
+       Only for trusted publishers: unpickling a body runs whatever code the
+       body names. Loading stays enabled, as in carrot 0.10; refuse it with
+       ``accept=["json"]`` on the consumers, or on the
+       :class:`~carrot.connection.BrokerConnection` for all of them (see
+       :doc:`/security`).
 
     .. versionchanged:: 0.11
        Pickles with :data:`pickle.DEFAULT_PROTOCOL` of the running Python
@@ -354,10 +448,10 @@ def register_pickle() -> None:
     )
 
 
-def _not_installed(name: str, package: str) -> Callable[..., Any]:
+def _not_installed(name: str, package: str) -> Callable[..., NoReturn]:
     """An encoder/decoder that raises SerializerNotInstalled naming ``package``."""
 
-    def not_installed(*args: Any, **kwargs: Any) -> Any:
+    def not_installed(*args: Any, **kwargs: Any) -> NoReturn:
         raise SerializerNotInstalled(
             f"the {name} serializer needs the {package!r} package: pip install {package}"
         )
@@ -386,7 +480,7 @@ def register_yaml() -> None:
         registry.register("yaml", unavailable, unavailable, "application/x-yaml", "utf-8")
         return
 
-    def yaml_dumps(obj: Any, _dump: Callable[..., Any] = yaml.safe_dump) -> bytes:
+    def yaml_dumps(obj: Any, _dump: Callable[..., bytes] = yaml.safe_dump) -> bytes:
         return _dump(obj, encoding="utf-8", allow_unicode=True)
 
     registry.register("yaml", yaml_dumps, yaml.safe_load, "application/x-yaml", "utf-8")
@@ -413,7 +507,7 @@ def register_msgpack() -> None:
     def msgpack_dumps(obj: Any, _packb: Callable[..., bytes] = msgpack.packb) -> bytes:
         return _packb(obj, use_bin_type=True)
 
-    def msgpack_loads(data: Any, _unpackb: Callable[..., Any] = msgpack.unpackb) -> Any:
+    def msgpack_loads(data: bytes, _unpackb: Callable[..., Any] = msgpack.unpackb) -> Any:
         return _unpackb(data, raw=False)
 
     registry.register("msgpack", msgpack_dumps, msgpack_loads, "application/x-msgpack", "binary")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 __all__ = ["gen_unique_id", "partition", "repeatlast", "retry_over_time", "rpartition"]
 
@@ -25,31 +27,32 @@ def rpartition(S: str, sep: str) -> tuple[str, str, str]:  # noqa: N803 -- compa
     return S.rpartition(sep)
 
 
-def repeatlast(it: Iterable[Any]) -> Iterator[Any]:
+def repeatlast(it: Iterable[_T]) -> Iterator[_T]:
     """Yield every item of ``it``, then repeat the last one forever.
 
     An empty iterable yields nothing.
     """
-    item = _nothing = object()
+    empty = True
     for item in it:
+        empty = False
         yield item
-    if item is _nothing:
+    if empty:
         return
     while True:
         yield item
 
 
 def retry_over_time(
-    fun: Callable[..., Any],
+    fun: Callable[..., _T],
     catch: type[BaseException] | tuple[type[BaseException], ...],
     args: Iterable[Any] = [],
     kwargs: dict[str, Any] = {},  # noqa: B006 -- compat: carrot's signature; never mutated
-    errback: Callable[[BaseException, float], Any] | None = None,
+    errback: Callable[[BaseException, float], object] | None = None,
     max_retries: int | None = None,
     interval_start: float = 2,
     interval_step: float = 2,
     interval_max: float = 30,
-) -> Any:
+) -> _T:
     """Call ``fun(*args, **kwargs)`` until it stops raising ``catch``.
 
     :param fun: the function to call.

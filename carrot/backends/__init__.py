@@ -43,8 +43,8 @@ BACKEND_ALIASES = {
     "syncpika": _SYNCPIKA,
     "stomp": _STOMP,
     "stompy": _STOMP,
-    "kombu": "carrot.backends.kombu.Backend",
-    "redis": "carrot.backends.kombu.RedisBackend",
+    "kombu": "carrot.backends.kombu_transport.Backend",
+    "redis": "carrot.backends.kombu_transport.RedisBackend",
 }
 
 # compat: names older carrot releases exported from this package.

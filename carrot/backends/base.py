@@ -1,24 +1,147 @@
-"""The contract every backend follows, and the message it hands back.
+"""The contract every backend follows, the message it hands back, and the helpers backends share.
 
 Third-party backends subclass :class:`BaseBackend` and are named by dotted
-path (``BrokerConnection(backend_cls="myapp.backends.Backend")``). Every
-method has a harmless default so a backend implements only what it supports.
+path (``BrokerConnection(backend_cls="myapp.backends.Backend")``). What a
+backend must provide (what moves, settles or counts messages) raises
+:exc:`NotImplementedError` naming the backend class and the method until the
+backend defines it; the defaults that remain do real work, or do nothing
+where that is the true answer (a backend with no connection of its own, or
+whose queues need no declaration, as carrot 0.10's defaults allowed).
+
+Helpers for backends (used by every backend in :mod:`carrot.backends`):
+
+* :func:`import_client`: import an optional client library lazily, raising
+  :exc:`~carrot.exceptions.ClientNotInstalled` naming the pip package, and
+  :class:`ClientAttribute` for class attributes taken from that library;
+* :meth:`BaseBackend.check_settings`: :exc:`~carrot.exceptions.MissingConnectionSetting`
+  for an unset hostname, userid or password;
+* :meth:`BaseBackend.warn_if_queue_exists`: ``queue_declare(warn_if_exists=True)``;
+* :meth:`BaseBackend.record_return`: the returned-message log and
+  :attr:`BaseBackend.returned_messages`;
+* :func:`publish_flags`: ``immediate`` emulated as RabbitMQ documents it;
+* :class:`FlowByCancelMixin`: the consumer registry, ``flow()`` by
+  cancel/consume, and forgetting the consumers when the channel closes;
+* :class:`ChannelSettleMixin`: ``ack``/``reject``/``requeue`` on an
+  AMQP-style channel.
+
+.. versionchanged:: 0.11
+   carrot 0.10's :class:`BaseBackend` did nothing in every method, so a
+   backend missing ``publish`` or ``ack`` lost messages silently; now those
+   raise :exc:`NotImplementedError` naming the backend and the method.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import MappingProxyType
+import collections
+import functools
+import importlib
+import logging
+import warnings
+from collections.abc import Callable, Mapping
+from types import MappingProxyType, ModuleType
 from typing import Any
 
-from carrot.exceptions import ConnectionClosedError, MessageStateError
+from carrot.exceptions import (
+    ClientNotInstalled,
+    ConnectionClosedError,
+    MessageStateError,
+    MissingConnectionSetting,
+)
 
-__all__ = ["ACKNOWLEDGED_STATES", "BaseBackend", "BaseMessage", "MessageStateError"]
+__all__ = [
+    "ACKNOWLEDGED_STATES",
+    "RETURNED_MESSAGES_MAX",
+    "BaseBackend",
+    "BaseMessage",
+    "ChannelSettleMixin",
+    "ClientAttribute",
+    "FlowByCancelMixin",
+    "MessageStateError",
+    "QueueAlreadyExistsWarning",
+    "import_client",
+    "publish_flags",
+]
+
+logger = logging.getLogger("carrot.backends")
 
 #: States in which a message can no longer be acked, rejected or requeued.
 ACKNOWLEDGED_STATES = frozenset(["ACK", "REJECTED", "REQUEUED"])
 
+#: How many returned messages :attr:`BaseBackend.returned_messages` keeps.
+RETURNED_MESSAGES_MAX = 1000
+
 _NOT_DECODED = object()
+
+
+class QueueAlreadyExistsWarning(UserWarning):
+    """A queue with that name already exists, so a new one was not created."""
+
+
+def import_client(module: str, package: str, backend: str | None = None) -> ModuleType:
+    """Import the optional client library ``module`` when a backend needs it.
+
+    :param module: the module to import (``"pika"``, ``"stomp"``).
+    :param package: the pip package that provides it (``"stomp.py"``).
+    :param backend: the backend's name for the message (default: ``module``).
+    :raises carrot.exceptions.ClientNotInstalled: (an ``ImportError``) it is
+        missing; the message names the pip package.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ClientNotInstalled(backend or module, package) from exc
+
+
+class ClientAttribute:
+    """A class attribute taken from an optional client library when it is read.
+
+    A backend module imports (and its docs build) without the client;
+    reading the attribute then gives ``missing``. Used for error tuples
+    (``connection_errors``) and client classes::
+
+        def _errors():
+            from pika import exceptions
+
+            return (exceptions.AMQPConnectionError, OSError)
+
+        connection_errors = ClientAttribute(_errors, ())
+
+    :param resolve: returns the value; may import the client.
+    :param missing: the value when ``resolve`` raises :exc:`ImportError`.
+    """
+
+    def __init__(self, resolve: Callable[[], Any], missing: Any = None) -> None:
+        self.resolve = resolve
+        self.missing = missing
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        try:
+            return self.resolve()
+        except ImportError:
+            return self.missing
+
+
+#: The per-message TTL RabbitMQ documents as the replacement for ``immediate``.
+IMMEDIATE_EXPIRATION = "0"
+
+
+def publish_flags(mandatory: Any, immediate: Any) -> tuple[bool, str | None]:
+    """``(mandatory, expiration)`` to send for carrot's ``mandatory``/``immediate``.
+
+    RabbitMQ 3.0+ refuses the AMQP ``immediate`` flag by closing the
+    connection, so it is emulated: the message goes ``mandatory`` with a
+    per-message TTL of 0 (``expiration`` ``"0"``), which RabbitMQ documents
+    as the replacement. ``expiration`` is ``None`` when nothing is to be set.
+
+    >>> publish_flags(None, True)
+    (True, '0')
+    >>> publish_flags(None, None)
+    (False, None)
+    """
+    # Hot path (every publish): no allocation beyond the tuple.
+    if immediate:
+        return True, IMMEDIATE_EXPIRATION
+    return bool(mandatory), None
 
 
 class BaseMessage:
@@ -46,7 +169,9 @@ class BaseMessage:
     content_type: str | None = None
     content_encoding: str | None = None
     delivery_info: Mapping[str, Any] = MappingProxyType({})
-    _state: str | None = "RECEIVED"
+    # compat: None before __init__ runs, as in carrot (a subclass that never
+    # calls it still settles: None is not an acknowledged state).
+    _state: str | None = None
     _decoded_cache: Any = _NOT_DECODED
 
     def __init__(self, backend: Any, **kwargs: Any) -> None:
@@ -121,11 +246,32 @@ class BaseMessage:
         return self._state in ACKNOWLEDGED_STATES
 
 
+def _must_provide(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a contract method: calling it before a backend defines it raises."""
+    name = method.__name__
+
+    def contract(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(
+            f"{type(self).__module__}.{type(self).__qualname__} does not implement "
+            f"{name}(), which the carrot backend contract requires"
+        )
+
+    return functools.wraps(method)(contract)
+
+
 class BaseBackend:
-    """Base class for backends; every operation defaults to doing nothing.
+    """Base class for backends: the contract, and helpers for implementing it.
 
     :param connection: the :class:`~carrot.connection.BrokerConnection`
         holding the settings (hostname, userid, ...).
+
+    .. versionchanged:: 0.11
+       The methods that move, settle or count messages (``publish``,
+       ``get``, ``declare_consumer``, ``consume``, ``cancel``, ``ack``,
+       ``reject``, ``requeue``, ``queue_purge``, ``queue_delete``, ``flow``,
+       ``qos``) raise :exc:`NotImplementedError` naming the backend and the
+       method until the backend defines them; carrot 0.10 did nothing there,
+       so a backend missing one lost messages silently.
     """
 
     #: Port used when the connection names none.
@@ -136,10 +282,29 @@ class BaseBackend:
     connection_errors: tuple[type[BaseException], ...] = ()
     #: Exceptions that mean an operation on a channel failed.
     channel_errors: tuple[type[BaseException], ...] = ()
+    #: The connection errors worth retrying (``BrokerConnection.ensure_connection``
+    #: retries these and raises the others at once): not a refused login or
+    #: virtual host. ``None`` means every one of :attr:`connection_errors`.
+    recoverable_connection_errors: tuple[type[BaseException], ...] | None = None
+    #: The wire protocol as users know it (``carrot ping``/``bench`` print it).
+    protocol: str = "AMQP"
+    #: How publishing to the default exchange reaches a queue, when it is
+    #: not AMQP's way (``carrot demo`` prints it); ``""`` for AMQP.
+    default_exchange_note: str = ""
+    #: True where a queue exists only while it is subscribed to (RabbitMQ's
+    #: exclusive STOMP queues): publishing before subscribing loses messages.
+    subscribe_before_publish: bool = False
+    #: True where ``publish(mandatory=True)`` has the broker return an
+    #: unroutable message onto :attr:`returned_messages` (AMQP brokers do).
+    returns_unroutable: bool = True
 
     def __init__(self, connection: Any, **kwargs: Any) -> None:
         self.connection = connection
         self.extra_options = kwargs.get("extra_options")
+        #: Messages the broker returned as unroutable (``mandatory=True``),
+        #: newest last, as ``(reply_code, reply_text, exchange, routing_key,
+        #: message)``; filled by :meth:`record_return`.
+        self.returned_messages: collections.deque = collections.deque(maxlen=RETURNED_MESSAGES_MAX)
 
     def _established(self) -> Any:
         """The open connection of :attr:`connection` (opened on first use).
@@ -152,83 +317,268 @@ class BaseBackend:
             raise ConnectionClosedError()
         return conn
 
-    def queue_declare(self, *args: Any, **kwargs: Any) -> Any:
-        """Declare a queue by name."""
+    # -- the contract: required ---------------------------------------------
 
+    @_must_provide
     def queue_delete(self, *args: Any, **kwargs: Any) -> Any:
-        """Delete a queue by name."""
+        """Delete a queue by name (required)."""
+
+    @_must_provide
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        """Pop a message off the queue, or return ``None`` (required)."""
+
+    @_must_provide
+    def declare_consumer(self, *args: Any, **kwargs: Any) -> Any:
+        """Start consuming a queue with a callback (required)."""
+
+    @_must_provide
+    def consume(self, *args: Any, **kwargs: Any) -> Any:
+        """Iterate over the declared consumers, yielding per message (required)."""
+
+    @_must_provide
+    def cancel(self, *args: Any, **kwargs: Any) -> Any:
+        """Cancel a consumer by its tag (required)."""
+
+    @_must_provide
+    def ack(self, delivery_tag: Any) -> Any:
+        """Acknowledge a message (required)."""
+
+    @_must_provide
+    def reject(self, delivery_tag: Any) -> Any:
+        """Reject a message, dropping it (required)."""
+
+    @_must_provide
+    def requeue(self, delivery_tag: Any) -> Any:
+        """Reject a message and put it back on the queue (required)."""
+
+    @_must_provide
+    def queue_purge(self, queue: str, **kwargs: Any) -> int:
+        """Discard every message in ``queue``; return how many (required)."""
+
+    @_must_provide
+    def publish(self, message: Any, exchange: str, routing_key: str, **kwargs: Any) -> Any:
+        """Publish a prepared message (required)."""
+
+    @_must_provide
+    def flow(self, active: bool) -> Any:
+        """Pause (``False``) or resume (``True``) deliveries (required)."""
+
+    @_must_provide
+    def qos(self, prefetch_size: int, prefetch_count: int, apply_global: bool = False) -> Any:
+        """Limit unacknowledged deliveries (required)."""
+
+    # -- the contract: defaults -----------------------------------------------
+    # compat: carrot 0.10's do-nothing defaults, kept where doing nothing is
+    # a true answer: a backend with no connection of its own, or whose queues
+    # need no declaration (ghettoq-style backends implement none of these).
+
+    def establish_connection(self) -> Any:
+        """Open and return the underlying connection; ``None``: the backend has none."""
+
+    def close_connection(self, connection: Any) -> None:
+        """Close a connection made by :meth:`establish_connection` (none: nothing to close)."""
+
+    def queue_declare(self, *args: Any, **kwargs: Any) -> Any:
+        """Declare a queue by name; the default is for backends whose queues need none."""
 
     def exchange_declare(self, *args: Any, **kwargs: Any) -> Any:
-        """Declare an exchange by name."""
+        """Declare an exchange by name; the default is for backends that need none."""
 
     def queue_bind(self, *args: Any, **kwargs: Any) -> Any:
-        """Bind a queue to an exchange."""
+        """Bind a queue to an exchange; the default is for backends without routing."""
 
-    def get(self, *args: Any, **kwargs: Any) -> Any:
-        """Pop a message off the queue, or return ``None``."""
-
-    def declare_consumer(self, *args: Any, **kwargs: Any) -> Any:
-        """Start consuming a queue with a callback."""
-
-    def consume(self, *args: Any, **kwargs: Any) -> Any:
-        """Iterate over the declared consumers, yielding per message."""
-
-    def cancel(self, *args: Any, **kwargs: Any) -> Any:
-        """Cancel a consumer by its tag."""
-
-    def ack(self, delivery_tag: Any) -> Any:
-        """Acknowledge a message."""
-
-    def queue_purge(self, queue: str, **kwargs: Any) -> int:
-        """Discard every message in ``queue``; return how many."""
-        return 0
-
-    def reject(self, delivery_tag: Any) -> Any:
-        """Reject a message (drop it)."""
-
-    def requeue(self, delivery_tag: Any) -> Any:
-        """Reject a message and put it back on the queue."""
+    def close(self) -> None:
+        """Close the channel; a backend that holds none has nothing to close."""
 
     def purge(self, queue: str, **kwargs: Any) -> int:
         """Alias of :meth:`queue_purge`."""
         return self.queue_purge(queue, **kwargs)
 
     def message_to_python(self, raw_message: Any) -> Any:
-        """Wrap a raw transport message in this backend's message class."""
+        """Wrap a raw transport message in this backend's message class.
+
+        The default hands ``raw_message`` over as it is (for backends whose
+        consumers already receive :class:`BaseMessage` objects), as carrot 0.10 did.
+        """
         return raw_message
 
     def prepare_message(self, message_data: Any, delivery_mode: Any, **kwargs: Any) -> Any:
-        """Build the transport message to publish."""
+        """Build the transport message to publish.
+
+        The default publishes ``message_data`` as it is, as carrot 0.10 did.
+        """
         return message_data
 
-    def publish(self, message: Any, exchange: str, routing_key: str, **kwargs: Any) -> Any:
-        """Publish a prepared message."""
+    def queue_exists(self, queue: str) -> bool:
+        """Whether ``queue`` exists.
 
-    def close(self) -> None:
-        """Close the channel, if any."""
+        The default asks an AMQP broker (a passive ``queue.declare`` on a
+        throwaway channel of the connection, so a 404 disturbs neither this
+        backend's channel nor its consumers); other backends override it.
+        """
+        return self._passive_declare(
+            lambda channel: channel.queue_declare(queue=queue, passive=True)
+        )
 
-    def establish_connection(self) -> Any:
-        """Open and return the underlying connection."""
+    def exchange_exists(self, exchange: str) -> bool | None:
+        """Whether ``exchange`` exists; ``None`` where the backend cannot tell.
 
-    def close_connection(self, connection: Any) -> None:
-        """Close a connection made by :meth:`establish_connection`."""
+        The default asks an AMQP broker, as :meth:`queue_exists` does.
 
-    def flow(self, active: bool) -> Any:
-        """Pause (``False``) or resume (``True``) deliveries."""
+        .. versionadded:: 0.11
+        """
+        return self._passive_declare(
+            lambda channel: channel.exchange_declare(exchange, "direct", passive=True)
+        )
 
-    def qos(self, prefetch_size: int, prefetch_count: int, apply_global: bool = False) -> Any:
-        """Limit unacknowledged deliveries."""
+    def _passive_declare(self, declare: Callable[[Any], Any]) -> bool:
+        """``declare(channel)`` on a throwaway channel: False when the broker answers 404."""
+        channel = self._established().channel()
+        try:
+            declare(channel)
+        except self.channel_errors as exc:
+            if getattr(exc, "reply_code", None) == 404:
+                return False
+            raise
+        finally:
+            if channel.is_open:
+                channel.close()
+        return True
+
+    # -- describing the connection (``carrot ping``) --------------------------------
+
+    @property
+    def in_process(self) -> bool:
+        """Whether messages stay in this process (no broker, no network)."""
+        return False
+
+    def server_description(self) -> str | None:
+        """What the server says it is (``"RabbitMQ 3.13.1 on Erlang/26.2"``), or None.
+
+        The default reads the connection's ``server_properties`` (product,
+        version, platform), as AMQP and STOMP connections report them.
+
+        .. versionadded:: 0.11
+        """
+        props = getattr(self._established(), "server_properties", None) or {}
+        product = _text(props.get("product", "unknown server"))
+        version = _text(props.get("version", "?"))
+        platform = props.get("platform")
+        return f"{product} {version}" + (f" on {_text(platform)}" if platform else "")
+
+    def collect_returns(self) -> None:
+        """Wait until the broker answered what this backend's channel sent, returns included.
+
+        The default makes a synchronous call that changes nothing (a passive
+        declare of ``amq.direct``) on :attr:`channel`: an AMQP broker sends
+        any ``basic.return`` before its answer.
+
+        .. versionadded:: 0.11
+        """
+        self.channel.exchange_declare("amq.direct", "direct", passive=True)  # type: ignore[attr-defined]
+
+    def round_trip(self) -> tuple[str, Callable[[], Any]]:
+        """``(label, operation)``: one request the broker answers, to time it.
+
+        The default opens and closes a channel.
+
+        .. versionadded:: 0.11
+        """
+        connection = self._established()
+        return "channel open + close", lambda: connection.channel().close()
+
+    # -- helpers for backends --------------------------------------------------
+
+    def check_settings(self, *settings: str, kind: str = "AMQP") -> None:
+        """Raise for the first of ``settings`` the connection leaves unset.
+
+        ``hostname`` must be non-empty, the others (``userid``,
+        ``password``) not ``None``.
+
+        :param kind: the kind of connection, for the message.
+        :raises carrot.exceptions.MissingConnectionSetting: (a ``KeyError``)
+            naming the setting, as carrot 0.10 raised.
+        """
+        conninfo = self.connection
+        for setting in settings:
+            value = getattr(conninfo, setting, None)
+            if (not value) if setting == "hostname" else (value is None):
+                raise MissingConnectionSetting(setting, kind)
+
+    def warn_if_queue_exists(self, queue: str, stacklevel: int = 3) -> None:
+        """``queue_declare(warn_if_exists=True)``: warn when ``queue`` is already there.
+
+        :keyword stacklevel: as :func:`warnings.warn`; the default points at
+            the caller of the backend's ``queue_declare``.
+        """
+        if self.queue_exists(queue):
+            warnings.warn(
+                QueueAlreadyExistsWarning(f"{QueueAlreadyExistsWarning.__doc__} (queue {queue!r})"),
+                stacklevel=stacklevel,
+            )
+
+    def record_return(
+        self, reply_code: Any, reply_text: Any, exchange: str, routing_key: str, message: Any
+    ) -> None:
+        """Log a message the broker returned and keep it on :attr:`returned_messages`."""
+        logger.warning(
+            "message returned by the broker: %s %s (exchange=%r routing_key=%r)",
+            reply_code,
+            reply_text,
+            exchange,
+            routing_key,
+        )
+        self.returned_messages.append((reply_code, reply_text, exchange, routing_key, message))
+
+    #: ``True`` when :meth:`publish` returns only once the transport holds
+    #: the message (an in-process queue), so ``Publisher(confirm=True)``
+    #: counts each message confirmed as soon as :meth:`publish` returns.
+    confirms_on_publish: bool = False
+
+    def confirm_select(self, window: Any) -> None:
+        """Put the channel in publisher-confirm mode; report the broker's answers to ``window``.
+
+        ``window`` is a :class:`carrot.confirms.ConfirmWindow`: call its
+        ``acked``, ``nacked`` and ``returned`` as the broker answers.
+
+        :raises NotImplementedError: this backend has no publisher confirms.
+
+        .. versionadded:: 0.11
+        """
+        if not self.confirms_on_publish:
+            raise NotImplementedError(
+                f"the {type(self).__module__}.{type(self).__name__} backend has no publisher "
+                "confirms: Publisher(confirm=True) needs a backend that has them (amqp, pika, "
+                "stomp, memory)"
+            )
+
+    def drain_confirms(self, timeout: float) -> None:
+        """Read the broker's answers for up to ``timeout`` seconds (see :meth:`confirm_select`).
+
+        With :attr:`confirms_on_publish` there is nothing to read.
+
+        .. versionadded:: 0.11
+        """
+        if not self.confirms_on_publish:
+            raise NotImplementedError(
+                f"{type(self).__name__}.drain_confirms: the backend has no publisher confirms"
+            )
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 class FlowByCancelMixin:
-    """``flow()`` for brokers that cannot pause a channel: cancel, then consume again.
+    """The consumer registry, and ``flow()`` for brokers that cannot pause a channel.
 
     RabbitMQ refuses ``channel.flow(active=False)`` and STOMP and kombu's
     virtual transports have no flow control, so pausing cancels the
     backend's consumers and resuming declares them again with the same tags
-    and callbacks. The backend keeps :attr:`_consumers` up to date in
-    ``declare_consumer`` and ``cancel``, and forgets :attr:`_paused` when its
-    channel goes away.
+    and callbacks. The backend records each consumer with
+    :meth:`remember_consumer` in ``declare_consumer``, calls
+    :meth:`forget_consumer` in ``cancel`` and :meth:`forget_consumers` when
+    its channel goes away.
 
     .. versionadded:: 0.11
 
@@ -241,6 +591,30 @@ class FlowByCancelMixin:
     _consumers: dict[str, tuple[str, bool, Any]]
     #: The consumers ``flow(False)`` cancelled, to restart on ``flow(True)``.
     _paused: dict[str, tuple[str, bool, Any]] | None = None
+
+    def __init__(self, connection: Any, **kwargs: Any) -> None:
+        super().__init__(connection, **kwargs)  # type: ignore[call-arg]
+        self._consumers = {}
+        self._paused = None
+
+    def remember_consumer(self, consumer_tag: str, queue: str, no_ack: bool, callback: Any) -> None:
+        """Record a consumer ``declare_consumer`` starts (``flow(True)`` restarts it)."""
+        self._consumers[consumer_tag] = (queue, no_ack, callback)
+
+    def forget_consumer(self, consumer_tag: str) -> bool:
+        """Drop ``consumer_tag`` from the registry in ``cancel``.
+
+        :returns: True when ``flow(False)`` had already cancelled it at the
+            broker, so ``cancel`` has nothing more to send (and ``flow(True)``
+            will not restart it).
+        """
+        self._consumers.pop(consumer_tag, None)
+        return self._paused is not None and self._paused.pop(consumer_tag, None) is not None
+
+    def forget_consumers(self) -> None:
+        """Forget every consumer: the channel closed, they ended with it."""
+        self._consumers.clear()
+        self._paused = None
 
     def flow(self, active: bool) -> None:
         """Pause (``False``) or resume (``True``) deliveries to this backend's consumers.
@@ -257,3 +631,28 @@ class FlowByCancelMixin:
             for tag in paused:
                 self.cancel(tag)  # type: ignore[attr-defined]
             self._paused = paused
+
+
+class ChannelSettleMixin:
+    """``ack``, ``reject`` and ``requeue`` on the backend's AMQP-style :attr:`channel`.
+
+    For backends whose ``channel`` has ``basic_ack(delivery_tag)`` and
+    ``basic_reject(delivery_tag, requeue=...)`` (py-amqp, pika, kombu).
+
+    .. versionadded:: 0.11
+    """
+
+    channel: Any
+
+    def ack(self, delivery_tag: Any) -> None:
+        """Acknowledge a delivery."""
+        # Hot path (every ack).
+        self.channel.basic_ack(delivery_tag)
+
+    def reject(self, delivery_tag: Any) -> None:
+        """Reject a delivery; the broker drops (or dead-letters) it."""
+        self.channel.basic_reject(delivery_tag, requeue=False)
+
+    def requeue(self, delivery_tag: Any) -> None:
+        """Reject a delivery and put it back on its queue."""
+        self.channel.basic_reject(delivery_tag, requeue=True)

@@ -88,7 +88,8 @@ FEATURES: dict[str, set[str]] = {
         "properties",
         "channel_id",
     },
-    # Redis fanout is PUB/SUB: only running consumers get it, never get() (carrot.backends.kombu).
+    # Redis fanout is PUB/SUB: only running consumers get it, never get()
+    # (carrot.backends.kombu_transport).
     "redis": {"routing", "redelivery", "reject", "requeue", "prefetch", "properties", "channel_id"},
     # pika's channels are numbered by ``channel_number``, not ``channel_id``.
     "pika": {

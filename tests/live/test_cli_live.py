@@ -60,7 +60,7 @@ def test_publish_then_consume_round_trip(unique, amqp_cleanup):
     ]
     # All three were acked: the queue is empty now.
     empty = run_carrot("consume", URL, "--queue", queue, "--timeout", "0.2")
-    assert empty.returncode == 2
+    assert empty.returncode == 3  # not 2, the usage error
     assert empty.stdout == b""
     assert f"no message on queue {queue!r}".encode() in empty.stderr
 
@@ -87,6 +87,21 @@ def test_publish_to_missing_exchange_is_one_line(unique):
         == (
             f"carrot: exchange {unique!r} not found on amqp://guest:***@127.0.0.1:5672//\n"
         ).encode()
+    )
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.parametrize("url", [URL, "pika://guest:guest@127.0.0.1:5672//"])
+@pytest.mark.parametrize("exchange", ["", "amq.direct"])
+def test_publish_with_no_queue_bound_is_unroutable_not_published(url, exchange, unique):
+    result = run_carrot("publish", url, "x", "--exchange", exchange, "--routing-key", unique)
+    assert result.returncode == 1
+    assert result.stdout == b""  # no "published"
+    shown = url.replace("guest:guest", "guest:***")
+    assert result.stderr.decode() == (
+        f"carrot: unroutable: no queue is bound to exchange {exchange!r} for routing key "
+        f"{unique!r} on {shown}, so the broker returned the message (NO_ROUTE (312)); "
+        "bind a queue, or use --declare-queue\n"
     )
 
 

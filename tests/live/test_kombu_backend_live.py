@@ -1,4 +1,4 @@
-"""carrot.backends.kombu.RedisBackend against Redis on 127.0.0.1:6379."""
+"""carrot.backends.kombu_transport.RedisBackend against Redis on 127.0.0.1:6379."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from carrot.backends.kombu import RedisBackend
+from carrot.backends.kombu_transport import RedisBackend
 from carrot.connection import BrokerConnection
 from carrot.messaging import Consumer, ConsumerSet, Publisher
 

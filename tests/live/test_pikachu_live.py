@@ -19,7 +19,7 @@ from pika import exceptions as pika_exceptions
 from test_pyamqplib_live import TLSProxy, _make_certificates
 
 from carrot.backends import pikachu
-from carrot.backends.pyamqplib import QueueAlreadyExistsWarning
+from carrot.backends.base import QueueAlreadyExistsWarning
 from carrot.connection import BrokerConnection
 from carrot.messaging import Consumer, ConsumerSet, Publisher
 
@@ -404,6 +404,39 @@ def test_wrong_password_is_a_connection_error(amqp_conninfo) -> None:
     with pytest.raises(pika_exceptions.ProbableAuthenticationError):
         conn.connect()
     assert issubclass(pika_exceptions.ProbableAuthenticationError, conn.connection_errors)
+
+
+@pytest.mark.timeout(30)
+def test_ensure_connection_raises_a_wrong_password_at_once(amqp_conninfo) -> None:
+    # Before recoverable_connection_errors was declared, ensure_connection
+    # retried a refused login for ever (here: 3 retries would take 6 s).
+    conn = BrokerConnection(**{**amqp_conninfo, "password": "wrong"}, backend_cls="pika")
+    retries: list[float] = []
+    started = time.monotonic()
+    with pytest.raises(pika_exceptions.ProbableAuthenticationError):
+        conn.ensure_connection(
+            errback=lambda exc, interval: retries.append(interval), max_retries=3
+        )
+    assert retries == []
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.timeout(30)
+def test_ensure_connection_retries_a_refused_port(amqp_conninfo) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now
+    conn = BrokerConnection(**{**amqp_conninfo, "port": port}, backend_cls="pika")
+    retries: list[float] = []
+    with pytest.raises(pikachu.PikaConnectError):
+        conn.ensure_connection(
+            errback=lambda exc, interval: retries.append(interval),
+            max_retries=2,
+            interval_start=0.01,
+            interval_step=0.01,
+        )
+    assert len(retries) == 2
 
 
 def test_connect_replaces_a_lost_connection(conn: BrokerConnection) -> None:

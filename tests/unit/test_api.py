@@ -413,9 +413,11 @@ MESSAGING_SIGNATURES = {
     ),
     "carrot.serialization.SerializerRegistry._set_default_serializer": "name",
     "carrot.serialization.SerializerRegistry.encode": "data, serializer=None",
-    "carrot.serialization.SerializerRegistry.decode": "data, content_type, content_encoding",
+    "carrot.serialization.SerializerRegistry.decode": (
+        "data, content_type, content_encoding, accept=None"
+    ),
     "carrot.serialization.encode": "data, serializer=None",
-    "carrot.serialization.decode": "data, content_type, content_encoding",
+    "carrot.serialization.decode": "data, content_type, content_encoding, accept=None",
     "carrot.serialization.raw_encode": "data",
     "carrot.serialization.register_json": "",
     "carrot.serialization.register_yaml": "",
@@ -435,9 +437,41 @@ MESSAGING_SIGNATURES = {
     "carrot.backends.queue.Backend.qos": "prefetch_size, prefetch_count, apply_global=False",
     "carrot.backends.queue.Backend.flow": "active",
     "carrot.backends.queue.Backend.publish": (
-        "message, exchange, routing_key, mandatory=None, immediate=None, headers=None"
+        "message, exchange, routing_key, mandatory=None, immediate=None, headers=None, **kwargs"
+    ),
+    # issue 13: carrot 0.10's positions and extra arguments.
+    "carrot.backends.queue.Backend.get": "*args, **kwargs",
+    "carrot.backends.queue.Backend.prepare_message": (
+        "message_data, delivery_mode, content_type=None, content_encoding=None, **kwargs"
+    ),
+    "carrot.backends.pikachu.Message": "backend, amqp_message, **kwargs",
+    "carrot.backends.pikachu.SyncBackend.queue_bind": (
+        "queue, exchange, routing_key, arguments={}"
+    ),
+    "carrot.backends.pystomp.Backend.ack": "frame",
+    "carrot.backends.pystomp.Backend.queue_declare": "queue, *args, **kwargs",
+    "carrot.backends.pystomp.Backend.declare_consumer": (
+        "queue, no_ack, callback, consumer_tag, nowait=False, **kwargs"
+    ),
+    "carrot.backends.pystomp.Backend.publish": (
+        "message, exchange, routing_key, mandatory=None, immediate=None, headers=None, **kwargs"
+    ),
+    "carrot.backends.pystomp.Backend.prepare_message": (
+        "message_data, delivery_mode, priority=0, content_type=None, content_encoding=None"
     ),
 }
+
+
+def test_backend_class_attributes_carrot_had() -> None:
+    import pika
+    import stomp
+
+    from carrot.backends import base, pikachu, pystomp
+
+    assert base.BaseMessage._state is None  # "RECEIVED" once __init__ ran
+    assert pikachu.SyncBackend._connection_cls is pika.BlockingConnection
+    assert pikachu.AsyncoreBackend._connection_cls is pika.BlockingConnection
+    assert pystomp.Backend.Stomp is stomp.Connection12
 
 
 @pytest.mark.parametrize(
@@ -458,7 +492,6 @@ def test_messaging_signature_matches_spec(dotted: str) -> None:
 def test_queue_backend_takes_carrots_positional_calls() -> None:
     # carrot's messaging layer and old code call these by position.
     for dotted, prefix in {
-        "carrot.backends.queue.Backend.get": ["queue"],
         "carrot.backends.queue.Backend.queue_purge": ["queue"],
         "carrot.backends.queue.Backend.prepare_message": ["message_data", "delivery_mode"],
         "carrot.backends.queue.Backend.queue_declare": ["queue"],
@@ -523,7 +556,7 @@ def test_publisher_class_attributes() -> None:
 def test_messaging_and_consumer_set_class_attributes() -> None:
     from carrot.messaging import Consumer, ConsumerSet, Messaging, Publisher
 
-    assert (Messaging.queue, Messaging.exchange, Messaging.routing_key) == (None, None, None)
+    assert (Messaging.queue, Messaging.exchange, Messaging.routing_key) == ("", "", "")
     assert Messaging.publisher_cls is Publisher
     assert Messaging.consumer_cls is Consumer
     assert Messaging._closed is True
@@ -559,6 +592,7 @@ def test_exceptions_all_lists_every_error_class() -> None:
     defined = {
         name
         for name, obj in vars(exceptions).items()
-        if isinstance(obj, type) and issubclass(obj, exceptions.CarrotError)
+        if isinstance(obj, type)
+        and issubclass(obj, (exceptions.CarrotError, exceptions.CarrotWarning))
     }
     assert set(exceptions.__all__) == defined

@@ -35,8 +35,8 @@ SPEC_ALIASES = {
     "stomp": "carrot.backends.pystomp.Backend",
     "stompy": "carrot.backends.pystomp.Backend",
     "librabbitmq": "carrot.backends.librabbitmq.Backend",
-    "kombu": "carrot.backends.kombu.",
-    "redis": "carrot.backends.kombu.",
+    "kombu": "carrot.backends.kombu_transport.",
+    "redis": "carrot.backends.kombu_transport.",
 }
 
 

@@ -127,6 +127,22 @@ def test_repr_does_not_fail_without_body() -> None:
     assert "RECEIVED" in repr(msg)
 
 
+REQUIRED = {
+    "queue_delete": ("q",),
+    "get": ("q",),
+    "declare_consumer": ("q", False, print, "tag"),
+    "consume": (),
+    "cancel": ("tag",),
+    "ack": (1,),
+    "reject": (1,),
+    "requeue": (1,),
+    "queue_purge": ("q",),
+    "publish": (b"m", "x", "k"),
+    "flow": (False,),
+    "qos": (0, 1),
+}
+
+
 def test_base_backend_defaults() -> None:
     conn = object()
     backend = BaseBackend(conn, extra_options={"a": 1})
@@ -135,30 +151,56 @@ def test_base_backend_defaults() -> None:
     assert BaseBackend(conn).extra_options is None
     assert backend.connection_errors == ()
     assert backend.channel_errors == ()
-    for call in (
-        lambda: backend.queue_declare("q", True, False, False),
-        lambda: backend.queue_delete("q"),
-        lambda: backend.exchange_declare("x", "direct", True, False),
-        lambda: backend.queue_bind("q", "x", "k"),
-        lambda: backend.get("q"),
-        lambda: backend.declare_consumer("q", False, print, "tag"),
-        lambda: backend.cancel("tag"),
-        lambda: backend.ack(1),
-        lambda: backend.reject(1),
-        lambda: backend.requeue(1),
-        lambda: backend.publish(b"m", "x", "k"),
-        backend.close,
-        backend.establish_connection,
-        lambda: backend.close_connection(None),
-        lambda: backend.flow(False),
-        lambda: backend.qos(0, 1),
-        lambda: backend.qos(0, 1, apply_global=True),
-    ):
-        assert call() is None
-    assert backend.queue_purge("q") == 0
-    assert backend.purge("q") == 0
+    assert backend.recoverable_connection_errors is None
+    assert list(backend.returned_messages) == []
+    # compat: carrot 0.10's defaults where doing nothing is true (no
+    # connection of its own, no declarations needed), which ghettoq relied on.
+    assert backend.close() is None
+    assert backend.establish_connection() is None
+    assert backend.close_connection(None) is None
+    assert backend.queue_declare("q", True, False, False) is None
+    assert backend.exchange_declare("x", "direct", True, False) is None
+    assert backend.queue_bind("q", "x", "k") is None
     assert backend.message_to_python("raw") == "raw"
     assert backend.prepare_message(b"data", 2) == b"data"
+    assert not backend.in_process
+
+
+@pytest.mark.parametrize(("method", "args"), sorted(REQUIRED.items()))
+def test_required_methods_raise_naming_backend_and_method(method: str, args: tuple) -> None:
+    class Partial(BaseBackend):
+        pass
+
+    with pytest.raises(NotImplementedError, match=rf"\bPartial does not implement {method}\(\)"):
+        getattr(Partial(None), method)(*args)
+    with pytest.raises(NotImplementedError, match="Partial does not implement queue_purge"):
+        Partial(None).purge("q")
+
+
+def test_required_methods_keep_their_signatures() -> None:
+    import inspect
+
+    assert str(inspect.signature(BaseBackend.qos)) == (
+        "(self, prefetch_size: 'int', prefetch_count: 'int', apply_global: 'bool' = False) -> 'Any'"
+    )
+    assert BaseBackend.flow.__doc__.startswith("Pause")
+
+
+def test_class_state_is_none_until_init() -> None:
+    # compat: carrot's class default; a subclass that skips __init__ still settles.
+    class Bare(BaseMessage):
+        def __init__(self, backend) -> None:
+            self.backend = backend
+            self.delivery_tag = 3
+
+    assert BaseMessage._state is None
+    backend = RecordingBackend()
+    msg = Bare(backend)
+    assert msg._state is None
+    assert not msg.acknowledged
+    msg.ack()
+    assert msg.acknowledged
+    assert backend.calls == [("ack", 3)]
 
 
 def test_purge_goes_through_queue_purge() -> None:

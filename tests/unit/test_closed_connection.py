@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from carrot.backends.base import BaseBackend
-from carrot.backends.kombu import Backend as KombuBackend
+from carrot.backends.kombu_transport import Backend as KombuBackend
 from carrot.backends.pikachu import SyncBackend as PikaBackend
 from carrot.backends.pyamqplib import Backend as AMQPBackend
 from carrot.connection import BrokerConnection

@@ -29,7 +29,7 @@ REFERENCE_MODULES = [
     "carrot.backends.pyamqplib",
     "carrot.backends.queue",
     "carrot.backends.librabbitmq",
-    "carrot.backends.kombu",
+    "carrot.backends.kombu_transport",
     "carrot.backends.pikachu",
     "carrot.backends.pystomp",
     "carrot.cli",

@@ -11,14 +11,21 @@ from carrot.exceptions import (
     BackendNotFound,
     CarrotError,
     ClientNotInstalled,
+    ConfirmTimeoutError,
     ConnectionClosedError,
     ConnectionLimitExceeded,
+    ContentDisallowed,
     DecodeError,
     EncodeError,
     FilterWithAutoAckError,
+    InvalidURLError,
+    MessageNacked,
+    MessageReturned,
     MessageStateError,
     MissingConnectionSetting,
     SerializerNotInstalled,
+    TLSError,
+    TLSVerificationError,
     UnknownDeliveryModeError,
 )
 
@@ -26,19 +33,27 @@ ALL = [
     BackendNotFound,
     ClientNotInstalled,
     MissingConnectionSetting,
+    InvalidURLError,
     ConnectionLimitExceeded,
     ConnectionClosedError,
     MessageStateError,
     SerializerNotInstalled,
     EncodeError,
     DecodeError,
+    ContentDisallowed,
+    TLSError,
+    TLSVerificationError,
     FilterWithAutoAckError,
     UnknownDeliveryModeError,
+    MessageNacked,
+    MessageReturned,
+    ConfirmTimeoutError,
 ]
 
 
 def test_all_lists_every_exception() -> None:
-    assert set(exceptions.__all__) == {cls.__name__ for cls in ALL} | {"CarrotError"}
+    names = {cls.__name__ for cls in ALL}
+    assert set(exceptions.__all__) == names | {"CarrotError", "CarrotWarning"}
 
 
 @pytest.mark.parametrize("cls", ALL)
@@ -53,6 +68,7 @@ def test_rooted_at_carrot_error(cls: type) -> None:
         (BackendNotFound, ImportError),
         (ClientNotInstalled, ImportError),
         (MissingConnectionSetting, KeyError),
+        (InvalidURLError, ValueError),
         (EncodeError, TypeError),
         (EncodeError, ValueError),
         (DecodeError, ValueError),
@@ -89,6 +105,12 @@ def test_missing_connection_setting_is_readable_not_a_repr() -> None:
         raise exc
 
 
+def test_invalid_url_error_names_the_url_masked() -> None:
+    exc = InvalidURLError("amqp://u:s3cret@h:x//", "bad port")
+    assert str(exc) == "invalid broker URL 'amqp://u:***@h:x//': bad port"
+    assert (exc.url, exc.reason) == ("amqp://u:s3cret@h:x//", "bad port")
+
+
 def test_connection_limit_exceeded_names_the_limit() -> None:
     exc = ConnectionLimitExceeded(4)
     assert exc.limit == 4
@@ -101,11 +123,16 @@ def test_connection_limit_exceeded_names_the_limit() -> None:
         BackendNotFound("x", "why"),
         ClientNotInstalled("pika", "pika"),
         MissingConnectionSetting("password"),
+        InvalidURLError("amqp://u:pw@h:x//", "bad port"),
         ConnectionLimitExceeded(3),
         MessageStateError("already acked"),
         SerializerNotInstalled("no yaml"),
         EncodeError("bad"),
         DecodeError("bad"),
+        ConfirmTimeoutError(3, 1.5),
+        ContentDisallowed("application/x-python-serialize", {"application/json"}),
+        TLSError("h:5671", "wrong version number", "h"),
+        TLSVerificationError("h:5671", "Hostname mismatch", "h"),
     ],
 )
 def test_pickles(exc: CarrotError) -> None:
@@ -113,3 +140,29 @@ def test_pickles(exc: CarrotError) -> None:
     clone = pickle.loads(pickle.dumps(exc))
     assert type(clone) is type(exc)
     assert str(clone) == str(exc)
+
+
+def test_content_disallowed_names_the_type_and_what_is_accepted() -> None:
+    exc = ContentDisallowed("application/x-python-serialize", {"application/json", "text/x"})
+    assert isinstance(exc, DecodeError)
+    assert isinstance(exc, ValueError)
+    text = str(exc)
+    assert "'application/x-python-serialize'" in text
+    assert "application/json, text/x" in text
+    assert exc.content_type == "application/x-python-serialize"
+    assert "accepts nothing" in str(ContentDisallowed("a/b", ()))
+
+
+def test_tls_errors_are_ssl_errors_naming_the_broker() -> None:
+    import ssl
+
+    exc = TLSVerificationError("127.0.0.1:5671", "certificate has expired", "broker.example")
+    assert isinstance(exc, ssl.SSLCertVerificationError)
+    assert isinstance(exc, OSError)
+    assert "127.0.0.1:5671" in str(exc)
+    assert "certificate has expired" in str(exc)
+    assert "'broker.example'" in str(exc)
+    plain = TLSError("h:5671", "tlsv1 alert unknown ca")
+    assert isinstance(plain, ssl.SSLError)
+    assert not isinstance(plain, ssl.SSLCertVerificationError)
+    assert str(plain) == "TLS handshake with the broker at h:5671 failed: tlsv1 alert unknown ca"

@@ -1,4 +1,4 @@
-"""carrot.backends.kombu on kombu's in-process memory transport (no sockets)."""
+"""carrot.backends.kombu_transport on kombu's in-process memory transport (no sockets)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,13 @@ from typing import Any
 import pytest
 
 from carrot.backends import get_backend_cls
-from carrot.backends import kombu as kombu_backend
-from carrot.backends.kombu import (
+from carrot.backends import kombu_transport as kombu_backend
+from carrot.backends._kombu_seam import _MemoryTransport, _RedisTransport
+from carrot.backends.kombu_transport import (
     Backend,
     Message,
     RedisBackend,
     UnsupportedExchangeTypeError,
-    _MemoryTransport,
-    _RedisTransport,
 )
 from carrot.connection import BrokerConnection
 from carrot.exceptions import CarrotError, ClientNotInstalled, MissingConnectionSetting
@@ -172,7 +171,7 @@ def test_module_imports_without_the_redis_client() -> None:
     # A fresh interpreter where ``import redis`` fails, as when it is not installed.
     code = (
         "import sys; sys.modules['redis'] = None\n"
-        "import carrot.backends.kombu as m\n"
+        "import carrot.backends.kombu_transport as m\n"
         "from carrot.connection import BrokerConnection\n"
         "assert OSError in m.RedisBackend.connection_errors\n"
         "try:\n"
@@ -438,7 +437,7 @@ def test_queue_exists_missing_leaves_backend_usable(backend: Backend, queues: Qu
 
 
 def test_warn_if_exists(backend: Backend, queues: Queues) -> None:
-    from carrot.backends.pyamqplib import QueueAlreadyExistsWarning
+    from carrot.backends.base import QueueAlreadyExistsWarning
 
     q = queues("q")
     backend.queue_declare(q, False, False, False, warn_if_exists=True)
@@ -598,3 +597,43 @@ def test_consumer_set_round_trip(conn: BrokerConnection, queues: Queues) -> None
     assert sorted(got) == [("to-a", "for a"), ("to-b", "for b")]
     cset.close()
     publisher.close()
+
+
+@pytest.mark.parametrize("url", ["amqp://guest:guest@127.0.0.1:5672//", "pyamqp://h//"])
+def test_kombu_amqp_transports_are_refused_before_connecting(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from carrot.backends.kombu_transport import UnsupportedTransportError
+
+    def no_socket(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("opened a socket")
+
+    monkeypatch.setattr(socket, "create_connection", no_socket)
+    conn = BrokerConnection(hostname=url, backend_cls="kombu")
+    with pytest.raises(UnsupportedTransportError) as excinfo:
+        conn.connect()
+    assert isinstance(excinfo.value, ValueError)
+    assert "backend_cls='amqp'" in str(excinfo.value)
+    assert "guest:guest" not in str(excinfo.value)
+
+
+def test_memory_transport_is_in_process(conn: BrokerConnection) -> None:
+    backend = conn.create_backend()
+    assert backend.in_process
+    assert backend.server_description() == "kombu memory transport"
+    assert backend.exchange_exists("anything") is None
+    redis = BrokerConnection(hostname="127.0.0.1", backend_cls="redis").create_backend()
+    assert not redis.in_process
+
+
+def test_importing_the_kombu_backend_loads_no_carrot_amqp_backend() -> None:
+    code = (
+        "import sys\n"
+        "import carrot.backends.kombu_transport\n"
+        "print(sorted(m for m in sys.modules"
+        " if m == 'carrot.backends.pyamqplib' or m.startswith('carrot.backends._amqp')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "[]"

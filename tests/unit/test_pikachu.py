@@ -15,7 +15,7 @@ import pytest
 from pika import exceptions as pika_exceptions
 from pika import spec
 
-from carrot.backends import get_backend_cls, pikachu, pyamqplib
+from carrot.backends import base, get_backend_cls, pikachu, pyamqplib
 from carrot.connection import BrokerConnection
 from carrot.exceptions import MissingConnectionSetting
 from carrot.messaging import Consumer, Publisher
@@ -213,8 +213,12 @@ def test_error_classes_come_from_pika() -> None:
     assert conn.channel_errors == pikachu.Backend.channel_errors
 
 
-def test_queue_already_exists_warning_is_the_pyamqplib_class() -> None:
-    assert pikachu.QueueAlreadyExistsWarning is pyamqplib.QueueAlreadyExistsWarning
+def test_queue_already_exists_warning_is_the_shared_class() -> None:
+    assert pikachu.QueueAlreadyExistsWarning is base.QueueAlreadyExistsWarning
+
+
+def test_pyamqplib_shares_the_queue_already_exists_warning() -> None:
+    assert pyamqplib.QueueAlreadyExistsWarning is base.QueueAlreadyExistsWarning
 
 
 def test_missing_pika_fails_on_use_not_on_import() -> None:
@@ -238,6 +242,87 @@ def test_missing_pika_fails_on_use_not_on_import() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == "the pika backend needs the 'pika' package: pip install pika"
+
+
+def test_importing_the_pika_backend_loads_neither_py_amqp_nor_its_backend() -> None:
+    code = (
+        "import sys\n"
+        "import carrot.backends.pikachu as p\n"
+        "p.Backend.connection_errors, p.Backend.recoverable_connection_errors\n"
+        "loaded = sorted(m for m in sys.modules if m == 'amqp' or m.startswith('amqp.')"
+        " or m == 'carrot.backends.pyamqplib' or m.startswith('carrot.backends._amqp'))\n"
+        "print(loaded)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_recoverable_errors_leave_out_a_refused_login_or_vhost() -> None:
+    recoverable = pikachu.Backend.recoverable_connection_errors
+    for refused in (
+        pika_exceptions.ProbableAuthenticationError,
+        pika_exceptions.ProbableAccessDeniedError,
+        pika_exceptions.AuthenticationError,
+    ):
+        assert issubclass(refused, pikachu.Backend.connection_errors)
+        assert not issubclass(refused, recoverable)
+    for lost in (
+        pikachu.PikaConnectError,
+        pika_exceptions.StreamLostError,
+        pika_exceptions.ConnectionClosedByBroker,
+        pika_exceptions.AMQPHeartbeatTimeout,
+        ConnectionRefusedError,
+    ):
+        assert issubclass(lost, recoverable)
+    assert not issubclass(pika_exceptions.AMQPConnectionError, recoverable)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pika_exceptions.AMQPConnectionError("AMQPConnectorSocketConnectError: refused"),
+        __import__(
+            "pika.adapters.utils.connection_workflow", fromlist=["AMQPConnectorStackTimeout"]
+        ).AMQPConnectorStackTimeout("Timeout during AMQP handshake"),
+    ],
+)
+def test_a_failed_connect_raises_pika_connect_error(
+    monkeypatch: pytest.MonkeyPatch, error: BaseException
+) -> None:
+    def blocking_connection(params: Any) -> Any:
+        raise error
+
+    monkeypatch.setattr(pikachu.pika, "BlockingConnection", blocking_connection)
+    conn = BrokerConnection(hostname="h", userid="u", password="p", backend_cls="pika")
+    with pytest.raises(pikachu.PikaConnectError) as info:
+        conn.connect()
+    assert isinstance(info.value, pika_exceptions.AMQPConnectionError)  # old excepts catch it
+    assert info.value.__cause__ is error
+    assert "cannot connect through pika" in str(info.value)
+
+
+def test_a_refused_login_is_raised_as_pika_raised_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    error = pika_exceptions.ProbableAuthenticationError("ACCESS_REFUSED")
+    attempts: list[Any] = []
+
+    def blocking_connection(params: Any) -> Any:
+        attempts.append(params)
+        raise error
+
+    monkeypatch.setattr(pikachu.pika, "BlockingConnection", blocking_connection)
+    conn = BrokerConnection(hostname="h", userid="u", password="p", backend_cls="pika")
+    with pytest.raises(pika_exceptions.ProbableAuthenticationError) as info:
+        conn.ensure_connection(max_retries=5, interval_start=0, interval_step=0)
+    assert info.value is error
+    assert len(attempts) == 1  # not retried
+
+
+def test_connection_cls_is_pikas_blocking_connection() -> None:
+    # compat: carrot 0.10 had _connection_cls on both backends.
+    assert pikachu.SyncBackend._connection_cls is pika.BlockingConnection
+    assert pikachu.AsyncoreBackend._connection_cls is pika.BlockingConnection
 
 
 # -- connection settings ----------------------------------------------------
@@ -455,7 +540,7 @@ def test_warn_if_exists(conn: BrokerConnection, fake: FakePikaConnection) -> Non
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         backend.queue_declare("new", True, False, False, warn_if_exists=True)
-    with pytest.warns(pyamqplib.QueueAlreadyExistsWarning, match="'new'"):
+    with pytest.warns(base.QueueAlreadyExistsWarning, match="'new'"):
         backend.queue_declare("new", True, False, False, warn_if_exists=True)
 
 

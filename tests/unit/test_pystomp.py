@@ -750,3 +750,81 @@ def test_using_a_backend_after_close_raises_connection_closed(
         backend.publish(message, "", "q")
     # A ConnectionError (OSError): retry loops over connection_errors catch it.
     assert issubclass(ConnectionClosedError, tuple(conn.connection_errors))
+
+
+# -- carrot 0.10's signatures (issue 13) ---------------------------------------------
+
+
+def test_ack_takes_the_frame_as_carrot_did(broker: FakeBroker, conn: BrokerConnection) -> None:
+    backend = conn.create_backend()
+    broker.pending["/queue/q"] = [(b"one", {}), (b"two", {})]
+    first = backend.get("q")
+    backend.ack(first._frame)  # carrot 0.10: backend.ack(frame)
+    getter, _ = _sub_id(broker, "/queue/q")
+    assert getter.sent[-1] == ("ACK", {"id": first.delivery_tag})
+    second = backend.get("q")
+    backend.ack(second.delivery_tag)
+    assert getter.sent[-1] == ("ACK", {"id": second.delivery_tag})
+
+
+def test_stomp_attribute_is_the_client_connections_are_made_with(
+    broker: FakeBroker, conn: BrokerConnection
+) -> None:
+    backend = conn.create_backend()
+    made = backend.Stomp([("h", 1)])
+    assert isinstance(made, FakeStompConnection)
+
+
+def test_stomp_attribute_is_stomp_pys_connection_class() -> None:
+    import stomp
+
+    assert Backend.Stomp is stomp.Connection12
+
+
+def test_extra_arguments_are_accepted_as_carrot_did(
+    broker: FakeBroker, conn: BrokerConnection
+) -> None:
+    backend = conn.create_backend()
+    backend.queue_declare("q9", False, False, False, False, {"x-max-length": 3}, "extra", x=1)
+    short, _ = _sub_id(broker, "/queue/q9")
+    subscribe = dict(short.sent)["SUBSCRIBE"]
+    assert subscribe["durable"] == "false"
+    assert subscribe["x-max-length"] == "3"
+    backend.declare_consumer("q9", True, lambda frame: None, "tag9", nowait=False, extra=1)
+    _sub_id(broker, "/amq/queue/q9")
+    message = backend.prepare_message(b"m", 1)
+    assert "priority" not in message  # carrot's default 0 is AMQP's default
+    assert backend.prepare_message(b"m", 1, 4)["priority"] == "4"
+    backend.publish(message, "", "q9", reply_to="ignored")
+    assert broker.frames("SEND")[-1][1]["destination"] == "/amq/queue/q9"
+
+
+def test_queue_delete_forgets_but_cannot_delete(broker: FakeBroker, conn: BrokerConnection) -> None:
+    backend = conn.create_backend()
+    backend.queue_declare("q8")
+    assert backend.queue_exists("q8")
+    assert backend.queue_delete("q8") == 0
+    assert not backend.queue_exists("q8")
+    assert backend.exchange_exists("amq.topic") is None
+
+
+def test_send_receipts_settle_through_their_callback() -> None:
+    """A RECEIPT for a confirmed SEND is an ack; an ERROR naming its receipt id a nack."""
+    from types import SimpleNamespace
+
+    from carrot.backends._stomp_wire import Connection as WireConnection
+
+    sent: list[dict[str, str]] = []
+    wire = WireConnection("localhost")
+    wire.connected = True
+    wire._stomp = SimpleNamespace(send=lambda destination, body, headers: sent.append(headers))
+    outcomes: list[bool] = []
+    wire.send_confirmed("/amq/queue/q", b"1", {"a": "b"}, outcomes.append)
+    wire.send_confirmed("/amq/queue/q", b"2", {}, outcomes.append)
+    first, second = (headers["receipt"] for headers in sent)
+    assert sent[0]["a"] == "b" and first != second
+    wire._on_receipt(SimpleNamespace(headers={"receipt-id": first}))
+    assert outcomes == [True] and wire.send_settled.is_set()
+    wire._on_error(SimpleNamespace(headers={"receipt-id": second, "message": "x"}, body=b""))
+    assert outcomes == [True, False]
+    assert not wire._send_receipts

@@ -77,8 +77,9 @@ def test_prepare_message_positional_carrot_010_order(backend):
     assert prepared.properties["priority"] is None
 
 
-def test_prepare_message_priority_positional(backend):
-    prepared = backend.prepare_message(b"x", 2, 7, "text/plain", "utf-8")
+def test_prepare_message_priority_by_keyword(backend):
+    # carrot 0.10's positions: priority is a keyword (in **kwargs) here.
+    prepared = backend.prepare_message(b"x", 2, "text/plain", "utf-8", priority=7)
     assert prepared == (b"x", "text/plain", "utf-8")
     assert prepared.properties == {"delivery_mode": 2, "priority": 7}
 
@@ -90,7 +91,7 @@ def test_publish_rejects_something_that_is_not_a_triple(backend):
 
 
 def test_get_returns_message_with_properties_and_delivery_info(backend):
-    message = backend.prepare_message(b"hello", 2, 5, "text/plain", "utf-8")
+    message = backend.prepare_message(b"hello", 2, "text/plain", "utf-8", priority=5)
     backend.publish(message, exchange="A", routing_key="X", headers={"h": "v"})
     received = backend.get("whatever")
     assert isinstance(received, memory.Message)
@@ -586,3 +587,11 @@ def test_consumer_set_round_trip(conn):
     assert sorted(d["i"] for d in received) == [0, 1, 2, 3]
     cset.close()
     publisher.close()
+
+
+def test_get_and_publish_accept_extra_arguments_as_carrot_did(backend):
+    message = backend.prepare_message(b"x", 1, "text/plain", "utf-8")
+    backend.publish(message, "e", "k", mandatory=False, reply_to="ignored")
+    received = backend.get("q", True, "extra", no_ack=True, accept=["json"])
+    assert received.body == b"x"
+    assert backend.get("q", no_ack=False) is None

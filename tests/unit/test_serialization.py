@@ -64,6 +64,7 @@ def saved_registry() -> Iterator[SerializerRegistry]:
 
 def test_public_names() -> None:
     assert set(serialization.__all__) == {
+        "RAW_CONTENT_TYPES",
         "SerializerNotInstalled",
         "SerializerRegistry",
         "registry",

@@ -25,19 +25,10 @@ class Channel(seam.SeamChannel):
     (``fast_publish`` falls back to ``basic_publish`` on any other).
     """
 
-    #: Whether ``confirm.select`` was sent (publishes then take py-amqp's path).
-    confirming = False
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         #: Deliveries awaiting settlement and the acks held back.
         self.acks = AckTracker()
-        self.confirming = False
         super().__init__(*args, **kwargs)
-
-    def confirm_select(self, nowait: bool = False) -> Any:
-        # py-amqp's basic_publish_confirm calls this too before its first publish.
-        self.confirming = True
-        return super().confirm_select(nowait)
 
     def channel_opened(self) -> None:
         # Delivery tags start again at 1 on a (re)opened channel.
@@ -45,7 +36,6 @@ class Channel(seam.SeamChannel):
 
     def collect(self) -> None:
         self.acks.reset()
-        self.confirming = False
         super().collect()
 
     def consumer_delivery(self, consumer_tag: str, delivery_tag: int) -> None:
@@ -65,15 +55,16 @@ class Channel(seam.SeamChannel):
     ) -> None:
         """``basic_publish`` without its per-message overhead (same frames, same effect).
 
-        Falls back to :meth:`basic_publish` for confirm mode and for bodies
-        that are neither ``bytes`` nor ``str``.
+        Falls back to :meth:`basic_publish` when the connection waits for
+        each confirm (py-amqp's ``confirm_publish``) and for bodies that are
+        neither ``bytes`` nor ``str``. Confirms asked for with
+        ``confirm_select`` arrive as py-amqp events either way.
         """
         # Hot path: runs once per published message.
         conn = self.connection
         if (
             conn is None
             or not self.is_open
-            or self.confirming
             or conn.confirm_publish
             or not conn.fast_path
             or not isinstance(message.body, (bytes, str))

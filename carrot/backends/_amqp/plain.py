@@ -18,6 +18,7 @@ from typing import Any
 
 import amqp
 
+from carrot._tls import TLSSettings
 from carrot.backends._amqp import seam
 
 __all__ = ["OutgoingMessage", "PlainConnection", "WaitMulti"]
@@ -29,7 +30,8 @@ class PlainConnection(amqp.Connection):
     :keyword socket_settings: as py-amqp's; ``TCP_USER_TIMEOUT`` defaults
         to 0 (the system's) instead of py-amqp's 1 second, which kills a
         publisher whose writes the broker throttles.
-    :keyword ssl: as py-amqp's, or a ready :class:`ssl.SSLContext`.
+    :keyword ssl: as py-amqp's, a ready :class:`ssl.SSLContext`, or a
+        ``carrot._tls.TLSSettings`` (context and server host name).
     :keyword read_timeout: seconds a read from the socket may wait for the
         first byte of a frame (``SO_RCVTIMEO``; ``None``: no limit), as
         py-amqp: a wait that passes it raises :exc:`socket.timeout`.
@@ -109,6 +111,8 @@ class PlainConnection(amqp.Connection):
             read_timeout=read_timeout, write_timeout=write_timeout, socket_settings=socket_settings
         )
         if isinstance(ssl, ssl_module.SSLContext):
+            ssl = TLSSettings(ssl, None)
+        if isinstance(ssl, TLSSettings):
             return seam.SeamSSLTransport(host, connect_timeout=connect_timeout, ssl=ssl, **kwargs)
         return super().Transport(host, connect_timeout, ssl=ssl, **kwargs)
 

@@ -76,7 +76,6 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
     ),
     "Channel._on_open_ok": ("self",),
     "Channel.collect": ("self",),
-    "Channel.confirm_select": ("self", "nowait"),
     "Channel.basic_ack": ("self", "delivery_tag", "multiple", "argsig"),
     "Channel.basic_reject": ("self", "delivery_tag", "requeue", "argsig"),
     "Channel.basic_get": ("self", "queue", "no_ack", "argsig"),
@@ -300,19 +299,20 @@ class SeamConnection(amqp.Connection):
 
 
 class SeamSSLTransport(amqp_transport.SSLTransport):
-    """py-amqp's TLS transport wrapping the socket with a ready :class:`ssl.SSLContext`."""
+    """py-amqp's TLS transport wrapping with the context and host name of a ``TLSSettings``."""
 
-    __slots__ = ("_context",)
+    __slots__ = ("_tls",)
 
     def __init__(self, host: str, connect_timeout: Any = None, ssl: Any = None, **kwargs: Any):
-        self._context = ssl
+        self._tls = ssl
         super().__init__(host, connect_timeout=connect_timeout, ssl=True, **kwargs)
 
     def _wrap_socket(self, sock: Any, **sslopts: Any) -> Any:
         # py-amqp has already split off the port (and an IPv6 literal's brackets).
-        server_hostname = self.host if self._context.check_hostname else None
-        return self._context.wrap_socket(
-            sock, server_hostname=server_hostname, do_handshake_on_connect=False
+        return self._tls.context.wrap_socket(
+            sock,
+            server_hostname=self._tls.server_hostname or self.host,
+            do_handshake_on_connect=False,
         )
 
 

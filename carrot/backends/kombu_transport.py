@@ -64,46 +64,38 @@ Limits:
 
 from __future__ import annotations
 
-import json
-import warnings
 from itertools import count
 from typing import Any
 from urllib.parse import urlsplit
 
 import kombu
 from amqp.exceptions import ChannelError, NotFound
-from kombu.transport import memory as kombu_memory
 from kombu.transport import virtual
-from kombu.transport.virtual.exchange import STANDARD_EXCHANGE_TYPES, ExchangeType
 from kombu.utils.encoding import bytes_to_str
-from kombu.utils.json import dumps
 
-from carrot.backends.base import _NOT_DECODED, BaseBackend, BaseMessage, FlowByCancelMixin
-from carrot.backends.pyamqplib import QueueAlreadyExistsWarning
-from carrot.exceptions import CarrotError, ClientNotInstalled, MissingConnectionSetting
-
-try:
-    import redis  # noqa: F401 -- imported only to learn whether the client is installed
-except ImportError:
-    # kombu's Redis module cannot even be imported without the client.
-    kombu_redis: Any = None
-else:
-    from kombu.transport import redis as kombu_redis
+from carrot.backends._kombu_seam import TRANSPORTS, kombu_redis, queue_size
+from carrot.backends.base import (
+    _NOT_DECODED,
+    BaseBackend,
+    BaseMessage,
+    ChannelSettleMixin,
+    FlowByCancelMixin,
+    QueueAlreadyExistsWarning,
+)
+from carrot.exceptions import CarrotError, ClientNotInstalled
 
 __all__ = [
     "REDIS_DEFAULT_PORT",
     "Backend",
     "Message",
+    "QueueAlreadyExistsWarning",
     "RedisBackend",
     "UnsupportedExchangeTypeError",
+    "UnsupportedTransportError",
 ]
 
 #: The Redis port.
 REDIS_DEFAULT_PORT = 6379
-
-# Key in a stored message naming the queue that copy belongs to, so requeue
-# and restore put it back there instead of routing it again.
-_QUEUE_KEY = "carrot_queue"
 
 
 class UnsupportedExchangeTypeError(CarrotError, NotImplementedError):
@@ -126,203 +118,27 @@ class UnsupportedExchangeTypeError(CarrotError, NotImplementedError):
         )
 
 
-# -- carrot's fixes to kombu's memory and Redis transports --------------------
+#: URL schemes of kombu's AMQP transports, whose messages this backend cannot
+#: build (it speaks to kombu's virtual transports).
+AMQP_TRANSPORTS = frozenset(["amqp", "amqps", "pyamqp", "pyamqps", "librabbitmq"])
 
 
-class _HeadersExchange(ExchangeType):
-    # AMQP's headers exchange, which kombu's virtual transports lack. The
-    # binding's arguments are kept, as JSON, where other types keep a pattern.
+class UnsupportedTransportError(CarrotError, ValueError):
+    """A kombu transport this backend cannot use: one of kombu's AMQP transports.
 
-    type = "headers"
+    :param transport: the URL scheme (``"amqp"``).
+    """
 
-    def prepare_bind(
-        self, queue: str, exchange: str, routing_key: str, arguments: dict[str, Any] | None
-    ) -> tuple[str, str, str]:
-        return routing_key, json.dumps(arguments or {}, sort_keys=True), queue
+    def __init__(self, transport: str) -> None:
+        self.transport = transport
+        super().__init__(transport)
 
-    def lookup(self, table: Any, exchange: str, routing_key: str, default: Any) -> set[str]:
-        # Routing needs the message's headers: see deliver().
-        return set()
-
-    def deliver(
-        self, message: dict[str, Any], exchange: str, routing_key: str, **kwargs: Any
-    ) -> None:
-        headers = message.get("headers") or {}
-        for queue in {
-            q for _, args, q in self.channel.get_table(exchange) if _match(args, headers)
-        }:
-            self.channel._put(queue, message, **kwargs)
-
-
-def _match(binding_json: str, headers: dict[str, Any]) -> bool:
-    # RabbitMQ's rules: x-match "all" (default) or "any"; keys starting with
-    # "x-" are not matched; a binding value of None asks only for the key.
-    arguments = json.loads(binding_json) if binding_json else {}
-    wanted = [(k, v) for k, v in arguments.items() if not k.startswith("x-")]
-    found = (k in headers and (v is None or headers[k] == v) for k, v in wanted)
-    if arguments.get("x-match") == "any":
-        return any(found)
-    return all(found)
-
-
-_EXCHANGE_TYPES = {**STANDARD_EXCHANGE_TYPES, "headers": _HeadersExchange}
-
-
-def _redelivered_copy(message: Any, queue: str) -> dict[str, Any]:
-    # A stored copy of a received kombu message, marked redelivered.
-    payload = message.serializable()
-    props = payload["properties"]
-    payload["properties"] = {
-        **props,
-        "delivery_info": {**(props.get("delivery_info") or {}), "redelivered": True},
-    }
-    payload[_QUEUE_KEY] = queue
-    return payload
-
-
-class _MemoryChannel(kombu_memory.Channel):
-    # kombu's memory channel drops unacknowledged messages on close; restoring
-    # them is safe here because _restore puts them back where they came from.
-    do_restore = True
-    exchange_types = _EXCHANGE_TYPES
-
-    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
-        # kombu puts one dict into every matching queue: give each its own
-        # copy and delivery tag, as a broker would.
-        props = message["properties"]
-        self._queue_for(queue).put(
-            {
-                **message,
-                "properties": {
-                    **props,
-                    "delivery_tag": self._next_delivery_tag(),
-                    "delivery_info": dict(props.get("delivery_info") or {}),
-                },
-                _QUEUE_KEY: queue,
-            }
+    def __str__(self) -> str:
+        return (
+            f"backend_cls='kombu' runs on kombu's virtual transports (memory, redis, ...), "
+            f"not on its {self.transport!r} AMQP transport: for RabbitMQ use "
+            f"backend_cls='amqp' (the default, py-amqp) or 'pika', with the same host"
         )
-
-    def _put_fanout(
-        self, exchange: str, message: dict[str, Any], routing_key: Any = None, **kwargs: Any
-    ) -> None:
-        for queue in self._lookup(exchange, routing_key):
-            self._put(queue, message)
-
-    def _restore(self, message: Any) -> None:
-        queue = message._raw.get(_QUEUE_KEY)
-        if queue is None:
-            return super()._restore(message)
-        payload = _redelivered_copy(message, queue)
-        payload["properties"]["delivery_tag"] = self._next_delivery_tag()
-        fifo = self._queue_for(queue)
-        # The front of the queue: Queue.get pops from the left.
-        with fifo.mutex:
-            fifo.queue.appendleft(payload)
-            fifo.not_empty.notify()
-        return None
-
-    def _restore_at_beginning(self, message: Any) -> None:
-        return self._restore(message)
-
-    def queue_delete(
-        self, queue: str, if_unused: bool = False, if_empty: bool = False, **kwargs: Any
-    ) -> None:
-        if if_empty and self._size(queue):
-            return
-        # kombu leaves the bindings in the exchanges' routing tables (so the
-        # next message routed there recreates the queue), and forgets the
-        # queue only when it had bindings.
-        for exchange, routing_key, arguments in list(self.state.queue_bindings(queue)):
-            self.queue_unbind(queue, exchange, routing_key, arguments)
-        super().queue_delete(queue, if_unused=if_unused, if_empty=if_empty, **kwargs)
-        self.queues.pop(queue, None)
-
-
-class _MemoryTransport(kombu_memory.Transport):
-    Channel = _MemoryChannel
-    # Seconds between polls of idle queues (kombu's default is a whole second).
-    polling_interval = 0.01
-
-
-# Without the client the Redis classes still exist (unusable: RedisBackend
-# raises ClientNotInstalled first), so this module always imports.
-_RedisChannelBase: Any = kombu_redis.Channel if kombu_redis is not None else virtual.Channel
-_RedisTransportBase: Any = kombu_redis.Transport if kombu_redis is not None else virtual.Transport
-
-
-class _RedisChannel(_RedisChannelBase):
-    exchange_types = _EXCHANGE_TYPES
-
-    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
-        # Each queue's copy gets its own delivery tag: tags key the shared
-        # "unacked" hash, where two copies under one tag would overwrite each
-        # other (and an ack of one would forget the other).
-        props = message["properties"]
-        message = {
-            **message,
-            "properties": {**props, "delivery_tag": self._next_delivery_tag()},
-            _QUEUE_KEY: queue,
-        }
-        super()._put(queue, message, **kwargs)
-
-    def _deliver_fanout_message(self, message: dict[str, Any], exchange: str) -> Any:
-        # Every subscriber receives the same tag: give this copy its own.
-        message["properties"]["delivery_tag"] = self._next_delivery_tag()
-        message[_QUEUE_KEY] = self._fanout_to_queue[exchange]
-        return super()._deliver_fanout_message(message, exchange)
-
-    def _do_restore_message(
-        self,
-        payload: dict[str, Any],
-        exchange: str,
-        routing_key: str,
-        pipe: Any,
-        leftmost: bool = False,
-    ) -> None:
-        queue = payload.get(_QUEUE_KEY)
-        if queue is None:
-            return super()._do_restore_message(payload, exchange, routing_key, pipe, leftmost)
-        props = payload.setdefault("properties", {})
-        props["delivery_tag"] = self._next_delivery_tag()
-        props.setdefault("delivery_info", {})["redelivered"] = True
-        priority = self._get_message_priority(payload)
-        # LPUSH publishes and RPOP consumes, so RPUSH is the front of the queue.
-        pipe.rpush(self._q_for_pri(queue, priority), dumps(payload))
-        return None
-
-    def queue_delete(
-        self, queue: str, if_unused: bool = False, if_empty: bool = False, **kwargs: Any
-    ) -> None:
-        if if_empty and self._size(queue):
-            return
-        super().queue_delete(queue, if_unused=if_unused, if_empty=if_empty, **kwargs)
-        # kombu removes only the bindings this connection made; those made by
-        # other connections (or processes) live in Redis alone.
-        table_prefix = self.keyprefix_queue % ""
-        with self.conn_or_acquire() as client:
-            for key in client.scan_iter(match=table_prefix + "*"):
-                exchange = bytes_to_str(key)[len(table_prefix) :]
-                for member in client.smembers(key):
-                    if bytes_to_str(member).rsplit(self.sep, 1)[-1] == queue:
-                        client.srem(key, member)
-                        client.srem(self.keyprefix_binding_permanent % (exchange,), member)
-
-    def close(self) -> None:
-        cycle = getattr(self.connection, "cycle", None)
-        if not self.closed and getattr(cycle, "_in_protected_read", False):
-            # Closed from a message callback: kombu would wait for the reply
-            # of a read it is still handling, for ever. Close once it is done.
-            cycle.after_read.add(self.close)
-            return
-        super().close()
-
-
-class _RedisTransport(_RedisTransportBase):
-    Channel = _RedisChannel
-
-
-#: URL scheme / transport name -> the transport class carrot uses for it.
-_TRANSPORTS: dict[str, type] = {"memory": _MemoryTransport, "redis": _RedisTransport}
 
 
 def _redis_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
@@ -383,7 +199,7 @@ class Message(BaseMessage):
         return self.kombu_message.properties
 
 
-class Backend(FlowByCancelMixin, BaseBackend):
+class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
     """carrot's backend contract on a kombu virtual transport.
 
     :param connection: the :class:`~carrot.connection.BrokerConnection`; its
@@ -398,6 +214,9 @@ class Backend(FlowByCancelMixin, BaseBackend):
     #: Port used when the connection names none (the memory transport needs none).
     default_port: int | None = None
     Message = Message
+    protocol = "kombu"
+    #: ``mandatory`` is ignored: nothing is ever returned.
+    returns_unroutable = False
 
     #: Errors meaning the connection is gone (Redis's too, for a ``redis://`` URL).
     connection_errors = tuple(
@@ -422,10 +241,40 @@ class Backend(FlowByCancelMixin, BaseBackend):
         super().__init__(connection, **kwargs)
         self.default_port = kwargs.get("default_port", self.default_port)
         self._channel: Any = None
-        # consumer_tag -> (queue, no_ack, callback) of this channel's consumers.
-        self._consumers: dict[str, tuple[str, bool, Any]] = {}
-        # The consumers flow(False) cancelled, to restart on flow(True).
-        self._paused: dict[str, tuple[str, bool, Any]] | None = None
+
+    def _transport_name(self) -> str:
+        hostname = self.connection.hostname
+        if hostname and "://" in hostname:
+            return urlsplit(hostname).scheme
+        return self.kombu_transport
+
+    @property
+    def in_process(self) -> bool:
+        """True on kombu's memory transport: the exchanges and queues live in this process."""
+        return self._transport_name() == "memory"
+
+    def server_description(self) -> str | None:
+        """``"kombu memory transport"``, ``"Redis 7.2.4"`` (None if Redis will not say)."""
+        name = self._transport_name()
+        if name == "memory":
+            return "kombu memory transport"
+        if name in ("redis", "rediss"):
+            try:
+                version = self._redis_client().info("server")["redis_version"]
+            except Exception:  # the version is a nicety; "connected" is enough
+                return None
+            return f"Redis {bytes_to_str(version)}"
+        return super().server_description()
+
+    def round_trip(self) -> tuple[str, Any]:
+        """Redis: a ``PING`` command; other transports: a channel opened and closed."""
+        if self._transport_name() in ("redis", "rediss"):
+            return "PING", self._redis_client().ping
+        return super().round_trip()
+
+    def _redis_client(self) -> Any:
+        # The redis-py client under the kombu connection's default channel.
+        return self._established().default_channel.client
 
     # -- connection --------------------------------------------------------
 
@@ -436,17 +285,18 @@ class Backend(FlowByCancelMixin, BaseBackend):
             library (e.g. ``redis``) is missing.
         :raises carrot.exceptions.MissingConnectionSetting: (a ``KeyError``)
             a network transport and no host name.
+        :raises UnsupportedTransportError: (a ``ValueError``) a URL of one of
+            kombu's AMQP transports (``amqp://``): use the default backend.
         """
         conninfo = self.connection
         hostname = conninfo.hostname
         options = dict(self.transport_options)
         options.update(getattr(conninfo, "transport_options", None) or {})
-        if hostname and "://" in hostname:
-            name = urlsplit(hostname).scheme
-        else:
-            name = self.kombu_transport
-            if not hostname and name != "memory":
-                raise MissingConnectionSetting("hostname", name)
+        name = self._transport_name()
+        if name in AMQP_TRANSPORTS:
+            raise UnsupportedTransportError(name)
+        if name != "memory":
+            self.check_settings("hostname", kind=name)
         if name in ("redis", "rediss"):
             if kombu_redis is None:
                 raise ClientNotInstalled("redis", "redis")
@@ -458,7 +308,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
             virtual_host=conninfo.virtual_host,
             port=conninfo.port or self.default_port,
             ssl=conninfo.ssl or False,
-            transport=_TRANSPORTS.get(name, name),
+            transport=TRANSPORTS.get(name, name),
             connect_timeout=conninfo.connect_timeout,
             transport_options=options,
         )
@@ -484,8 +334,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
     def close(self) -> None:
         """Close the channel; unacknowledged messages go back to their queues."""
         channel, self._channel = self._channel, None
-        self._consumers.clear()
-        self._paused = None
+        self.forget_consumers()
         if channel is not None and not channel.closed:
             try:
                 channel.close()
@@ -501,6 +350,14 @@ class Backend(FlowByCancelMixin, BaseBackend):
         except ChannelError:
             return False
         return True
+
+    def exchange_exists(self, exchange: str) -> None:
+        """``None``: kombu's transports cannot be asked without declaring.
+
+        (On Redis an exchange's type is known only to the connection that
+        declared it.)
+        """
+        return None
 
     def _message_count(self, queue: str) -> int:
         try:
@@ -539,14 +396,11 @@ class Backend(FlowByCancelMixin, BaseBackend):
         """Declare a queue.
 
         :keyword warn_if_exists: warn with
-            :class:`~carrot.backends.pyamqplib.QueueAlreadyExistsWarning` when
+            :class:`~carrot.backends.base.QueueAlreadyExistsWarning` when
             the queue is already there.
         """
-        if warn_if_exists and self.queue_exists(queue):
-            warnings.warn(
-                QueueAlreadyExistsWarning(f"{QueueAlreadyExistsWarning.__doc__} (queue {queue!r})"),
-                stacklevel=2,
-            )
+        if warn_if_exists:
+            self.warn_if_queue_exists(queue)
         return self.channel.queue_declare(
             queue=queue,
             durable=durable,
@@ -594,7 +448,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
         if raw_message is None:
             return None
         raw_message.delivery_info = dict(
-            raw_message.delivery_info or (), message_count=channel._size(queue)
+            raw_message.delivery_info or (), message_count=queue_size(channel, queue)
         )
         return self.message_to_python(raw_message)
 
@@ -610,7 +464,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
             )
             return callback(raw_message)
 
-        self._consumers[consumer_tag] = (queue, no_ack, callback)
+        self.remember_consumer(consumer_tag, queue, no_ack, callback)
         self.channel.basic_consume(queue, no_ack, on_delivery, consumer_tag)
         return consumer_tag
 
@@ -630,23 +484,12 @@ class Backend(FlowByCancelMixin, BaseBackend):
 
     def cancel(self, consumer_tag: str) -> None:
         """Stop the consumer ``consumer_tag``."""
+        if self.forget_consumer(consumer_tag):
+            return  # flow(False) cancelled it already
         channel = self._channel
         if channel is None or channel.closed:
             return
-        self._consumers.pop(consumer_tag, None)
         channel.basic_cancel(consumer_tag)
-
-    def ack(self, delivery_tag: Any) -> None:
-        """Acknowledge a delivery."""
-        self.channel.basic_ack(delivery_tag)
-
-    def reject(self, delivery_tag: Any) -> None:
-        """Reject a delivery; it is dropped."""
-        self.channel.basic_reject(delivery_tag, requeue=False)
-
-    def requeue(self, delivery_tag: Any) -> None:
-        """Reject a delivery and put it back on its queue."""
-        self.channel.basic_reject(delivery_tag, requeue=True)
 
     # -- sending -----------------------------------------------------------
 
@@ -712,6 +555,7 @@ class RedisBackend(Backend):
 
     kombu_transport = "redis"
     default_port = REDIS_DEFAULT_PORT
+    protocol = "Redis"
 
     #: Errors meaning the connection is gone (kombu's list for Redis).
     connection_errors = _REDIS_CONNECTION_ERRORS
