@@ -87,6 +87,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from carrot import __version__, serialization
+from carrot.backends import get_backend_cls
 from carrot.connection import BrokerConnection
 from carrot.exceptions import CarrotError, DecodeError, InvalidURLError, SerializerNotInstalled
 
@@ -250,11 +251,6 @@ def _show(value: Any, limit: int = 100) -> str:
 # -- connecting -------------------------------------------------------------------
 
 
-def _in_process(params: dict[str, Any]) -> bool:
-    """Whether ``params`` name a backend living in this process (no broker)."""
-    return params.get("backend_cls") in ("memory", "kombu")
-
-
 def _connect(url: str) -> tuple[BrokerConnection, dict[str, Any], str]:
     """Parse ``url`` and connect; a failure becomes one :class:`CommandError` line.
 
@@ -336,6 +332,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     conn, params, shown = _connect(args.broker)
     backend_name = params.get("backend_cls") or "amqp"
+    note = conn.create_backend().default_exchange_note
     queue = f"carrot.demo.{uuid.uuid4().hex[:12]}"
     received: list[Any] = []
     sent = matched = 0
@@ -351,7 +348,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         consumer.consume()
         _out(f"demo: {args.count} message(s) per serializer through {shown}")
         # STOMP cannot declare exchanges; the default exchange needs none.
-        how = " (STOMP: /amq/queue/, no exchange declared)" if backend_name == "stomp" else ""
+        how = f" ({note})" if note else ""
         _out(f"queue {queue} (exclusive, auto-delete) on the default exchange{how}")
         for label, serializer, payloads in _demo_cases(args.count):
             try:
@@ -387,12 +384,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -- ping -----------------------------------------------------------------------------
 
 
-def _redis_client(connection: Any) -> Any:
-    """The redis-py client under a kombu Redis connection (None if there is none)."""
-    channel = getattr(connection, "default_channel", None)
-    return getattr(channel, "client", None)
-
-
 def _time_round_trips(count: int, operation: Callable[[], Any]) -> list[float]:
     """Milliseconds each of ``count`` calls of ``operation`` took."""
     samples = []
@@ -403,62 +394,23 @@ def _time_round_trips(count: int, operation: Callable[[], Any]) -> list[float]:
     return samples
 
 
-def _stomp_round_trip(connection: Any) -> Callable[[], None]:
-    """A STOMP round trip: SUBSCRIBE (waiting for its receipt), then UNSUBSCRIBE.
-
-    The destination is a ``/topic/`` of its own, whose auto-delete queue
-    RabbitMQ removes at the UNSUBSCRIBE.
-    """
-    destination = f"/topic/carrot.ping.{uuid.uuid4().hex[:12]}"
-
-    def operation() -> None:
-        connection.unsubscribe(connection.subscribe(destination, ack="auto"))
-
-    return operation
-
-
-def _channel_round_trip(connection: Any) -> Callable[[], None]:
-    def operation() -> None:
-        connection.channel().close()
-
-    return operation
-
-
 def cmd_ping(args: argparse.Namespace) -> int:
     """Connect, print the server's product and version and the round-trip time.
 
-    What is timed depends on the backend: opening and closing a channel
-    (AMQP: py-amqp and pika), a SUBSCRIBE receipt (STOMP), a ``PING``
-    command (Redis).
+    What is timed is the backend's
+    :meth:`~carrot.backends.base.BaseBackend.round_trip`: opening and closing
+    a channel (AMQP: py-amqp and pika), a SUBSCRIBE receipt (STOMP), a
+    ``PING`` command (Redis).
     """
-    conn, params, shown = _connect(args.url)
-    backend_cls = params.get("backend_cls")
+    conn, _, shown = _connect(args.url)
     with conn:
-        connection = conn.connection
-        if _in_process(params):
-            what = "kombu memory transport" if backend_cls == "kombu" else "carrot memory backend"
-            _out(f"{shown}: in-process ({what}); no network, nothing to time")
+        backend = conn.create_backend()
+        described = backend.server_description()
+        if backend.in_process:
+            _out(f"{shown}: in-process ({described}); no network, nothing to time")
             return 0
-        if backend_cls == "redis":
-            client = _redis_client(connection)
-            try:
-                version = _text(client.info("server")["redis_version"])
-            except Exception:  # the version is a nicety; "connected" is enough
-                _out(f"connected to {shown}")
-            else:
-                _out(f"connected to {shown}: Redis {version}")
-            label, operation = "PING", client.ping
-        else:
-            props = getattr(connection, "server_properties", None) or {}
-            product = _text(props.get("product", "unknown server"))
-            version = _text(props.get("version", "?"))
-            platform = props.get("platform")
-            extra = f" on {_text(platform)}" if platform else ""
-            _out(f"connected to {shown}: {product} {version}{extra}")
-            if backend_cls == "stomp":
-                label, operation = "SUBSCRIBE receipt", _stomp_round_trip(connection)
-            else:
-                label, operation = "channel open + close", _channel_round_trip(connection)
+        _out(f"connected to {shown}: {described}" if described else f"connected to {shown}")
+        label, operation = backend.round_trip()
         samples = _time_round_trips(args.count, operation)
         _out(
             f"round trip ({label}) x{len(samples)}: "
@@ -507,57 +459,18 @@ def _encode_body(args: argparse.Namespace, body: str | bytes) -> tuple[str, str,
     return content_type, content_encoding, payload
 
 
-def _exchange_exists(conn: BrokerConnection, exchange: str, backend_cls: str) -> bool:
-    """Whether ``exchange`` exists; ``True`` where the backend cannot tell.
-
-    Checked on AMQP (py-amqp and pika) with a passive declare. STOMP cannot
-    ask (a publish to a missing exchange makes RabbitMQ close the
-    connection), nor can the kombu transports be asked without declaring.
-    """
-    if backend_cls == "pika":
-        from pika.exceptions import ChannelClosedByBroker
-
-        pika_channel = conn.connection.channel()
-        try:
-            pika_channel.exchange_declare(exchange, passive=True)
-        except ChannelClosedByBroker as exc:
-            if exc.reply_code == 404:
-                return False
-            raise
-        if pika_channel.is_open:
-            pika_channel.close()
-        return True
-    if backend_cls != "amqp":
-        return True
-    from amqp.exceptions import NotFound
-
-    channel = conn.get_channel()
-    try:
-        channel.exchange_declare(exchange, "direct", passive=True)
-    except NotFound:
-        return False
-    finally:
-        if channel.is_open:
-            channel.close()
-    return True
-
-
-def _returned(conn: BrokerConnection, backend: Any, backend_cls: str) -> str | None:
+def _returned(backend: Any) -> str | None:
     """``"NO_ROUTE (312)"`` if the broker returned the message just published, else None.
 
-    A synchronous call on the publishing channel (basic.qos, which changes
-    nothing there) waits for the broker: it sends basic.return before its
-    answer, and the backend keeps returns on ``returned_messages``.
+    The backend waits for the broker's answer to what it sent
+    (:meth:`~carrot.backends.base.BaseBackend.collect_returns`), which comes
+    after any basic.return, and keeps returns on ``returned_messages``.
     """
     backend_logger = logging.getLogger("carrot.backends")
     level = backend_logger.level
     backend_logger.setLevel(logging.ERROR)  # its warning about the return: our error says it
     try:
-        if backend_cls == "pika":
-            backend.channel.basic_qos(prefetch_count=0)
-            conn.connection.process_data_events(time_limit=0)  # pika hands over returns here
-        else:
-            backend.channel.basic_qos(0, 0, False)
+        backend.collect_returns()
     finally:
         backend_logger.setLevel(level)
     if not backend.returned_messages:
@@ -577,15 +490,15 @@ def cmd_publish(args: argparse.Namespace) -> int:
     else:
         body = args.body
     content_type, content_encoding, payload = _encode_body(args, body)
-    conn, params, shown = _connect(args.url)
+    conn, _, shown = _connect(args.url)
     exchange = args.exchange
     routing_key = args.routing_key if args.routing_key is not None else args.declare_queue or ""
     with conn:
-        memory = _in_process(params)
-        backend_cls = params.get("backend_cls") or "amqp"
-        if exchange and not memory and not _exchange_exists(conn, exchange, backend_cls):
-            raise CommandError(f"exchange {exchange!r} not found on {shown}")
         backend = conn.create_backend()
+        memory = backend.in_process
+        # False only where the backend can tell (AMQP); None where it cannot.
+        if exchange and not memory and backend.exchange_exists(exchange) is False:
+            raise CommandError(f"exchange {exchange!r} not found on {shown}")
         if args.declare_queue:
             backend.queue_declare(args.declare_queue, True, False, False)
             if exchange:
@@ -595,7 +508,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         )
         # mandatory: the broker returns a message no queue is bound for,
         # where it would drop it silently; AMQP backends only.
-        can_return = hasattr(backend, "returned_messages") and backend_cls in ("amqp", "pika")
+        can_return = backend.returns_unroutable
         publisher.send(
             payload,
             content_type=content_type,
@@ -603,7 +516,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
             mandatory=can_return,
         )
         if can_return:
-            returned = _returned(conn, backend, backend_cls)
+            returned = _returned(backend)
             if returned is not None:
                 raise CommandError(
                     f"unroutable: no queue is bound to exchange {exchange!r} for routing "
@@ -636,9 +549,9 @@ def cmd_consume(args: argparse.Namespace) -> int:
     """Print the messages of a queue, acking each after printing it."""
     from carrot.messaging import Consumer
 
-    conn, params, shown = _connect(args.url)
+    conn, _, shown = _connect(args.url)
     timeout = args.timeout
-    if _in_process(params) and timeout is None:
+    if conn.create_backend().in_process and timeout is None:
         _note(f"{shown} lives in this process: nothing else can publish to it")
         timeout = 0.0
     printed = 0
@@ -780,7 +693,7 @@ def _bench_compare(args: argparse.Namespace) -> int:
     if not script.is_file():
         raise CommandError(f"bench --compare needs a source checkout of carrot: {script} not found")
     params = parse_url(args.broker)
-    if params.get("backend_cls") not in ("amqp", "pika"):
+    if getattr(get_backend_cls(params.get("backend_cls")), "protocol", None) != "AMQP":
         raise CommandError(
             "bench --compare measures AMQP clients against RabbitMQ: "
             "give --broker amqp://host:port// (or pika://)",
@@ -795,13 +708,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Measure publish and consume throughput on one broker (or compare clients)."""
     if args.compare:
         return _bench_compare(args)
-    conn, params, shown = _connect(args.broker)
+    conn, _, shown = _connect(args.broker)
     with conn:
         _out(f"bench: {args.count} messages of {args.size} bytes through {shown}")
-        stomp = params.get("backend_cls") == "stomp"
-        if stomp:
-            _out("(STOMP: subscribed before publishing, so that the queue exists)")
-        result = run_bench(conn, args.count, args.size, subscribe_first=stomp)
+        backend = conn.create_backend()
+        subscribe_first = backend.subscribe_before_publish
+        if subscribe_first:
+            _out(f"({backend.protocol}: subscribed before publishing, so that the queue exists)")
+        result = run_bench(conn, args.count, args.size, subscribe_first=subscribe_first)
     _out(
         f"publish: {args.count} messages in {result['publish_seconds']:.3f} s = "
         f"{result['publish_rate']:,.0f} msg/s"

@@ -64,6 +64,8 @@ class Unconfirmed:
         message = self.message
         if isinstance(message, tuple):
             return message[0]
+        if isinstance(message, dict):  # STOMP: the frame's headers and "body"
+            return message.get("body")
         return getattr(message, "body", None)
 
     @property
@@ -73,6 +75,8 @@ class Unconfirmed:
         if isinstance(message, tuple) and len(message) == 2:
             properties = message[1]  # pika: (body, BasicProperties)
             return {k: v for k, v in vars(properties).items() if v is not None}
+        if isinstance(message, dict):
+            return {k: v for k, v in message.items() if k != "body"}
         properties = getattr(message, "properties", None)
         return dict(properties) if properties else {}
 

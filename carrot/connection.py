@@ -24,9 +24,10 @@ from typing import Any
 import amqp
 from amqp.exceptions import ConnectionError as AMQPConnectionException
 
+from carrot import _redact
 from carrot._keywords import warn_unknown_keywords
 from carrot.backends import get_backend_cls, resolve_backend
-from carrot.exceptions import ConnectionLimitExceeded, InvalidURLError
+from carrot.exceptions import ConnectionLimitExceeded, InvalidURLError, TLSVerificationError
 from carrot.urls import format_url, is_url, mask_url, parse_url, split_urls
 from carrot.utils import retry_over_time
 
@@ -47,6 +48,7 @@ __all__ = [
     "ConnectionPool",
     "DjangoAMQPConnection",
     "DjangoBrokerConnection",
+    "MaskedPassword",
     "get_django_conninfo",
 ]
 
@@ -106,7 +108,26 @@ SETTING_DEPRECATED_FMT = (
 
 logger = logging.getLogger("carrot.connection")
 
+# stomp.py logs the STOMP passcode at DEBUG: mask it (and URL passwords).
+_redact.install()
+
 _CONN_ARGS = ("hostname", "userid", "password", "virtual_host", "port", "pool")
+
+
+class MaskedPassword(str):
+    """A password whose ``repr`` is ``'***'``; otherwise the very same string.
+
+    :meth:`BrokerConnection.info` hands it out, so a settings dict that ends
+    up in a log message or a traceback shows no password, while code that
+    connects with it (or compares it) sees the real one through ``str``.
+
+    .. versionadded:: 0.11
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'"
 
 
 class BrokerConnection:
@@ -124,8 +145,18 @@ class BrokerConnection:
     :keyword insist: insist on connecting to this server (default ``False``).
     :keyword connect_timeout: seconds allowed for the TCP connect and for
         each step of the handshake (default 5).
-    :keyword ssl: ``True``, a dict of :func:`ssl.wrap_socket`-style options,
-        or an :class:`ssl.SSLContext` (default ``False``).
+    :keyword ssl: TLS: ``True`` (the system's CAs), a dict of options
+        (``ca_certs``, ``certfile``, ``keyfile``, ``cert_reqs``,
+        ``server_hostname``) or an :class:`ssl.SSLContext`; default ``False``.
+        The broker's certificate and host name (``server_hostname``, by
+        default the host connected to) are verified unless ``cert_reqs`` is
+        ``ssl.CERT_NONE``; without a port, the backend's TLS port (5671).
+        See :doc:`/security`.
+
+        .. versionchanged:: 0.11
+           Certificates and host names are verified by default, also for
+           a dict without ``cert_reqs`` (carrot 0.10 verified nothing), and
+           the port defaults to 5671 with TLS.
     :keyword backend_cls: the backend: a class, a dotted path, an alias from
         :data:`carrot.backends.BACKEND_ALIASES`, or ``None`` for py-amqp.
     :keyword transport: alias of ``backend_cls`` (kombu's name).
@@ -243,7 +274,7 @@ class BrokerConnection:
         self.hostname = None
         self.userid = None
         self.password = None
-        self._use_broker(0)
+        self._use_broker(0, initial=True)
         self._closed = None
         self._connection = None
         self._backend = None
@@ -256,11 +287,18 @@ class BrokerConnection:
         self._backend_generations: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
         self._recovery_lock = threading.RLock()
 
-    def _use_broker(self, index: int) -> None:
-        """Make broker ``index`` of the list the current one."""
+    def _use_broker(self, index: int, initial: bool = False) -> None:
+        """Make broker ``index`` of the list the current one.
+
+        Its URL's parts are set, except those given explicitly; on a
+        failover the other settings stay as they are (a pool may have
+        changed ``connect_timeout`` since).
+        """
         self._broker_index = index
-        for name, value in {**self._brokers[index], **self._explicit}.items():
-            setattr(self, name, value)
+        broker = self._brokers[index]
+        settings = {**broker, **self._explicit} if initial else broker
+        for name, value in settings.items():
+            setattr(self, name, self._explicit.get(name, value))
 
     def _failover(self) -> None:
         """Move on to the next broker of the list (the first after the last)."""
@@ -301,7 +339,7 @@ class BrokerConnection:
             clone.retry_policy = dict(self.retry_policy)
         if self.failover_strategy == "shuffle" and len(clone._brokers) > 1:
             random.shuffle(clone._brokers)
-            clone._use_broker(0)
+            clone._use_broker(0)  # the first of its own order
         clone._connection = None
         clone._backend = None
         clone._closed = None
@@ -321,7 +359,13 @@ class BrokerConnection:
         return f"{self.hostname}:{port}"
 
     def _default_port(self) -> int | None:
-        return getattr(self.get_backend_cls(), "default_port", None)
+        backend_cls = self.get_backend_cls()
+        if self.ssl:
+            tls_port: int | None = getattr(backend_cls, "default_tls_port", None)
+            if tls_port:
+                return tls_port
+        port: int | None = getattr(backend_cls, "default_port", None)
+        return port
 
     def get_backend_cls(self) -> Any:
         """Get the backend class this connection uses.
@@ -447,12 +491,21 @@ class BrokerConnection:
         :keyword interval_max: the longest sleep.
 
         Only :attr:`connection_errors` are retried. A refusal by the broker
-        (wrong password, unknown virtual host) is raised at once.
+        (wrong password, unknown virtual host) is raised at once, and so is a
+        broker certificate that fails verification
+        (:exc:`~carrot.exceptions.TLSVerificationError`): no retry fixes it.
         """
+
+        def on_error(exc: BaseException, interval: float) -> None:
+            if isinstance(exc, TLSVerificationError):
+                raise exc  # out of retry_over_time, before its sleep
+            if errback is not None:
+                errback(exc, interval)
+
         retry_over_time(
             self.connect,
             self._recoverable_connection_errors(),
-            errback=errback,
+            errback=on_error,
             max_retries=max_retries,
             interval_start=interval_start,
             interval_step=interval_step,
@@ -488,12 +541,17 @@ class BrokerConnection:
 
         Carrot 0.10's keys only; :func:`copy.copy` (which
         :class:`ConnectionPool` uses) keeps every setting, not only these.
+
+        .. versionchanged:: 0.11
+           The password is a :class:`MaskedPassword`: the same string, but
+           its ``repr`` (and so the dict's, as in a log message) is ``'***'``.
         """
         backend_cls = self.backend_cls or "amqplib"
+        password = self.password
         return {
             "hostname": self.hostname,
             "userid": self.userid,
-            "password": self.password,
+            "password": MaskedPassword(password) if isinstance(password, str) else password,
             "virtual_host": self.virtual_host,
             "port": self.port or self._default_port(),
             "insist": self.insist,

@@ -9,6 +9,8 @@ The tree::
      ├── InvalidURLError            (also ValueError)
      ├── ConnectionLimitExceeded
      ├── ConnectionClosedError      (also the builtin ConnectionError, an OSError)
+     ├── TLSError                   (also ssl.SSLError, an OSError)
+     │    └── TLSVerificationError  (also ssl.SSLCertVerificationError)
      ├── MessageStateError
      ├── SerializerNotInstalled
      ├── EncodeError                (also TypeError and ValueError)
@@ -24,7 +26,9 @@ Where carrot 0.10 raised a builtin (``KeyError`` for a missing hostname,
 ``ImportError`` for a missing backend), our class subclasses that builtin too,
 so ``except`` clauses written for carrot keep catching it.
 
-Errors of the broker and of the network are not wrapped: catch them through
+Errors of the broker and of the network are not wrapped (except a failed TLS
+handshake, re-raised as :exc:`TLSError` naming the broker, still an
+:exc:`ssl.SSLError`): catch them through
 :attr:`carrot.connection.BrokerConnection.connection_errors` and
 :attr:`~carrot.connection.BrokerConnection.channel_errors`, which list the
 active backend's classes.
@@ -42,6 +46,7 @@ Each class is also importable from where carrot 0.10 defined it
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -66,6 +71,8 @@ __all__ = [
     "MessageStateError",
     "MissingConnectionSetting",
     "SerializerNotInstalled",
+    "TLSError",
+    "TLSVerificationError",
     "UnknownDeliveryModeError",
 ]
 
@@ -188,6 +195,45 @@ class ConnectionClosedError(CarrotError, ConnectionError):
         if self.args:
             return str(self.args[0])
         return "the connection is closed: call connect() to open it again"
+
+
+class TLSError(CarrotError, ssl.SSLError):
+    """The TLS handshake with the broker failed; no connection was made.
+
+    Also an :exc:`ssl.SSLError` (an :exc:`OSError`), as the error it replaces.
+
+    :param host: the broker, as ``host:port``.
+    :param reason: what went wrong, from the :mod:`ssl` module.
+    :param server_hostname: the host name the certificate was checked against.
+
+    .. versionadded:: 0.11
+    """
+
+    def __init__(self, host: str, reason: str, server_hostname: str | None = None) -> None:
+        self.host = host
+        self.reason_text = reason
+        self.server_hostname = server_hostname
+        super().__init__(reason)
+
+    def __reduce__(self) -> tuple[type[TLSError], tuple[str, str, str | None]]:
+        return (type(self), (self.host, self.reason_text, self.server_hostname))
+
+    def __str__(self) -> str:
+        return f"TLS handshake with the broker at {self.host} failed: {self.reason_text}"
+
+
+class TLSVerificationError(TLSError, ssl.SSLCertVerificationError):
+    """The broker's certificate is not trusted, or does not name the host connected to.
+
+    .. versionadded:: 0.11
+    """
+
+    def __str__(self) -> str:
+        checked = f" (checked against host name {self.server_hostname!r})"
+        return (
+            f"the broker at {self.host} presented a certificate that can't be verified: "
+            f"{self.reason_text}{checked if self.server_hostname else ''}"
+        )
 
 
 class MessageStateError(CarrotError):

@@ -671,6 +671,9 @@ class Publisher:
     #: The channel's :class:`~carrot.confirms.ConfirmWindow` with
     #: :attr:`confirm`, else ``None``.
     _confirms: ConfirmWindow | None = None
+    #: Set by a confirmed :meth:`send` once its message is written (so a
+    #: recovery re-sends it from the window instead of sending it again).
+    _taken: bool = False
 
     def __init__(
         self,
@@ -888,11 +891,42 @@ class Publisher:
         except BaseException:
             window.unpublished(entry)
             raise
+        # Taken: from here on, recovery re-sends it rather than send() again.
+        self._taken = True
         if backend.confirms_on_publish:
             window.acked(entry.seq)
-        elif window.max_unconfirmed == 1:
-            window.wait(0, pump)
+        self._finish_confirmed()
+
+    def _finish_confirmed(self) -> None:
+        """With a window of 1, wait for the message just sent (or re-sent) to be confirmed."""
+        window = self._confirms
+        assert window is not None
+        if window.max_unconfirmed == 1:
+            window.wait(0, self.backend.drain_confirms)
             window.raise_failures()
+
+    def _republish(self, entries: list[Any]) -> None:
+        """Publish ``entries`` (:class:`~carrot.confirms.Unconfirmed`) again, through the window.
+
+        Used by recovery for what a lost channel left unconfirmed and what the
+        broker nacked (at-least-once: the broker may already have some).
+        """
+        window = self._confirms
+        assert window is not None
+        backend = self.backend
+        for old in entries:
+            window.wait_for_room(backend.drain_confirms)
+            entry = window.published(
+                old.message, old.exchange, old.routing_key, **old.publish_kwargs
+            )
+            backend.publish(
+                old.message,
+                exchange=old.exchange,
+                routing_key=old.routing_key,
+                **old.publish_kwargs,
+            )
+            if backend.confirms_on_publish:
+                window.acked(entry.seq)
 
     def wait_for_confirms(self, timeout: float | None = None) -> None:
         """Wait until the broker confirmed every message sent so far.

@@ -38,6 +38,7 @@ reconnect again, it only rebinds its own objects.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
@@ -173,9 +174,9 @@ def _retire(backend: Any) -> None:
 def _generation_of(entity: Any) -> int:
     connection = entity.connection
     try:
-        return connection._backend_generations.get(entity.backend, connection._generation)
+        return int(connection._backend_generations.get(entity.backend, connection._generation))
     except TypeError:  # an unhashable backend
-        return connection._generation
+        return int(connection._generation)
 
 
 # -- rebinding ------------------------------------------------------------------
@@ -205,22 +206,43 @@ def _declare_again(consumer: Any) -> None:
             time.sleep(0.1)
 
 
-def _rebind_publisher(publisher: Any) -> None:
-    _new_backend(publisher)
-    if publisher.exchange and (publisher.auto_declare or publisher._recovery_declared):
+def _flag(entity: Any, name: str) -> Any:
+    """What :func:`install` recorded on ``entity`` (``None``: not installed on it)."""
+    return getattr(entity, name, None)
+
+
+def _rebind_publisher(publisher: Any, resend: list[Any] | None = None) -> None:
+    """A new channel for ``publisher``; with confirms, re-send what the old one left unconfirmed.
+
+    :param resend: more messages to publish again (ones the broker nacked).
+    """
+    window = publisher._confirms
+    left = window.reset() if window is not None else []
+    old = publisher.backend
+    backend = _new_backend(publisher)
+    with contextlib.suppress(Exception):  # the old channel may be dead, or merely nacking
+        old.close()
+    if window is not None:
+        backend.confirm_select(window)
+    if publisher.exchange and (publisher.auto_declare or _flag(publisher, "_recovery_declared")):
         type(publisher).declare(publisher)
+    if window is not None and (left or resend):
+        # At-least-once: the broker may already hold some of these.
+        publisher._republish(left + list(resend or ()))
 
 
 def _rebind_consumer(consumer: Any) -> None:
-    owner = consumer._recovery_owner() if consumer._recovery_owner else None
+    owner_ref = _flag(consumer, "_recovery_owner")
+    owner = owner_ref() if owner_ref else None
     if owner is not None and consumer in owner.consumers:
         _rebind(owner)
         return
     backend = _new_backend(consumer)
-    if consumer.auto_declare or consumer._recovery_declared:
+    if consumer.auto_declare or _flag(consumer, "_recovery_declared"):
         _declare_again(consumer)
-    if consumer._recovery_qos is not None:
-        backend.qos(*consumer._recovery_qos)
+    qos = _flag(consumer, "_recovery_qos")
+    if qos is not None:
+        backend.qos(*qos)
     if consumer.channel_open:
         consumer.channel_open = False
         type(consumer).consume(consumer, no_ack=consumer._consuming_no_ack)
@@ -233,10 +255,11 @@ def _rebind_consumer_set(consumer_set: Any) -> None:
             old, consumer.backend = consumer.backend, backend
             _retire(old)
         consumer._recovery_owner = weakref.ref(consumer_set)
-        if consumer.auto_declare or consumer._recovery_declared:
+        if consumer.auto_declare or _flag(consumer, "_recovery_declared"):
             _declare_again(consumer)
-    if consumer_set._recovery_qos is not None:
-        backend.qos(*consumer_set._recovery_qos)
+    qos = _flag(consumer_set, "_recovery_qos")
+    if qos is not None:
+        backend.qos(*qos)
     registered = list(consumer_set._open_consumers.values())
     consumer_set._open_consumers = {}
     for consumer in registered:
@@ -263,8 +286,7 @@ def _rebind(entity: Any) -> None:
 
 def _current(entity: Any) -> int:
     """Rebind ``entity`` if its channel is from an older connection; the generation now."""
-    connection = entity.connection
-    generation = connection._generation
+    generation = int(entity.connection._generation)
     if _generation_of(entity) != generation:
         _rebind(entity)
     return generation
@@ -295,7 +317,9 @@ def _guard_iter(entity: Any, method: Callable[..., Iterator[Any]]) -> Callable[.
     """``iterconsume(limit)`` that carries on over recoveries, counting toward ``limit``."""
     connection = entity.connection
 
-    def begin(limit: int | None, args: tuple, kwargs: dict) -> tuple[Iterator[Any], int]:
+    def begin(
+        limit: int | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Iterator[Any], int]:
         # Registers the consumers now, as iterconsume() always did.
         while True:
             generation = _current(entity)
@@ -307,7 +331,11 @@ def _guard_iter(entity: Any, method: Callable[..., Iterator[Any]]) -> Callable[.
                 reconnect(connection, exc, generation)
 
     def run(
-        iterator: Iterator[Any], generation: int, limit: int | None, args: tuple, kwargs: dict
+        iterator: Iterator[Any],
+        generation: int,
+        limit: int | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> Iterator[Any]:
         done = 0
         while True:
@@ -366,7 +394,9 @@ def install(entity: Any) -> None:
         return
     entity._recovery_declared = False
     entity._recovery_qos = None
-    if isinstance(entity, ConsumerSet):
+    # Tested through ``kind``, so ``entity`` stays Any: its methods are replaced.
+    kind = ConsumerSet if isinstance(entity, ConsumerSet) else type(entity)
+    if kind is ConsumerSet:
         for consumer in entity.consumers:
             consumer._recovery_owner = weakref.ref(entity)
         entity.consume = _guard(entity, entity.consume)
@@ -374,16 +404,90 @@ def install(entity: Any) -> None:
         entity.qos = _recording(entity, entity.qos, "_recovery_qos")
         entity.add_consumer_from_dict = _owning(entity, entity.add_consumer_from_dict)
         entity.add_consumer = _owning(entity, entity.add_consumer)
-    elif isinstance(entity, Consumer):
+    elif issubclass(kind, Consumer):
         entity._recovery_owner = None
         entity.fetch = _guard(entity, entity.fetch)
         entity.consume = _guard(entity, entity.consume)
         entity.iterconsume = _guard_iter(entity, entity.iterconsume)
         entity.declare = _recording(entity, entity.declare, "_recovery_declared")
         entity.qos = _recording(entity, entity.qos, "_recovery_qos")
+    elif entity._confirms is not None:
+        entity.send = _guard_confirmed_send(entity, entity.send)
+        entity.wait_for_confirms = _guard_confirmed(entity, entity.wait_for_confirms)
+        entity.declare = _recording(entity, entity.declare, "_recovery_declared")
     else:
         entity.send = _guard(entity, entity.send)
         entity.declare = _recording(entity, entity.declare, "_recovery_declared")
+
+
+def _guard_confirmed(
+    publisher: Any, method: Callable[..., Any], send: bool = False
+) -> Callable[..., Any]:
+    """A confirmed ``send`` or ``wait_for_confirms`` that rides through recoveries and nacks.
+
+    A lost connection: reconnect, and the rebind re-sends every message the
+    lost channel left unconfirmed. A nack: after the retry policy's next
+    delay, a fresh channel re-sends the nacked messages (a quorum queue
+    whose leader just died nacks until a new one is elected, and an early
+    nacked channel may go on nacking); :exc:`~carrot.exceptions.MessageNacked`
+    is raised once ``max_retries`` re-sends were nacked too. A ``send``
+    whose message was already written then only waits for its confirm.
+    """
+    from carrot.connection import DEFAULT_RETRY_POLICY
+    from carrot.exceptions import MessageNacked
+
+    connection = publisher.connection
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        policy = {**DEFAULT_RETRY_POLICY, **(connection.retry_policy or {})}
+        delays = intervals(policy)
+        nacks = 0
+        resume = False  # the send's own message is in the window: only wait
+        resend: list[Any] | None = None  # nacked messages for a fresh channel
+        while True:
+            generation = connection._generation
+            batch = None
+            try:
+                # Inside the try: a rebind (which re-sends) may lose the new
+                # connection too, and is then recovered like any other call.
+                _current(publisher)
+                if resend is not None:
+                    batch, resend = resend, None
+                    with connection._recovery_lock:
+                        _rebind_publisher(publisher, resend=batch)
+                    batch = None
+                if resume:
+                    return publisher._finish_confirmed()
+                publisher._taken = False
+                return method(*args, **kwargs)
+            except MessageNacked as exc:
+                nacks += 1
+                if policy["max_retries"] and nacks > policy["max_retries"]:
+                    raise
+                resume = resume or (send and publisher._taken)
+                delay = next(delays)
+                logger.warning(
+                    "%d message(s) nacked by %s; re-sending on a fresh channel in %.1f s",
+                    len(exc.messages),
+                    connection._masked_url(),
+                    delay,
+                )
+                time.sleep(delay)
+                resend = exc.messages
+            except Exception as exc:
+                if not should_recover(connection, exc):
+                    raise
+                resume = resume or (send and publisher._taken)
+                # A batch cut off mid-way goes again whole (at-least-once).
+                resend = batch
+                reconnect(connection, exc, generation)
+
+    return call
+
+
+def _guard_confirmed_send(publisher: Any, method: Callable[..., Any]) -> Callable[..., Any]:
+    return _guard_confirmed(publisher, method, send=True)
 
 
 def _owning(consumer_set: Any, method: Callable[..., Any]) -> Callable[..., Any]:

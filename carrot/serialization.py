@@ -17,6 +17,14 @@ yaml       ``application/x-yaml``              utf-8
 msgpack    ``application/x-msgpack``           binary
 =========  ==================================  ==========
 
+.. warning::
+   Decoding follows the content type the *publisher* chose, and unpickling
+   a body runs code the body names. Consumers that may receive messages from
+   publishers they do not fully trust should refuse pickle:
+   ``BrokerConnection(..., accept=["json"])`` does it for every consumer of
+   the connection (see :doc:`/security`); :func:`decode` takes ``accept``
+   too.
+
 ``raw`` is not a registered serializer but a special case of :func:`encode`
 (see :func:`raw_encode`). yaml and msgpack need their libraries (PyYAML,
 msgpack); without them the names stay registered and raise

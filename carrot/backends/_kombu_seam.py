@@ -45,7 +45,7 @@ else:
 
 __all__ = ["PATCHED", "TRANSPORTS", "missing_internals", "queue_size", "select_transport"]
 
-logger = logging.getLogger("carrot.backends.kombu")
+logger = logging.getLogger("carrot.backends.kombu_transport")
 
 # Key in a stored message naming the queue that copy belongs to, so requeue
 # and restore put it back there instead of routing it again.

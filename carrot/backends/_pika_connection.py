@@ -15,7 +15,21 @@ import time
 from itertools import count
 from typing import Any, NamedTuple
 
-__all__ = ["POLL_INTERVAL", "Connection", "RawMessage", "ssl_options"]
+from carrot.exceptions import CarrotError
+
+try:
+    from pika import exceptions as pika_exceptions
+except ImportError:  # pika is optional; the backend raises ClientNotInstalled
+    pika_exceptions = None
+
+__all__ = [
+    "POLL_INTERVAL",
+    "Connection",
+    "PikaConnectError",
+    "RawMessage",
+    "open_connection",
+    "ssl_options",
+]
 
 #: Seconds pika waits per round while :meth:`Connection.drain_events` has no
 #: timeout, so a channel the broker closed is noticed (pika's
@@ -197,6 +211,49 @@ class Connection:
                 raise TimeoutError("timed out")  # socket.timeout is TimeoutError
         return None  # pragma: no cover -- count() never ends
 
+    def forget_channel(self, channel: Any) -> None:
+        """Stop watching ``channel``; its queued deliveries died with it.
+
+        (The broker requeues the unacknowledged ones.)
+        """
+        self._unwatch(channel)
+        self._take(channel)
+
+    def consumer_cancelled(self, channel: Any, method: Any) -> None:
+        """The broker cancelled a consumer: the next dispatch raises ``ConsumerCancelled``.
+
+        After the deliveries queued before the cancel, as py-amqp does.
+        """
+        tag = method.consumer_tag
+
+        def raise_cancelled(raw_message: Any) -> None:
+            from pika.exceptions import ConsumerCancelled
+
+            raise ConsumerCancelled(f"the broker cancelled consumer {tag!r}")
+
+        self._ready.append((raise_cancelled, RawMessage(channel, method, None, b"")))
+
+    def cancel_consumer(self, channel: Any, consumer_tag: str, no_ack_callback: Any = None) -> None:
+        """Cancel ``consumer_tag`` on ``channel``, settling what reached us but no callback.
+
+        Those deliveries go back on the queue, except for a ``no_ack``
+        consumer (``no_ack_callback`` given): the broker no longer holds
+        them, so they still go to the callback, as pika itself does.
+        """
+        pending = self._take(channel, consumer_tag)
+        if no_ack_callback is not None:
+            self._ready.extend((no_ack_callback, raw) for raw in pending)
+        else:
+            for raw in pending:
+                delivery_tag = getattr(raw.method, "delivery_tag", None)
+                if delivery_tag is not None:  # not the broker's Basic.Cancel
+                    channel.basic_reject(delivery_tag, requeue=True)
+        left = channel.basic_cancel(consumer_tag)
+        if no_ack_callback is not None and left:
+            self._ready.extend(
+                (no_ack_callback, RawMessage(channel, *message_tuple)) for message_tuple in left
+            )
+
     def _dispatch_one(self, channel: Any) -> bool:
         """Dispatch one delivery (waiting for it); False once ``channel`` is closed."""
         if not self._ready and not self._wait(None, channel):
@@ -230,3 +287,83 @@ def ssl_options(ssl: Any, hostname: str) -> Any:
             context.check_hostname = False
         context.verify_mode = cert_reqs
     return pika.SSLOptions(context, server_hostname=options.get("server_hostname", hostname))
+
+
+#: pika's root of connection errors (``ConnectionError`` without pika).
+_PikaConnectionError: Any = (
+    pika_exceptions.AMQPConnectionError if pika_exceptions is not None else ConnectionError
+)
+
+
+class PikaConnectError(CarrotError, _PikaConnectionError):
+    """pika could not connect: refused, unreachable, or no AMQP handshake in time.
+
+    A :exc:`pika.exceptions.AMQPConnectionError` (pika raises that class
+    itself for these, and a handshake timeout outside that family), kept
+    apart from a refused login so that ``ensure_connection`` retries only this.
+
+    .. versionadded:: 0.11
+    """
+
+    def __str__(self) -> str:
+        return f"cannot connect through pika: {self.args[0] if self.args else 'no reason given'}"
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    from pika import exceptions
+    from pika.adapters.utils.connection_workflow import AMQPConnectorException
+
+    # AMQPConnectionError covers ConnectionClosed, StreamLostError, ...
+    return (exceptions.AMQPConnectionError, AMQPConnectorException, OSError)
+
+
+def _channel_errors() -> tuple[type[BaseException], ...]:
+    from pika import exceptions
+
+    # ChannelClosed(ByBroker), ChannelWrongStateError, ConsumerCancelled, ...
+    return (exceptions.AMQPChannelError,)
+
+
+def _recoverable_connection_errors() -> tuple[type[BaseException], ...]:
+    from pika import exceptions
+
+    # Every pika connection error but a refused login or virtual host (and
+    # pika's bare AMQPConnectionError, which establish_connection raises as
+    # PikaConnectError).
+    refused = (
+        exceptions.AuthenticationError,
+        exceptions.ProbableAuthenticationError,
+        exceptions.ProbableAccessDeniedError,
+    )
+    pika_errors = [
+        cls
+        for cls in vars(exceptions).values()
+        if isinstance(cls, type)
+        and issubclass(cls, exceptions.AMQPConnectionError)
+        and cls is not exceptions.AMQPConnectionError
+        and not issubclass(cls, refused)
+    ]
+    return (PikaConnectError, *pika_errors, *_connection_errors()[1:])
+
+
+def _blocking_connection() -> type:
+    from pika import BlockingConnection
+
+    return BlockingConnection
+
+
+def open_connection(connection_cls: Any, params: Any) -> Connection:
+    """``connection_cls(params)`` (pika's BlockingConnection) wrapped in :class:`Connection`.
+
+    :raises PikaConnectError: refused, unreachable, or no handshake in time.
+    """
+    from pika.adapters.utils.connection_workflow import AMQPConnectorException
+
+    try:
+        return Connection(connection_cls(params))
+    except AMQPConnectorException as exc:
+        raise PikaConnectError(exc) from exc
+    except pika_exceptions.AMQPConnectionError as exc:
+        if type(exc) is not pika_exceptions.AMQPConnectionError:
+            raise  # a refused login, a closed connection: pika says which
+        raise PikaConnectError(*exc.args) from exc

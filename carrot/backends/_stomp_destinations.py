@@ -21,7 +21,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["consume_destination", "destination_info", "publish_destination", "queue_headers"]
+__all__ = [
+    "KnownQueues",
+    "consume_destination",
+    "destination_info",
+    "publish_destination",
+    "queue_headers",
+]
 
 
 def _bool_header(value: bool) -> str:
@@ -122,3 +128,75 @@ def queue_headers(props: dict[str, Any]) -> dict[str, str]:
         if key.startswith("x-"):  # RabbitMQ takes only x- arguments as headers
             headers[key] = str(value)
     return headers
+
+
+class KnownQueues:
+    """What one stomp backend knows of its queues, and so where it subscribes to each.
+
+    STOMP cannot ask the broker whether a queue exists: a queue declared or
+    bound by this backend is known to exist (consumed as ``/amq/queue/Q``,
+    declaring nothing); an exclusive or auto-delete queue is created, and
+    bound, only when first consumed (a short subscription would delete it).
+    """
+
+    def __init__(self) -> None:
+        #: queue -> properties from queue_declare.
+        self.properties: dict[str, dict[str, Any]] = {}
+        #: Queues known to exist on the broker.
+        self.existing: set[str] = set()
+        #: queue -> (exchange, routing_key) to subscribe to when consumed.
+        self.pending_bindings: dict[str, tuple[str, str]] = {}
+
+    def declare(self, queue: str, props: dict[str, Any]) -> tuple[str, dict[str, str]] | None:
+        """Record ``queue``; the ``(destination, headers)`` that creates it now, or None.
+
+        None: nothing to send (a destination name, an exclusive or
+        auto-delete queue, or one known already). Call :meth:`created` once
+        the subscription went through.
+        """
+        self.properties[queue] = props
+        if (
+            queue.startswith("/")
+            or props.get("exclusive")
+            or props.get("auto_delete")
+            or queue in self.existing
+        ):
+            return None
+        return consume_destination(queue), queue_headers(props)
+
+    def bind(
+        self, queue: str, exchange: str, routing_key: Any
+    ) -> tuple[str, dict[str, str]] | None:
+        """The ``(destination, headers)`` that binds ``queue`` now, or None (later, or never).
+
+        Call :meth:`created` once the subscription went through.
+        """
+        if not exchange or queue.startswith("/") or exchange.startswith("/"):
+            return None
+        key = routing_key if isinstance(routing_key, str) else ""
+        props = self.properties.get(queue, {})
+        if props.get("exclusive") or props.get("auto_delete"):
+            self.pending_bindings.setdefault(queue, (exchange, key))
+            return None
+        return publish_destination(exchange, key), {**queue_headers(props), "x-queue-name": queue}
+
+    def created(self, queue: str) -> None:
+        """``queue`` exists on the broker now."""
+        self.existing.add(queue)
+
+    def forget(self, queue: str) -> None:
+        """Forget everything about ``queue``."""
+        self.properties.pop(queue, None)
+        self.existing.discard(queue)
+        self.pending_bindings.pop(queue, None)
+
+    def destination(self, queue: str) -> tuple[str, dict[str, str]]:
+        """Where to subscribe to consume ``queue``, and the headers for it."""
+        binding = self.pending_bindings.get(queue)
+        props = self.properties.get(queue)
+        if binding is not None:
+            headers = {**queue_headers(props or {}), "x-queue-name": queue}
+            return publish_destination(*binding), headers
+        if queue in self.existing:
+            return consume_destination(queue, exists=True), {}
+        return consume_destination(queue), queue_headers(props) if props else {}

@@ -25,7 +25,7 @@ from typing import Any
 
 from carrot.exceptions import CarrotError
 
-__all__ = ["DEFAULT_PORT", "Connection", "StompConnectionError", "StompError"]
+__all__ = ["DEFAULT_PORT", "Connection", "StompConnectionError", "StompError", "delivery_tag"]
 
 #: RabbitMQ's STOMP port.
 DEFAULT_PORT = 61613
@@ -33,6 +33,12 @@ DEFAULT_PORT = 61613
 
 def _bool_header(value: bool) -> str:
     return "true" if value else "false"
+
+
+def delivery_tag(frame: Any) -> Any:
+    """The tag that ACKs or NACKs a MESSAGE frame (STOMP 1.2 ``ack``, else ``message-id``)."""
+    headers = frame.headers
+    return headers.get("ack") or headers.get("message-id")
 
 
 class StompError(CarrotError):
@@ -175,6 +181,10 @@ class Connection:
         self._subscriptions: dict[str, _Subscription] = {}
         self._unsettled: dict[str, _Subscription] = {}
         self._receipts: dict[str, threading.Event] = {}
+        #: receipt id -> ``callback(ok)`` of a SEND made with :meth:`send_confirmed`.
+        self._send_receipts: dict[str, Callable[[bool], Any]] = {}
+        #: Set (by the receiver thread) when a SEND's receipt or ERROR came.
+        self.send_settled = threading.Event()
         self._error: Any = None
         self._ids = itertools.count(1)
 
@@ -276,11 +286,21 @@ class Connection:
             self.inbox.put(frame)
 
     def _on_receipt(self, frame: Any) -> None:
-        event = self._receipts.pop(frame.headers.get("receipt-id", ""), None)
+        receipt = frame.headers.get("receipt-id", "")
+        callback = self._send_receipts.pop(receipt, None)
+        if callback is not None:
+            callback(True)
+            self.send_settled.set()
+            return
+        event = self._receipts.pop(receipt, None)
         if event is not None:
             event.set()
 
     def _on_error(self, frame: Any) -> None:
+        callback = self._send_receipts.pop(frame.headers.get("receipt-id", ""), None)
+        if callback is not None:
+            callback(False)  # the broker refused that SEND
+            self.send_settled.set()
         self._error = frame
         self._event.set()
         for event in list(self._receipts.values()):
@@ -293,6 +313,7 @@ class Connection:
         self.connected = False
         self._gone.set()
         self._event.set()
+        self.send_settled.set()
         for event in list(self._receipts.values()):
             event.set()
         self.inbox.put(_LOST)
@@ -377,6 +398,38 @@ class Connection:
         # Hot path (every publish): one frame write.
         self._require().send(destination, body, headers=headers)
 
+    def send_confirmed(
+        self,
+        destination: str,
+        body: bytes,
+        headers: dict[str, str],
+        callback: Callable[[bool], Any],
+    ) -> None:
+        """SEND asking for a receipt; ``callback(True)`` on RECEIPT, ``callback(False)`` on ERROR.
+
+        The callback runs on stomp.py's receiver thread.
+        """
+        conn = self._require()
+        receipt = self._receipt_id()
+        self._send_receipts[receipt] = callback
+        try:
+            conn.send(destination, body, headers={**headers, "receipt": receipt})
+        except BaseException:
+            self._send_receipts.pop(receipt, None)
+            raise
+
+    def check_sends(self) -> None:
+        """Raise why SENDs awaiting receipts will not get them: the broker's ERROR, or the loss.
+
+        RabbitMQ's ERROR for a SEND (a missing exchange, say) carries no
+        receipt id, and the connection closes after it.
+        """
+        if self.connected:
+            return
+        if self._error is not None:
+            raise _stomp_error(self._error)
+        raise StompConnectionError("the STOMP connection was lost before the receipts came")
+
     def settle(self, delivery_tag: str, requeue: bool | None = None) -> None:
         """ACK (``requeue=None``) or NACK a delivery.
 
@@ -400,7 +453,7 @@ class Connection:
     def _track(self, sub: _Subscription, frame: Any) -> None:
         if sub.ack == "auto":
             return
-        tag = frame.headers.get("ack") or frame.headers.get("message-id")
+        tag = delivery_tag(frame)
         with self._lock:
             self._unsettled[tag] = sub
             sub.outstanding += 1
@@ -431,8 +484,7 @@ class Connection:
             if sub is None or sub.cancelled or sub.callback is None:
                 # Its consumer was cancelled: give the message back while we can.
                 if sub is not None and sub.ack != "auto" and not sub.unsubscribed:
-                    tag = frame.headers.get("ack") or frame.headers.get("message-id")
-                    self._stomp.nack(tag, requeue="true")
+                    self._stomp.nack(delivery_tag(frame), requeue="true")
                 continue
             self._track(sub, frame)
             sub.callback(frame)

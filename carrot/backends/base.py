@@ -20,7 +20,9 @@ Helpers for backends (used by every backend in :mod:`carrot.backends`):
   :attr:`BaseBackend.returned_messages`;
 * :func:`publish_flags`: ``immediate`` emulated as RabbitMQ documents it;
 * :class:`FlowByCancelMixin`: the consumer registry, ``flow()`` by
-  cancel/consume, and forgetting the consumers when the channel closes.
+  cancel/consume, and forgetting the consumers when the channel closes;
+* :class:`ChannelSettleMixin`: ``ack``/``reject``/``requeue`` on an
+  AMQP-style channel.
 
 .. versionchanged:: 0.11
    carrot 0.10's :class:`BaseBackend` did nothing in every method, so a
@@ -51,6 +53,7 @@ __all__ = [
     "RETURNED_MESSAGES_MAX",
     "BaseBackend",
     "BaseMessage",
+    "ChannelSettleMixin",
     "ClientAttribute",
     "FlowByCancelMixin",
     "MessageStateError",
@@ -291,6 +294,9 @@ class BaseBackend:
     #: True where a queue exists only while it is subscribed to (RabbitMQ's
     #: exclusive STOMP queues): publishing before subscribing loses messages.
     subscribe_before_publish: bool = False
+    #: True where ``publish(mandatory=True)`` has the broker return an
+    #: unroutable message onto :attr:`returned_messages` (AMQP brokers do).
+    returns_unroutable: bool = True
 
     def __init__(self, connection: Any, **kwargs: Any) -> None:
         self.connection = connection
@@ -460,6 +466,17 @@ class BaseBackend:
         platform = props.get("platform")
         return f"{product} {version}" + (f" on {_text(platform)}" if platform else "")
 
+    def collect_returns(self) -> None:
+        """Wait until the broker answered what this backend's channel sent, returns included.
+
+        The default makes a synchronous call that changes nothing (a passive
+        declare of ``amq.direct``) on :attr:`channel`: an AMQP broker sends
+        any ``basic.return`` before its answer.
+
+        .. versionadded:: 0.11
+        """
+        self.channel.exchange_declare("amq.direct", "direct", passive=True)  # type: ignore[attr-defined]
+
     def round_trip(self) -> tuple[str, Callable[[], Any]]:
         """``(label, operation)``: one request the broker answers, to time it.
 
@@ -532,7 +549,7 @@ class BaseBackend:
             raise NotImplementedError(
                 f"the {type(self).__module__}.{type(self).__name__} backend has no publisher "
                 "confirms: Publisher(confirm=True) needs a backend that has them (amqp, pika, "
-                "memory)"
+                "stomp, memory)"
             )
 
     def drain_confirms(self, timeout: float) -> None:
@@ -614,3 +631,28 @@ class FlowByCancelMixin:
             for tag in paused:
                 self.cancel(tag)  # type: ignore[attr-defined]
             self._paused = paused
+
+
+class ChannelSettleMixin:
+    """``ack``, ``reject`` and ``requeue`` on the backend's AMQP-style :attr:`channel`.
+
+    For backends whose ``channel`` has ``basic_ack(delivery_tag)`` and
+    ``basic_reject(delivery_tag, requeue=...)`` (py-amqp, pika, kombu).
+
+    .. versionadded:: 0.11
+    """
+
+    channel: Any
+
+    def ack(self, delivery_tag: Any) -> None:
+        """Acknowledge a delivery."""
+        # Hot path (every ack).
+        self.channel.basic_ack(delivery_tag)
+
+    def reject(self, delivery_tag: Any) -> None:
+        """Reject a delivery; the broker drops (or dead-letters) it."""
+        self.channel.basic_reject(delivery_tag, requeue=False)
+
+    def requeue(self, delivery_tag: Any) -> None:
+        """Reject a delivery and put it back on its queue."""
+        self.channel.basic_reject(delivery_tag, requeue=True)

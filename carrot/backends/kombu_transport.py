@@ -71,12 +71,14 @@ from urllib.parse import urlsplit
 import kombu
 from amqp.exceptions import ChannelError, NotFound
 from kombu.transport import virtual
+from kombu.utils.encoding import bytes_to_str
 
 from carrot.backends._kombu_seam import TRANSPORTS, kombu_redis, queue_size
 from carrot.backends.base import (
     _NOT_DECODED,
     BaseBackend,
     BaseMessage,
+    ChannelSettleMixin,
     FlowByCancelMixin,
     QueueAlreadyExistsWarning,
 )
@@ -197,7 +199,7 @@ class Message(BaseMessage):
         return self.kombu_message.properties
 
 
-class Backend(FlowByCancelMixin, BaseBackend):
+class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
     """carrot's backend contract on a kombu virtual transport.
 
     :param connection: the :class:`~carrot.connection.BrokerConnection`; its
@@ -212,6 +214,9 @@ class Backend(FlowByCancelMixin, BaseBackend):
     #: Port used when the connection names none (the memory transport needs none).
     default_port: int | None = None
     Message = Message
+    protocol = "kombu"
+    #: ``mandatory`` is ignored: nothing is ever returned.
+    returns_unroutable = False
 
     #: Errors meaning the connection is gone (Redis's too, for a ``redis://`` URL).
     connection_errors = tuple(
@@ -249,9 +254,27 @@ class Backend(FlowByCancelMixin, BaseBackend):
         return self._transport_name() == "memory"
 
     def server_description(self) -> str | None:
-        """``"kombu memory transport"``, or the transport's name and host."""
+        """``"kombu memory transport"``, ``"Redis 7.2.4"`` (None if Redis will not say)."""
         name = self._transport_name()
-        return "kombu memory transport" if name == "memory" else f"kombu {name} transport"
+        if name == "memory":
+            return "kombu memory transport"
+        if name in ("redis", "rediss"):
+            try:
+                version = self._redis_client().info("server")["redis_version"]
+            except Exception:  # the version is a nicety; "connected" is enough
+                return None
+            return f"Redis {bytes_to_str(version)}"
+        return super().server_description()
+
+    def round_trip(self) -> tuple[str, Any]:
+        """Redis: a ``PING`` command; other transports: a channel opened and closed."""
+        if self._transport_name() in ("redis", "rediss"):
+            return "PING", self._redis_client().ping
+        return super().round_trip()
+
+    def _redis_client(self) -> Any:
+        # The redis-py client under the kombu connection's default channel.
+        return self._established().default_channel.client
 
     # -- connection --------------------------------------------------------
 
@@ -468,18 +491,6 @@ class Backend(FlowByCancelMixin, BaseBackend):
             return
         channel.basic_cancel(consumer_tag)
 
-    def ack(self, delivery_tag: Any) -> None:
-        """Acknowledge a delivery."""
-        self.channel.basic_ack(delivery_tag)
-
-    def reject(self, delivery_tag: Any) -> None:
-        """Reject a delivery; it is dropped."""
-        self.channel.basic_reject(delivery_tag, requeue=False)
-
-    def requeue(self, delivery_tag: Any) -> None:
-        """Reject a delivery and put it back on its queue."""
-        self.channel.basic_reject(delivery_tag, requeue=True)
-
     # -- sending -----------------------------------------------------------
 
     def prepare_message(
@@ -544,6 +555,7 @@ class RedisBackend(Backend):
 
     kombu_transport = "redis"
     default_port = REDIS_DEFAULT_PORT
+    protocol = "Redis"
 
     #: Errors meaning the connection is gone (kombu's list for Redis).
     connection_errors = _REDIS_CONNECTION_ERRORS

@@ -17,7 +17,10 @@ Features:
 * heartbeats: ``BrokerConnection(heartbeat=N)`` is pika's ``heartbeat``
   (whole seconds, rounded up); pika sends them and gives a silent broker
   up within ``2 * (N + 5)`` seconds (it looks every ``N + 5``), but only
-  while it does I/O (see Limits).
+  while it does I/O (see Limits);
+* ``ensure_connection`` retries a refused or timed-out connect
+  (:exc:`PikaConnectError`) and a lost connection, and raises a refused
+  login or virtual host at once (:attr:`Backend.recoverable_connection_errors`).
 
 Limits:
 
@@ -39,8 +42,8 @@ Limits:
   says ``application_headers``); :attr:`Message.headers` is the same on
   every backend.
 
-pika is imported when this module is, but a missing pika only fails when a
-backend is created (``BrokerConnection(backend_cls="pika").connect()``):
+pika is imported when this module is (py-amqp is not), but a missing pika
+only fails when a backend is created (``BrokerConnection(backend_cls="pika").connect()``):
 :exc:`~carrot.exceptions.ClientNotInstalled` naming the pip package.
 Importing this module, resolving its aliases or building the docs never
 needs pika.
@@ -56,18 +59,28 @@ import math
 from itertools import count
 from typing import Any, NamedTuple
 
-from carrot.backends._pika_connection import Connection, RawMessage, ssl_options
+from carrot.backends._pika_connection import (
+    Connection,
+    PikaConnectError,
+    RawMessage,
+    _blocking_connection,
+    _channel_errors,
+    _connection_errors,
+    _recoverable_connection_errors,
+    open_connection,
+    ssl_options,
+)
 from carrot.backends.base import (
     _NOT_DECODED,
     BaseBackend,
     BaseMessage,
+    ChannelSettleMixin,
     ClientAttribute,
     FlowByCancelMixin,
     QueueAlreadyExistsWarning,
     import_client,
     publish_flags,
 )
-from carrot.exceptions import CarrotError
 
 try:
     import pika
@@ -89,77 +102,25 @@ __all__ = [
     "SyncBackend",
 ]
 
+# Public names defined in private modules are documented, shown in
+# tracebacks and pickled under this module, their public home.
+for _public in (
+    Connection,
+    PikaConnectError,
+    RawMessage,
+):
+    _public.__module__ = __name__
+del _public
+
 logger = logging.getLogger(__name__)
 
 #: The AMQP port.
 DEFAULT_PORT = 5672
 
-#: pika's root of connection errors (``ConnectionError`` without pika).
-_PikaConnectionError: Any = (
-    pika_exceptions.AMQPConnectionError if pika_exceptions is not None else ConnectionError
-)
-
 
 def _whole_seconds(heartbeat: float | None) -> int:
     """pika's ``heartbeat`` (an int, 0: off) for carrot's (seconds, a float)."""
     return math.ceil(heartbeat) if heartbeat else 0
-
-
-class PikaConnectError(CarrotError, _PikaConnectionError):
-    """pika could not connect: refused, unreachable, or no AMQP handshake in time.
-
-    A :exc:`pika.exceptions.AMQPConnectionError` (pika raises that class
-    itself for these, and a handshake timeout outside that family), kept
-    apart from a refused login so that ``ensure_connection`` retries only this.
-
-    .. versionadded:: 0.11
-    """
-
-    def __str__(self) -> str:
-        return f"cannot connect through pika: {self.args[0] if self.args else 'no reason given'}"
-
-
-def _connection_errors() -> tuple[type[BaseException], ...]:
-    from pika import exceptions
-    from pika.adapters.utils.connection_workflow import AMQPConnectorException
-
-    # AMQPConnectionError covers ConnectionClosed, StreamLostError, ...
-    return (exceptions.AMQPConnectionError, AMQPConnectorException, OSError)
-
-
-def _channel_errors() -> tuple[type[BaseException], ...]:
-    from pika import exceptions
-
-    # ChannelClosed(ByBroker), ChannelWrongStateError, ConsumerCancelled, ...
-    return (exceptions.AMQPChannelError,)
-
-
-def _recoverable_connection_errors() -> tuple[type[BaseException], ...]:
-    from pika import exceptions
-
-    # Every pika connection error but a refused login or virtual host (and
-    # pika's bare AMQPConnectionError, which establish_connection raises as
-    # PikaConnectError).
-    refused = (
-        exceptions.AuthenticationError,
-        exceptions.ProbableAuthenticationError,
-        exceptions.ProbableAccessDeniedError,
-    )
-    pika_errors = [
-        cls
-        for cls in vars(exceptions).values()
-        if isinstance(cls, type)
-        and issubclass(cls, exceptions.AMQPConnectionError)
-        and cls is not exceptions.AMQPConnectionError
-        and not issubclass(cls, refused)
-    ]
-    return (PikaConnectError, *pika_errors, *_connection_errors()[1:])
-
-
-def _blocking_connection() -> type:
-    from pika import BlockingConnection
-
-    return BlockingConnection
 
 
 class DeclareOk(NamedTuple):
@@ -223,7 +184,7 @@ class Message(BaseMessage):
         return getattr(self._properties, "headers", None) or {}
 
 
-class Backend(FlowByCancelMixin, BaseBackend):
+class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
     """AMQP through pika's :class:`~pika.BlockingConnection`.
 
     :param connection: the :class:`~carrot.connection.BrokerConnection`.
@@ -289,17 +250,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
         :raises pika.exceptions.ProbableAuthenticationError: the login was refused.
         :raises pika.exceptions.ProbableAccessDeniedError: the virtual host was refused.
         """
-        from pika.adapters.utils.connection_workflow import AMQPConnectorException
-
-        params = self.connection_parameters()
-        try:
-            return Connection(self._connection_cls(params))
-        except AMQPConnectorException as exc:
-            raise PikaConnectError(exc) from exc
-        except pika_exceptions.AMQPConnectionError as exc:
-            if type(exc) is not pika_exceptions.AMQPConnectionError:
-                raise  # a refused login, a closed connection: pika says which
-            raise PikaConnectError(*exc.args) from exc
+        return open_connection(self._connection_cls, self.connection_parameters())
 
     def close_connection(self, connection: Any) -> None:
         """Close a connection opened by :meth:`establish_connection`."""
@@ -358,10 +309,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
     def _forget_channel(self, channel: Any) -> None:
         conn = self.connection.connection
         if conn is not None:
-            conn._unwatch(channel)
-            # Deliveries still queued died with the channel (the broker
-            # requeues the unacked ones).
-            conn._take(channel)
+            conn.forget_channel(channel)
         self.forget_consumers()
 
     def _on_return(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
@@ -377,13 +325,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
         tag = method_frame.method.consumer_tag
         logger.warning("consumer %r cancelled by the broker", tag)
         self.forget_consumer(tag)
-
-        def raise_cancelled(raw_message: Any) -> None:
-            raise pika_exceptions.ConsumerCancelled(f"the broker cancelled consumer {tag!r}")
-
-        self._conn._ready.append(
-            (raise_cancelled, RawMessage(self._channel, method_frame.method, None, b""))
-        )
+        self._conn.consumer_cancelled(self._channel, method_frame.method)
 
     def close(self) -> None:
         """Close the channel (the connection stays open)."""
@@ -397,6 +339,11 @@ class Backend(FlowByCancelMixin, BaseBackend):
                 channel.close()
             except (*self.connection_errors, *self.channel_errors):
                 pass
+
+    def collect_returns(self) -> None:
+        """Wait for the broker's answer on :attr:`channel`, then let pika hand returns over."""
+        super().collect_returns()
+        self._conn.process_data_events(time_limit=0)
 
     # -- declarations ------------------------------------------------------
 
@@ -515,36 +462,10 @@ class Backend(FlowByCancelMixin, BaseBackend):
         channel = self._channel
         if channel is None or not channel.is_open:
             return
-        conn = self._conn
-        pending = conn._take(channel, consumer_tag)
-        no_ack = consumer is not None and consumer[1]
-        if no_ack:
-            callback = consumer[2]
-            conn._ready.extend((callback, raw) for raw in pending)
-        else:
-            for raw in pending:
-                delivery_tag = getattr(raw.method, "delivery_tag", None)
-                if delivery_tag is not None:  # not the broker's Basic.Cancel
-                    channel.basic_reject(delivery_tag, requeue=True)
-        left = channel.basic_cancel(consumer_tag)
-        if no_ack and left:
-            conn._ready.extend(
-                (callback, RawMessage(channel, *message_tuple)) for message_tuple in left
-            )
+        no_ack_callback = consumer[2] if consumer is not None and consumer[1] else None
+        self._conn.cancel_consumer(channel, consumer_tag, no_ack_callback)
         if not self._consumers:
-            conn._unwatch(channel)
-
-    def ack(self, delivery_tag: Any) -> None:
-        """Acknowledge a delivery."""
-        self.channel.basic_ack(delivery_tag)
-
-    def reject(self, delivery_tag: Any) -> None:
-        """Reject a delivery; the broker drops (or dead-letters) it."""
-        self.channel.basic_reject(delivery_tag, requeue=False)
-
-    def requeue(self, delivery_tag: Any) -> None:
-        """Reject a delivery and put it back on its queue."""
-        self.channel.basic_reject(delivery_tag, requeue=True)
+            self._conn._unwatch(channel)
 
     # -- sending -----------------------------------------------------------
 

@@ -7,7 +7,9 @@ Features:
 * consumers with callbacks, ``basic_get``, ack / reject / requeue, qos;
 * ``mandatory`` publishing; returned messages are logged and kept on
   :attr:`Backend.returned_messages` instead of raising later;
-* TLS through ``ssl=True``, a dict of options or an :class:`ssl.SSLContext`;
+* TLS through ``ssl=True``, a dict of options or an :class:`ssl.SSLContext`,
+  verifying the broker's certificate and host name (``carrot._tls``);
+  port 5671 when TLS is on and no port is given;
 * heartbeats (``BrokerConnection(heartbeat=N)``): sent by a background
   thread even while the application is busy, and a silent broker is
   detected within ``2 * N + 1`` seconds (``carrot/backends/_amqp/heartbeat.py``);
@@ -19,17 +21,17 @@ carrot (camqadm) call methods such as ``exchange_delete`` on it directly.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
-import warnings
+import ssl as ssl_module
 from itertools import count
 from typing import Any
 
 import amqp
-from amqp.exceptions import ChannelError, NotFound
+from amqp.exceptions import ChannelError
 from amqp.exceptions import ConnectionError as AMQPConnectionError
 
+from carrot._tls import DEFAULT_TLS_PORT, tls_error, tls_settings
 from carrot.backends._amqp import connection as _amqp_connection
 from carrot.backends._amqp import seam
 from carrot.backends._amqp.plain import (
@@ -39,9 +41,16 @@ from carrot.backends._amqp.plain import (
     WaitMulti,
     bounded_waits,
 )
-from carrot.backends.base import _NOT_DECODED, BaseBackend, BaseMessage, FlowByCancelMixin
+from carrot.backends.base import (
+    _NOT_DECODED,
+    IMMEDIATE_EXPIRATION,
+    BaseBackend,
+    BaseMessage,
+    ChannelSettleMixin,
+    FlowByCancelMixin,
+    QueueAlreadyExistsWarning,
+)
 from carrot.confirms import ConfirmWindow
-from carrot.exceptions import MissingConnectionSetting
 
 __all__ = [
     "DEFAULT_PORT",
@@ -64,10 +73,6 @@ AMQPConnectionException = AMQPConnectionError
 AMQPChannelException = ChannelError
 
 
-class QueueAlreadyExistsWarning(UserWarning):
-    """A queue with that name already exists, so a new one was not created."""
-
-
 #: The fast path when the seam trusts the installed py-amqp, plain py-amqp otherwise.
 _Base = _amqp_connection.Connection if seam.AVAILABLE else PlainConnection
 
@@ -82,6 +87,14 @@ class Connection(WaitMulti, _Base):
     :keyword read_timeout: seconds a socket read may wait for a frame
         (``None``: no limit); :exc:`socket.timeout` when it passes.
     """
+
+
+def _plain_new_message(cls: type, body: Any, properties: dict[str, Any]) -> Any:
+    return cls(body, **properties)
+
+
+#: Builds a message to publish (without ``__init__`` when the seam allows).
+_new_outgoing = seam.new_message if seam.AVAILABLE else _plain_new_message
 
 
 class Message(BaseMessage):
@@ -115,13 +128,15 @@ class Message(BaseMessage):
         return self.amqp_message.properties.get("application_headers") or {}
 
 
-class Backend(FlowByCancelMixin, BaseBackend):
+class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
     """AMQP through py-amqp.
 
     :param connection: the :class:`~carrot.connection.BrokerConnection`.
     """
 
     default_port = DEFAULT_PORT
+    #: Port used with TLS when the connection names none.
+    default_tls_port = DEFAULT_TLS_PORT
     Message = Message
 
     #: Errors meaning the connection is gone.
@@ -137,13 +152,6 @@ class Backend(FlowByCancelMixin, BaseBackend):
         super().__init__(connection, **kwargs)
         self.default_port = kwargs.get("default_port", self.default_port)
         self._channel: Any = None
-        # consumer_tag -> (queue, no_ack, callback) of this channel's consumers.
-        self._consumers: dict[str, tuple[str, bool, Any]] = {}
-        # The consumers flow(False) cancelled, to restart on flow(True).
-        self._paused: dict[str, tuple[str, bool, Any]] | None = None
-        #: Messages the broker returned as unroutable (``mandatory=True``),
-        #: newest last, as ``(reply_code, reply_text, exchange, routing_key, message)``.
-        self.returned_messages: collections.deque = collections.deque(maxlen=1000)
 
     # -- connection --------------------------------------------------------
 
@@ -153,25 +161,25 @@ class Backend(FlowByCancelMixin, BaseBackend):
         :raises carrot.exceptions.MissingConnectionSetting: (a ``KeyError``)
             naming the missing hostname, userid or password.
         """
+        self.check_settings("hostname", "userid", "password")
         conninfo = self.connection
-        if not conninfo.hostname:
-            raise MissingConnectionSetting("hostname")
-        if conninfo.userid is None:
-            raise MissingConnectionSetting("userid")
-        if conninfo.password is None:
-            raise MissingConnectionSetting("password")
-        port = conninfo.port or self.default_port
-        ssl = conninfo.ssl
+        tls = tls_settings(conninfo.ssl, conninfo.hostname)
+        port = conninfo.port or (self.default_tls_port if tls else self.default_port)
+        host = f"{conninfo.hostname}:{port}"
         conn = Connection(
-            host=f"{conninfo.hostname}:{port}",
+            host=host,
             userid=conninfo.userid,
             password=conninfo.password,
             virtual_host=conninfo.virtual_host,
-            ssl=ssl,
+            ssl=tls or False,
             connect_timeout=conninfo.connect_timeout,
             heartbeat=getattr(conninfo, "heartbeat", 0),
         )
-        conn.connect()
+        try:
+            conn.connect()
+        except ssl_module.SSLError as exc:
+            conn.collect()
+            raise tls_error(exc, host, tls) from exc
         return conn
 
     def close_connection(self, connection: Any) -> None:
@@ -235,15 +243,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
         self._established().drain_events(timeout=timeout)
 
     def _on_return(self, exc: Any, exchange: str, routing_key: str, message: Any) -> None:
-        logger.warning(
-            "message returned by the broker: %s (exchange=%r routing_key=%r)",
-            exc,
-            exchange,
-            routing_key,
-        )
-        self.returned_messages.append(
-            (exc.reply_code, exc.reply_text, exchange, routing_key, message)
-        )
+        self.record_return(exc.reply_code, exc.reply_text, exchange, routing_key, message)
         if self._confirms is not None:
             self._confirms.returned(
                 exchange, routing_key, message.body, exc.reply_code, exc.reply_text
@@ -260,8 +260,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
         """
         channel, self._channel = self._channel, None
         # Its consumers end with it; flow(True) must not restart them elsewhere.
-        self._consumers.clear()
-        self._paused = None
+        self.forget_consumers()
         if channel is not None and channel.is_open and channel.connection is not None:
             try:
                 # Bounded like the connection's close: a silent broker
@@ -272,23 +271,6 @@ class Backend(FlowByCancelMixin, BaseBackend):
                 pass
 
     # -- declarations ------------------------------------------------------
-
-    def queue_exists(self, queue: str) -> bool:
-        """Whether ``queue`` exists.
-
-        Uses a throwaway channel, so the broker closing it with 404 disturbs
-        neither this backend's channel nor its consumers.
-        """
-        channel = self._established().channel()
-        try:
-            channel.queue_declare(queue=queue, passive=True)
-        except NotFound:
-            return False
-        else:
-            return True
-        finally:
-            if channel.is_open:
-                channel.close()
 
     def queue_delete(self, queue: str, if_unused: bool = False, if_empty: bool = False) -> Any:
         """Delete ``queue``; return the number of messages it held."""
@@ -312,11 +294,8 @@ class Backend(FlowByCancelMixin, BaseBackend):
         :keyword warn_if_exists: warn with :class:`QueueAlreadyExistsWarning`
             when the queue is already there.
         """
-        if warn_if_exists and self.queue_exists(queue):
-            warnings.warn(
-                QueueAlreadyExistsWarning(f"{QueueAlreadyExistsWarning.__doc__} (queue {queue!r})"),
-                stacklevel=2,
-            )
+        if warn_if_exists:
+            self.warn_if_queue_exists(queue)
         return self.channel.queue_declare(
             queue=queue,
             durable=durable,
@@ -356,7 +335,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
         self, queue: str, no_ack: bool, callback: Any, consumer_tag: str, nowait: bool = False
     ) -> str:
         """Start consuming ``queue``; ``callback(raw_message)`` per delivery."""
-        self._consumers[consumer_tag] = (queue, no_ack, callback)
+        self.remember_consumer(consumer_tag, queue, no_ack, callback)
         return self.channel.basic_consume(
             queue=queue,
             no_ack=no_ack,
@@ -398,8 +377,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
         .. versionchanged:: 0.11
            Bounded; carrot 0.10 waited for ever on a silent broker.
         """
-        self._consumers.pop(consumer_tag, None)
-        if self._paused is not None and self._paused.pop(consumer_tag, None) is not None:
+        if self.forget_consumer(consumer_tag):
             return  # flow(False) cancelled it at the broker; flow(True) must not restart it
         channel = self._channel
         if channel is None or channel.connection is None or not channel.is_open:
@@ -411,18 +389,6 @@ class Backend(FlowByCancelMixin, BaseBackend):
 
     def _teardown_timeout(self) -> float:
         return getattr(self.connection, "connect_timeout", None) or CLOSE_TIMEOUT
-
-    def ack(self, delivery_tag: Any) -> None:
-        """Acknowledge a delivery."""
-        self.channel.basic_ack(delivery_tag)
-
-    def reject(self, delivery_tag: Any) -> None:
-        """Reject a delivery; the broker drops (or dead-letters) it."""
-        self.channel.basic_reject(delivery_tag, requeue=False)
-
-    def requeue(self, delivery_tag: Any) -> None:
-        """Reject a delivery and put it back on its queue."""
-        self.channel.basic_reject(delivery_tag, requeue=True)
 
     # -- sending -----------------------------------------------------------
 
@@ -442,9 +408,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
             "content_type": content_type,
             "content_encoding": content_encoding,
         }
-        if seam.AVAILABLE:
-            return seam.new_message(OutgoingMessage, message_data, properties)
-        return OutgoingMessage(message_data, **properties)
+        return _new_outgoing(OutgoingMessage, message_data, properties)
 
     def publish(
         self,
@@ -472,7 +436,8 @@ class Backend(FlowByCancelMixin, BaseBackend):
         if headers:
             message.properties["application_headers"] = headers
         if immediate:
-            message.properties["expiration"] = "0"
+            # Hot path: base.publish_flags() inlined (RabbitMQ's replacement for immediate).
+            message.properties["expiration"] = IMMEDIATE_EXPIRATION
             mandatory = True
         channel = self.channel
         # Hot path: the fast publish of carrot.backends._amqp when this

@@ -98,25 +98,25 @@ Limits (STOMP is not AMQP):
 from __future__ import annotations
 
 import itertools
-import queue as queue_module
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from carrot.backends._stomp_destinations import (
+    KnownQueues,
     _bool_header,
     consume_destination,
     destination_info,
     publish_destination,
-    queue_headers,
 )
+from carrot.backends._stomp_side import SideConnections
 from carrot.backends._stomp_wire import (
     DEFAULT_PORT,
     Connection,
     StompConnectionError,
     StompError,
     _Subscription,
+    delivery_tag,
 )
 from carrot.backends.base import (
     BaseBackend,
@@ -137,6 +137,16 @@ __all__ = [
     "destination_info",
     "publish_destination",
 ]
+
+# Public names defined in private modules are documented, shown in
+# tracebacks and pickled under this module, their public home.
+for _public in (
+    Connection,
+    StompConnectionError,
+    StompError,
+):
+    _public.__module__ = __name__
+del _public
 
 #: Headers of a MESSAGE frame that are STOMP's or map to message fields,
 #: not application headers.
@@ -202,17 +212,17 @@ class Message(BaseMessage):
         self._frame = frame
         headers = frame.headers
         exchange, routing_key = destination_info(headers.get("destination"))
-        delivery_tag = headers.get("ack") or headers.get("message-id")
+        tag = delivery_tag(frame)
         body = frame.body
         kwargs.setdefault("body", body if body is not None else b"")
-        kwargs.setdefault("delivery_tag", delivery_tag)
+        kwargs.setdefault("delivery_tag", tag)
         kwargs.setdefault("content_type", headers.get("content-type"))
         kwargs.setdefault("content_encoding", headers.get("content-encoding"))
         info = {
             "exchange": exchange,
             "routing_key": routing_key,
             "redelivered": headers.get("redelivered") == "true",
-            "delivery_tag": delivery_tag,
+            "delivery_tag": tag,
         }
         consumer_tag = kwargs.pop("consumer_tag", None)
         if consumer_tag is not None:
@@ -260,6 +270,8 @@ class Backend(FlowByCancelMixin, BaseBackend):
     #: connection error is worth retrying.
     recoverable_connection_errors = connection_errors
     protocol = "STOMP"
+    #: ``mandatory`` is ignored: nothing is ever returned.
+    returns_unroutable = False
     default_exchange_note = "STOMP: /amq/queue/, no exchange declared"
     subscribe_before_publish = True
 
@@ -277,17 +289,10 @@ class Backend(FlowByCancelMixin, BaseBackend):
         super().__init__(connection, **kwargs)
         #: consumer_tag -> its subscription.
         self._subscriptions: dict[str, _Subscription] = {}
-        #: queue -> properties from queue_declare.
-        self._queues: dict[str, dict[str, Any]] = {}
-        #: Queues known to exist on the broker (consumed as /amq/queue/...).
-        self._existing: set[str] = set()
-        #: queue -> (exchange, routing_key) to subscribe to when consumed.
-        self._pending_bindings: dict[str, tuple[str, str]] = {}
-        #: delivery_tag -> (destination, connection, subscription) of a
-        #: get() message not yet settled.
-        self._getters: dict[str, tuple[str, Connection, _Subscription]] = {}
-        #: destination -> (connection, subscription) kept for the next get().
-        self._idle_getters: dict[str, tuple[Connection, _Subscription]] = {}
+        #: The queues this backend declared or bound, and where to consume them.
+        self._queues = KnownQueues()
+        #: get(), queue_purge() and declarations, on connections of their own.
+        self._side = SideConnections(self._new_connection)
         #: Set by :meth:`qos`: ``prefetch-count`` of later subscriptions.
         self.prefetch_count = 0
 
@@ -335,26 +340,9 @@ class Backend(FlowByCancelMixin, BaseBackend):
         self._paused = None  # a later flow(True) has nothing to resume
         for tag in list(self._subscriptions):
             self.cancel(tag)
-        getters, self._getters = self._getters, {}
-        idle, self._idle_getters = self._idle_getters, {}
-        for conn in {entry[1] for entry in getters.values()} | {
-            entry[0] for entry in idle.values()
-        }:
-            conn.close()
+        self._side.close()
 
     # -- declarations -----------------------------------------------------------
-
-    def _short_subscription(self, destination: str, headers: dict[str, str]) -> None:
-        """Subscribe on a connection of its own, then close it.
-
-        Subscribing is how RabbitMQ's STOMP declares and binds; a message it
-        delivers meanwhile goes back to the queue when the connection closes.
-        """
-        conn = self._new_connection()
-        try:
-            conn.subscribe(destination, headers={"prefetch-count": "1", **headers}, buffered=True)
-        finally:
-            conn.close()
 
     def queue_declare(self, queue: str, *args: Any, **kwargs: Any) -> None:
         """Remember ``queue``'s properties; create it now unless exclusive or auto-delete.
@@ -367,13 +355,10 @@ class Backend(FlowByCancelMixin, BaseBackend):
 
         :raises StompError: it exists with other properties.
         """
-        props = _declare_args(*args, **kwargs)
-        exclusive, auto_delete = props["exclusive"], props["auto_delete"]
-        self._queues[queue] = props
-        if queue.startswith("/") or exclusive or auto_delete or queue in self._existing:
-            return
-        self._short_subscription(consume_destination(queue), queue_headers(props))
-        self._existing.add(queue)
+        subscription = self._queues.declare(queue, _declare_args(*args, **kwargs))
+        if subscription is not None:
+            self._side.subscribe_briefly(*subscription)
+            self._queues.created(queue)
 
     def exchange_declare(self, *args: Any, **kwargs: Any) -> None:
         """Do nothing: STOMP cannot declare exchanges (see the module's limits)."""
@@ -383,9 +368,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
 
         An exclusive or auto-delete queue goes when its last consumer does.
         """
-        self._queues.pop(queue, None)
-        self._existing.discard(queue)
-        self._pending_bindings.pop(queue, None)
+        self._queues.forget(queue)
         return 0
 
     def exchange_exists(self, exchange: str) -> None:
@@ -414,31 +397,14 @@ class Backend(FlowByCancelMixin, BaseBackend):
         with ``x-queue-name: <queue>``. ``arguments`` cannot be sent. An
         exclusive or auto-delete queue is bound when it is first consumed.
         """
-        if not exchange or queue.startswith("/") or exchange.startswith("/"):
-            return
-        key = routing_key if isinstance(routing_key, str) else ""
-        props = self._queues.get(queue, {})
-        if props.get("exclusive") or props.get("auto_delete"):
-            self._pending_bindings.setdefault(queue, (exchange, key))
-            return
-        headers = {**queue_headers(props), "x-queue-name": queue}
-        self._short_subscription(publish_destination(exchange, key), headers)
-        self._existing.add(queue)
+        subscription = self._queues.bind(queue, exchange, routing_key)
+        if subscription is not None:
+            self._side.subscribe_briefly(*subscription)
+            self._queues.created(queue)
 
     def queue_exists(self, queue: str) -> bool:
         """Whether ``queue`` is known to exist (STOMP cannot ask the broker)."""
-        return queue in self._existing
-
-    def _destination(self, queue: str) -> tuple[str, dict[str, str]]:
-        """Where to subscribe to consume ``queue``, and the headers for it."""
-        binding = self._pending_bindings.get(queue)
-        props = self._queues.get(queue)
-        if binding is not None:
-            headers = {**queue_headers(props or {}), "x-queue-name": queue}
-            return publish_destination(*binding), headers
-        if queue in self._existing:
-            return consume_destination(queue, exists=True), {}
-        return consume_destination(queue), queue_headers(props) if props else {}
+        return queue in self._queues.existing
 
     # -- consuming ---------------------------------------------------------------
 
@@ -452,26 +418,10 @@ class Backend(FlowByCancelMixin, BaseBackend):
         other consumers) until that ``get``, or goes back to the queue when
         the backend closes. An empty queue closes it.
         """
-        destination, headers = self._destination(queue)
-        getter = self._idle_getters.pop(destination, None)
-        if getter is None or not getter[0].connected:
-            conn = self._new_connection()
-            try:
-                sub = conn.subscribe(
-                    destination, headers={**headers, "prefetch-count": "1"}, buffered=True
-                )
-            except BaseException:
-                conn.close()
-                raise
-            getter = (conn, sub)
-        conn, sub = getter
-        try:
-            frame = sub.buffer.get(timeout=self.get_timeout)
-        except queue_module.Empty:
-            conn.close()
+        frame = self._side.get(*self._queues.destination(queue), self.get_timeout)
+        if frame is None:
             return None
         message = self.Message(self, frame)
-        self._getters[message.delivery_tag] = (destination, conn, sub)
         if no_ack:
             self._settle(message.delivery_tag, None)
         return message
@@ -489,10 +439,8 @@ class Backend(FlowByCancelMixin, BaseBackend):
 
         Other keywords are accepted and ignored, as carrot 0.10 did.
         """
-        destination, headers = self._destination(queue)
-        idle = self._idle_getters.pop(destination, None)
-        if idle is not None:
-            idle[0].close()  # a message it holds goes back, to this consumer
+        destination, headers = self._queues.destination(queue)
+        self._side.release(destination)  # a message a get() holds goes back, to this consumer
         if self.prefetch_count and not no_ack:
             headers["prefetch-count"] = str(self.prefetch_count)
         self._subscriptions[consumer_tag] = self.channel.subscribe(
@@ -545,20 +493,8 @@ class Backend(FlowByCancelMixin, BaseBackend):
 
     def _settle(self, delivery_tag: Any, requeue: bool | None) -> None:
         # Hot path (every ack): one dict lookup for consumer deliveries.
-        getter = self._getters.pop(delivery_tag, None)
-        if getter is None:
+        if not self._side.settle(delivery_tag, requeue):
             self.channel.settle(delivery_tag, requeue)
-            return
-        destination, conn, sub = getter
-        try:
-            conn.settle(delivery_tag, requeue)
-        except BaseException:
-            conn.close()
-            raise
-        if destination in self._idle_getters:
-            conn.close()
-        else:
-            self._idle_getters[destination] = (conn, sub)
 
     def ack(self, frame: Any) -> None:
         """Acknowledge a delivery (ACK).
@@ -566,9 +502,8 @@ class Backend(FlowByCancelMixin, BaseBackend):
         :param frame: the delivery tag, or (as carrot 0.10 took it) the
             MESSAGE frame itself.
         """
-        headers = getattr(frame, "headers", None)
-        if headers is not None:
-            frame = headers.get("ack") or headers.get("message-id")
+        if getattr(frame, "headers", None) is not None:
+            frame = delivery_tag(frame)
         self._settle(frame, None)
 
     def reject(self, delivery_tag: Any) -> None:
@@ -581,21 +516,8 @@ class Backend(FlowByCancelMixin, BaseBackend):
 
     def queue_purge(self, queue: str, **kwargs: Any) -> int:
         """Drain ``queue`` (``ack: auto``); return how many messages were removed."""
-        destination, headers = self._destination(queue)
-        conn = self._new_connection()
-        removed = 0
-        try:
-            sub = conn.subscribe(destination, ack="auto", headers=headers, buffered=True)
-            deadline = time.monotonic() + self.purge_max_time
-            while time.monotonic() < deadline:
-                try:
-                    sub.buffer.get(timeout=self.purge_quiet_time)
-                except queue_module.Empty:
-                    break
-                removed += 1
-        finally:
-            conn.close()
-        return removed
+        destination, headers = self._queues.destination(queue)
+        return self._side.purge(destination, headers, self.purge_quiet_time, self.purge_max_time)
 
     def qos(self, prefetch_size: int, prefetch_count: int, apply_global: bool = False) -> None:
         """Send ``prefetch-count`` on subscriptions made from now on."""
@@ -655,6 +577,52 @@ class Backend(FlowByCancelMixin, BaseBackend):
             frame_headers.update((str(k), str(v)) for k, v in routing_key.items())
         if headers:
             frame_headers.update((str(k), str(v)) for k, v in headers.items())
-        self.channel.send(
-            publish_destination(exchange, routing_key), message["body"], frame_headers
+        confirms = self._confirms
+        if confirms is None:
+            self.channel.send(
+                publish_destination(exchange, routing_key), message["body"], frame_headers
+            )
+            return
+        seq = confirms.last_seq
+
+        def settled(ok: bool) -> None:
+            if ok:
+                confirms.acked(seq)
+            else:
+                confirms.nacked(seq)
+
+        self.channel.send_confirmed(
+            publish_destination(exchange, routing_key), message["body"], frame_headers, settled
         )
+
+    # -- publisher confirms --------------------------------------------------
+
+    _confirms: Any = None
+
+    def confirm_select(self, window: Any) -> None:
+        """Confirm each SEND with a STOMP receipt: RECEIPT is an ack, an ERROR for it a nack.
+
+        Receipts are asked for per message, so ``max_unconfirmed`` messages
+        may await theirs at once. RabbitMQ closes the STOMP connection after
+        an ERROR.
+
+        .. versionadded:: 0.11
+        """
+        window.reset()
+        self._confirms = window
+
+    def drain_confirms(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for a receipt (they come on stomp.py's own thread).
+
+        :raises StompError: the broker sent an ERROR (and closed the connection).
+        :raises StompConnectionError: the connection is lost.
+
+        .. versionadded:: 0.11
+        """
+        conn = self.channel
+        settled = conn.send_settled
+        # Short waits: a set() just before the clear() is not missed for long.
+        if settled.wait(min(timeout, 0.05)):
+            settled.clear()
+            return  # the caller looks at its window again
+        conn.check_sends()

@@ -56,8 +56,8 @@ import queue as queue_module
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
+from carrot.backends import _memory_broker
 from carrot.backends._memory_broker import (
-    POLL_INTERVAL,
     Connection,
     PreparedMessage,
     _consuming,
@@ -66,7 +66,6 @@ from carrot.backends._memory_broker import (
     _dispatch,
     _Entry,
     _registry,
-    mqueue,
     reset,
 )
 from carrot.backends.base import BaseBackend, BaseMessage
@@ -82,6 +81,26 @@ __all__ = [
     "mqueue",
     "reset",
 ]
+
+# Public names defined in private modules are documented, shown in
+# tracebacks and pickled under this module, their public home.
+for _public in (
+    Connection,
+    PreparedMessage,
+    reset,
+):
+    _public.__module__ = __name__
+del _public
+
+#: compat: carrot 0.10's module-level queue, shared by every backend of the
+#: process. It holds :class:`PreparedMessage` tuples, which unpack as
+#: ``body, content_type, content_encoding`` as carrot's did.
+mqueue = _memory_broker.mqueue
+
+#: Seconds a waiting consumer blocks on the queue before it checks whether
+#: it has been closed or cancelled (read-only here: set
+#: ``carrot.backends._memory_broker.POLL_INTERVAL`` to change it).
+POLL_INTERVAL = _memory_broker.POLL_INTERVAL
 
 
 class Message(BaseMessage):
@@ -130,6 +149,12 @@ class Backend(BaseBackend):
     connection_errors: tuple[type[BaseException], ...] = (ConnectionClosedError,)
     #: Nothing here fails per channel.
     channel_errors: tuple[type[BaseException], ...] = ()
+
+    protocol = "in-process"
+    #: ``mandatory`` is ignored: nothing is ever returned.
+    returns_unroutable = False
+    #: Always true: messages never leave this process.
+    in_process = True
 
     #: Set by :meth:`qos`; recorded only (there is no prefetch).
     prefetch_size: int = 0
@@ -188,6 +213,14 @@ class Backend(BaseBackend):
     def queue_exists(self, queue: str) -> bool:
         """Always true: every queue name is the one shared queue."""
         return True
+
+    def exchange_exists(self, exchange: str) -> None:
+        """``None``: there are no exchanges to look for (no routing)."""
+        return None
+
+    def server_description(self) -> str:
+        """``"carrot memory backend"``."""
+        return "carrot memory backend"
 
     def queue_delete(self, queue: str, if_unused: bool = False, if_empty: bool = False) -> int:
         """Accept a queue deletion; nothing is deleted, as every name is the

@@ -8,6 +8,7 @@
 #   cluster.sh revive N   restart a killed node N on its old data; it rejoins
 #   cluster.sh status     one line per node, then the cluster's own view
 #   cluster.sh dir        print the base directory of the running cluster
+#   cluster.sh ctl N ARGS rabbitmqctl ARGS against node N (our cookie, our user)
 #
 # Node N listens for AMQP on 127.0.0.1:$((5680 + N)) and for Erlang
 # distribution on 127.0.0.1:$((25680 + N)). Every node has its own data, log,
@@ -216,8 +217,14 @@ cluster_healthy() {
 do_stop() {
   local n
   if ! load_base; then
+    if [ -n "$BASE" ]; then
+      # Its directory is gone (or not ours): still stop nodes that name it.
+      for n in "${NODES[@]}"; do kill_node "$n"; done
+      log "stopped the nodes of $BASE, whose directory is gone or not ours"
+    else
+      log "no cluster recorded in $STATE_FILE: nothing to stop"
+    fi
     rm -f "$STATE_FILE"
-    log "no cluster recorded in $STATE_FILE: nothing to stop"
     return 0
   fi
   for n in "${NODES[@]}"; do kill_node "$n"; done
@@ -321,7 +328,7 @@ main() {
   local cmd=${1:-}
   [ $# -gt 0 ] && shift
   case "$cmd" in
-    start | revive | status) SBIN=$(sbin_dir) ;;
+    start | revive | status | ctl) SBIN=$(sbin_dir) ;;
   esac
   case "$cmd" in
     start) do_start ;;
@@ -329,9 +336,14 @@ main() {
     kill) do_kill "${1:-}" ;;
     revive) do_revive "${1:-}" ;;
     status) do_status ;;
+    ctl)
+      check_node "${1:-}"
+      load_base || die "no cluster is running (state file $STATE_FILE)"
+      ctl "$@"
+      ;;
     dir) load_base && echo "$BASE" || die "no cluster is running (state file $STATE_FILE)" ;;
     *)
-      sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+      sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
       exit 2
       ;;
   esac

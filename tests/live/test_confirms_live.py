@@ -199,3 +199,47 @@ def test_a_backend_without_confirms_refuses_at_construction():
             Publisher(conn, exchange="x", routing_key="k", confirm=True)
     finally:
         conn.close()
+
+
+@pytest.fixture
+def stomp_connection():
+    conn = BrokerConnection(
+        hostname="127.0.0.1", port=61613, userid="guest", password="guest", backend_cls="stomp"
+    )
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@pytest.mark.stomp
+def test_stomp_backend_confirms_with_receipts(stomp_connection, queue, raw_channel):
+    publisher = Publisher(
+        stomp_connection, exchange="", routing_key=queue, confirm=True, max_unconfirmed=10
+    )
+    most = 0
+    for n in range(100):
+        publisher.send({"n": n})
+        most = max(most, len(publisher._confirms))
+    publisher.wait_for_confirms(timeout=10)
+    assert len(publisher._confirms) == 0
+    assert 1 <= most <= 10
+    assert depth(raw_channel, queue) == 100
+    publisher.close()
+
+
+@pytest.mark.stomp
+def test_stomp_backend_error_for_a_send_is_raised(stomp_connection, unique):
+    # RabbitMQ answers a SEND to an exchange that does not exist with an
+    # ERROR without a receipt id, and closes the STOMP connection: the
+    # broker's error is raised, not a bare "connection lost".
+    publisher = Publisher(
+        stomp_connection,
+        exchange=f"{unique}.no-such-exchange",
+        routing_key="rk",
+        confirm=True,
+        auto_declare=False,
+    )
+    with pytest.raises(stomp_connection.channel_errors, match="not_found"):
+        publisher.send({"n": 1})
+    assert len(publisher._confirms) == 1  # never confirmed

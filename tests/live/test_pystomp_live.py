@@ -303,7 +303,7 @@ def test_stomp_to_amqp(stomp_conn, amqp_cleanup, unique, amqp_connection) -> Non
 
 def test_subscribing_to_a_missing_queue_raises(stomp_conn, unique) -> None:
     backend = stomp_conn.create_backend()
-    backend._existing.add(f"{unique}.missing")  # as if declared: /amq/queue/ does not create
+    backend._queues.created(f"{unique}.missing")  # as if declared: /amq/queue/ does not create
     with pytest.raises(StompError):
         backend.declare_consumer(f"{unique}.missing", False, lambda frame: None, "tag")
 

@@ -218,3 +218,55 @@ def test_flow_cancels_and_restarts_and_forget_consumer_knows_paused_ones() -> No
     backend.flow(False)
     backend.flow(True)
     assert backend.declared == ["a", "b", "a"]
+
+
+def test_collect_returns_default_is_a_passive_declare_of_amq_direct() -> None:
+    calls: list[tuple] = []
+
+    class Channel:
+        def exchange_declare(self, *args: Any, **kwargs: Any) -> None:
+            calls.append((args, kwargs))
+
+    backend = AMQPish(None)
+    backend.channel = Channel()  # type: ignore[attr-defined]
+    backend.collect_returns()
+    assert calls == [(("amq.direct", "direct"), {"passive": True})]
+
+
+@pytest.mark.parametrize(
+    ("alias", "protocol", "returns_unroutable", "subscribe_before_publish", "note"),
+    [
+        ("amqp", "AMQP", True, False, ""),
+        ("pika", "AMQP", True, False, ""),
+        ("memory", "in-process", False, False, ""),
+        ("kombu", "kombu", False, False, ""),
+        ("redis", "Redis", False, False, ""),
+        ("stomp", "STOMP", False, True, "STOMP: /amq/queue/, no exchange declared"),
+    ],
+)
+def test_what_each_backend_tells_the_command_line(
+    alias: str,
+    protocol: str,
+    returns_unroutable: bool,
+    subscribe_before_publish: bool,
+    note: str,
+) -> None:
+    from carrot.backends import get_backend_cls
+
+    cls = get_backend_cls(alias)
+    assert cls.protocol == protocol
+    assert cls.returns_unroutable is returns_unroutable
+    assert cls.subscribe_before_publish is subscribe_before_publish
+    assert cls.default_exchange_note == note
+
+
+def test_only_in_process_backends_say_so() -> None:
+    from carrot.backends import queue
+    from carrot.connection import BrokerConnection
+
+    assert queue.Backend(None).in_process
+    assert queue.Backend(None).server_description() == "carrot memory backend"
+    assert not BaseBackend(None).in_process
+    assert BrokerConnection(backend_cls="kombu").create_backend().in_process
+    assert BrokerConnection(hostname="memory://", backend_cls="kombu").create_backend().in_process
+    assert not BrokerConnection(hostname="h", backend_cls="pika").create_backend().in_process

@@ -176,7 +176,7 @@ def test_info(backend_cls: type[FakeBackend]) -> None:
         "userid": "u",
         "password": "p",
         "virtual_host": "/v",
-        "port": 5672,
+        "port": 5671,  # the TLS port, as ssl=True
         "insist": True,
         "ssl": True,
         "transport_cls": "amqplib",

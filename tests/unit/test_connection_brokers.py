@@ -389,3 +389,13 @@ def test_amqp_setting_warnings_point_at_the_callers_line():
         get_django_conninfo(settings(AMQP_SERVER="h"))
     assert len(record) == 3
     assert {w.filename for w in record} == {__file__}
+
+
+def test_failover_keeps_settings_changed_since():
+    Recorder.down = {"h1"}
+    conn = BrokerConnection(
+        "amqp://u:p@h1//;amqp://u:p@h2//", backend_cls=Recorder, port=9, connect_timeout=5
+    )
+    conn.connect_timeout = 1.5  # as ConnectionPool.acquire(connect_timeout=...) does
+    conn.connect()
+    assert (conn.hostname, conn.port, conn.connect_timeout) == ("h2", 9, 1.5)

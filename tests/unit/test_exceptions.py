@@ -24,6 +24,8 @@ from carrot.exceptions import (
     MessageStateError,
     MissingConnectionSetting,
     SerializerNotInstalled,
+    TLSError,
+    TLSVerificationError,
     UnknownDeliveryModeError,
 )
 
@@ -39,6 +41,8 @@ ALL = [
     EncodeError,
     DecodeError,
     ContentDisallowed,
+    TLSError,
+    TLSVerificationError,
     FilterWithAutoAckError,
     UnknownDeliveryModeError,
     MessageNacked,
@@ -127,6 +131,8 @@ def test_connection_limit_exceeded_names_the_limit() -> None:
         DecodeError("bad"),
         ConfirmTimeoutError(3, 1.5),
         ContentDisallowed("application/x-python-serialize", {"application/json"}),
+        TLSError("h:5671", "wrong version number", "h"),
+        TLSVerificationError("h:5671", "Hostname mismatch", "h"),
     ],
 )
 def test_pickles(exc: CarrotError) -> None:
@@ -145,3 +151,18 @@ def test_content_disallowed_names_the_type_and_what_is_accepted() -> None:
     assert "application/json, text/x" in text
     assert exc.content_type == "application/x-python-serialize"
     assert "accepts nothing" in str(ContentDisallowed("a/b", ()))
+
+
+def test_tls_errors_are_ssl_errors_naming_the_broker() -> None:
+    import ssl
+
+    exc = TLSVerificationError("127.0.0.1:5671", "certificate has expired", "broker.example")
+    assert isinstance(exc, ssl.SSLCertVerificationError)
+    assert isinstance(exc, OSError)
+    assert "127.0.0.1:5671" in str(exc)
+    assert "certificate has expired" in str(exc)
+    assert "'broker.example'" in str(exc)
+    plain = TLSError("h:5671", "tlsv1 alert unknown ca")
+    assert isinstance(plain, ssl.SSLError)
+    assert not isinstance(plain, ssl.SSLCertVerificationError)
+    assert str(plain) == "TLS handshake with the broker at h:5671 failed: tlsv1 alert unknown ca"

@@ -192,7 +192,7 @@ def test_fast_publish_writes_one_write_per_message():
 def test_fast_publish_falls_back_in_confirm_mode(monkeypatch):
     conn, transport = make_connection()
     channel = open_channel(conn)
-    channel._confirm_selected = True
+    conn.confirm_publish = True  # py-amqp waits for each publish's confirm
     calls = []
     monkeypatch.setattr(channel, "basic_publish", lambda *a, **kw: calls.append((a, kw)))
     channel.fast_publish(amqp.Message(b"b"), "x", "k")

@@ -624,3 +624,16 @@ def test_memory_transport_is_in_process(conn: BrokerConnection) -> None:
     assert backend.exchange_exists("anything") is None
     redis = BrokerConnection(hostname="127.0.0.1", backend_cls="redis").create_backend()
     assert not redis.in_process
+
+
+def test_importing_the_kombu_backend_loads_no_carrot_amqp_backend() -> None:
+    code = (
+        "import sys\n"
+        "import carrot.backends.kombu_transport\n"
+        "print(sorted(m for m in sys.modules"
+        " if m == 'carrot.backends.pyamqplib' or m.startswith('carrot.backends._amqp')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "[]"

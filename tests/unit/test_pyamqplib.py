@@ -11,6 +11,7 @@ import pytest
 from amqp import transport as amqp_transport
 from amqp.exceptions import NotFound
 
+from carrot._tls import TLSSettings
 from carrot.backends import pyamqplib
 from carrot.backends.pyamqplib import (
     DEFAULT_PORT,
@@ -20,7 +21,7 @@ from carrot.backends.pyamqplib import (
     QueueAlreadyExistsWarning,
 )
 from carrot.connection import BrokerConnection
-from carrot.exceptions import MissingConnectionSetting
+from carrot.exceptions import MissingConnectionSetting, TLSVerificationError
 
 
 class FakeChannel:
@@ -192,7 +193,7 @@ def test_transport_ssl_context() -> None:
     context = ssl.create_default_context()
     transport = make_transport(context)
     assert isinstance(transport, amqp_transport.SSLTransport)
-    assert transport._context is context
+    assert transport._tls.context is context
 
 
 @pytest.mark.parametrize(
@@ -200,7 +201,8 @@ def test_transport_ssl_context() -> None:
     [
         ("broker.example:5671", True, "broker.example"),
         ("[::1]:5671", True, "::1"),
-        ("broker.example:5671", False, None),
+        # SNI is sent either way; only the context decides whether it is checked.
+        ("broker.example:5671", False, "broker.example"),
     ],
 )
 def test_ssl_context_wraps_with_server_hostname(host, check_hostname, server_hostname) -> None:
@@ -238,15 +240,43 @@ def test_connection_passes_ssl_and_timeout_to_py_amqp(monkeypatch) -> None:
     assert isinstance(conn.connection, Recording)
     assert made == [
         {
-            "host": "h:5672",
+            "host": "h:5671",  # the TLS port: TLS is on and no port was given
             "userid": "u",
             "password": "p",
             "virtual_host": "/v",
-            "ssl": context,
+            "ssl": TLSSettings(context, "h"),
             "connect_timeout": 2.5,
             "heartbeat": 1.5,
         }
     ]
+
+
+def test_tls_settings_server_hostname_is_the_name_wrapped_with() -> None:
+    context = ssl.create_default_context()
+    calls: list[dict] = []
+    context.wrap_socket = lambda sock, **kwargs: calls.append(kwargs) or sock
+    settings = TLSSettings(context, "cert-name.example")
+    conn = Connection(host="10.0.0.1:5671", ssl=settings)
+    transport = conn.Transport("10.0.0.1:5671", 3, ssl=settings)
+    sentinel = object()
+    assert transport._wrap_socket(sentinel) is sentinel
+    assert calls == [{"server_hostname": "cert-name.example", "do_handshake_on_connect": False}]
+
+
+def test_failed_handshake_is_a_tls_error_naming_the_broker(monkeypatch) -> None:
+    class Failing(Connection):
+        def connect(self, callback=None):
+            exc = ssl.SSLCertVerificationError(1, "certificate verify failed")
+            exc.verify_message = "Hostname mismatch, certificate is not valid for 'h'."
+            raise exc
+
+    monkeypatch.setattr(pyamqplib, "Connection", Failing)
+    conn = BrokerConnection("h", "u", "p", ssl={"server_hostname": "h"}, port=5999)
+    with pytest.raises(TLSVerificationError) as info:
+        conn.connect()
+    assert isinstance(info.value, ssl.SSLCertVerificationError)
+    assert "h:5999" in str(info.value)
+    assert "Hostname mismatch" in str(info.value)
 
 
 # -- Message -------------------------------------------------------------------------

@@ -806,3 +806,25 @@ def test_queue_delete_forgets_but_cannot_delete(broker: FakeBroker, conn: Broker
     assert backend.queue_delete("q8") == 0
     assert not backend.queue_exists("q8")
     assert backend.exchange_exists("amq.topic") is None
+
+
+def test_send_receipts_settle_through_their_callback() -> None:
+    """A RECEIPT for a confirmed SEND is an ack; an ERROR naming its receipt id a nack."""
+    from types import SimpleNamespace
+
+    from carrot.backends._stomp_wire import Connection as WireConnection
+
+    sent: list[dict[str, str]] = []
+    wire = WireConnection("localhost")
+    wire.connected = True
+    wire._stomp = SimpleNamespace(send=lambda destination, body, headers: sent.append(headers))
+    outcomes: list[bool] = []
+    wire.send_confirmed("/amq/queue/q", b"1", {"a": "b"}, outcomes.append)
+    wire.send_confirmed("/amq/queue/q", b"2", {}, outcomes.append)
+    first, second = (headers["receipt"] for headers in sent)
+    assert sent[0]["a"] == "b" and first != second
+    wire._on_receipt(SimpleNamespace(headers={"receipt-id": first}))
+    assert outcomes == [True] and wire.send_settled.is_set()
+    wire._on_error(SimpleNamespace(headers={"receipt-id": second, "message": "x"}, body=b""))
+    assert outcomes == [True, False]
+    assert not wire._send_receipts

@@ -192,3 +192,17 @@ def test_not_recovered():
     assert recovery.should_recover(conn, LostError())
     conn.close()
     assert not recovery.should_recover(conn, LostError())
+
+
+def test_a_consumer_added_from_elsewhere_recovers_with_its_set():
+    plain = BrokerConnection("h", backend_cls=Fake)
+    # Nothing installed on it, and it declared nothing itself.
+    outsider = Consumer(plain, queue="q3", exchange="x", auto_declare=False)
+    conn = connection()
+    consumer_set = ConsumerSet(conn, consumers=[outsider])
+    consumer_set.register_callback(lambda data, message: None)
+    Fake.fail = ["drain"]
+    assert list(consumer_set.iterconsume(limit=2)) == [True, True]
+    assert outsider.backend is consumer_set.backend
+    assert names("consume")[-1] == ("consume", id(outsider.backend), "q3", outsider.consumer_tag)
+    assert not names("queue_declare")

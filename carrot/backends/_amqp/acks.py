@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import threading
-from threading import get_ident
 from typing import Any
 
 from carrot.backends._amqp.framing import ack_frames
@@ -129,10 +128,6 @@ class HeldAcks:
         self.dispatching = 0
         #: The thread inside the outermost running ``drain_events``.
         self.dispatch_thread: int | None = None
-
-    def other_thread_dispatching(self) -> bool:
-        """Whether another thread is dispatching (its held acks are its own)."""
-        return bool(self.dispatching) and self.dispatch_thread != get_ident()
 
     def hold(self, channel: Any) -> bool:
         """Count an ack held back on ``channel`` (lock held); true: write them now."""

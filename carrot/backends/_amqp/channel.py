@@ -6,6 +6,7 @@ overrides keep their py-amqp signatures and effects.
 
 from __future__ import annotations
 
+from threading import get_ident
 from typing import Any
 
 from amqp import spec
@@ -54,17 +55,18 @@ class Channel(seam.SeamChannel):
     ) -> None:
         """``basic_publish`` without its per-message overhead (same frames, same effect).
 
-        Falls back to :meth:`basic_publish` for confirm mode and for bodies
-        that are neither ``bytes`` nor ``str``.
+        Falls back to :meth:`basic_publish` when the connection waits for
+        each confirm (py-amqp's ``confirm_publish``) and for bodies that are
+        neither ``bytes`` nor ``str``. Confirms asked for with
+        ``confirm_select`` arrive as py-amqp events either way.
         """
         # Hot path: runs once per published message.
         conn = self.connection
         if (
             conn is None
             or not self.is_open
-            or self.confirm_selected
             or conn.confirm_publish
-            or not hasattr(conn, "write_publish")
+            or not conn.fast_path
             or not isinstance(message.body, (bytes, str))
         ):
             return self.basic_publish(
@@ -85,9 +87,9 @@ class Channel(seam.SeamChannel):
         """Acknowledge; consecutive single acks are combined (see :class:`.AckTracker`)."""
         # Hot path: once per acked message.
         conn = self.connection
-        held_acks = getattr(conn, "held_acks", None)
-        if not multiple and held_acks is not None:
-            if held_acks.other_thread_dispatching():
+        if not multiple and conn is not None:
+            held_acks = conn.held_acks
+            if held_acks.dispatching and held_acks.dispatch_thread != get_ident():
                 # Another thread is inside drain_events (maybe blocked reading a
                 # socket that stays quiet until the broker sees this ack): write
                 # it now, alone, leaving that thread's held-back acks to it (no

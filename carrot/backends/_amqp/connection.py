@@ -64,6 +64,7 @@ import time
 from threading import get_ident
 from typing import Any
 
+from amqp import spec
 from amqp.exceptions import UnexpectedFrame
 
 from carrot.backends._amqp import seam
@@ -72,12 +73,13 @@ from carrot.backends._amqp.channel import Channel
 from carrot.backends._amqp.framing import (
     BLOCKED_SIG,
     DELIVER_SIG,
+    LONGLONG,
     PartialDelivery,
-    PropertiesDecoder,
+    PropertiesCache,
     PublishFramer,
-    header_body_size,
     parse_blocked_reason,
     parse_deliver,
+    whole_event_buffered,
 )
 from carrot.backends._amqp.plain import PlainConnection
 from carrot.backends._amqp.reader import FrameReader
@@ -88,6 +90,9 @@ __all__ = ["CHECK_EVERY", "Connection"]
 #: (``connection.blocked``, ``channel.close``, ``basic.return``).
 CHECK_EVERY = 64
 
+_DELIVER = spec.Basic.Deliver
+_delivered_message = seam.delivered_message
+
 
 class Connection(seam.SeamConnection, PlainConnection):
     """A py-amqp connection with buffered reads, fast deliveries and flow tracking.
@@ -96,6 +101,7 @@ class Connection(seam.SeamConnection, PlainConnection):
     """
 
     Channel = Channel
+    fast_path = True
 
     #: Called with the channel id of each delivery the fast path dispatches
     #: (py-amqp's own dispatches go through ``on_inbound_method``).
@@ -105,20 +111,24 @@ class Connection(seam.SeamConnection, PlainConnection):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.held_acks = HeldAcks()
+        self.delivery_observer = None
         self.write_lock = self.held_acks.lock
         kwargs.setdefault("frame_writer", self._guarded_frame_writer)
         #: Held by the thread reading the socket (in drain_events).
         self._read_lock = threading.RLock()
         self._since_check = 0
-        self.reader = FrameReader(self._on_frame, self._before_wait)
+        self.reader = FrameReader(self._on_frame, self._before_wait, self._current_transport)
         self._partial: dict[int, PartialDelivery] = {}
-        self._properties = PropertiesDecoder()
+        self._properties = PropertiesCache()
         self.framer = PublishFramer(131072)
         super().__init__(*args, **kwargs)
 
     def _guarded_frame_writer(self, connection: Any, transport: Any) -> Any:
         # py-amqp's writer, after the held-back acks and under the write lock.
         return seam.guarded_frame_writer(connection, transport, self.write_lock, self._flush_locked)
+
+    def _current_transport(self) -> Any:
+        return self.transport
 
     def connect(self, callback: Any = None) -> Any:
         if not self.connected:
@@ -142,7 +152,6 @@ class Connection(seam.SeamConnection, PlainConnection):
             # the read buffer are its; it handles what the broker sends.
             return
         try:
-            self.reader.transport = self.transport
             if self.reader.readable():
                 with contextlib.suppress(TimeoutError):
                     while True:
@@ -216,7 +225,6 @@ class Connection(seam.SeamConnection, PlainConnection):
 
     def blocking_read(self, timeout: float | None = None) -> Any:
         """Read and handle one frame; true once a method was dispatched."""
-        self.reader.transport = self.transport
         return self.reader.next_frame(timeout)
 
     def drain_events(self, allowed_methods: Any = None, timeout: float | None = None) -> None:
@@ -259,9 +267,7 @@ class Connection(seam.SeamConnection, PlainConnection):
         return True
 
     def _drain_events(self, timeout: float | None) -> None:
-        reader = self.reader
-        reader.transport = self.transport
-        next_frame = reader.next_frame
+        next_frame = self.reader.next_frame
         held_acks = self.held_acks
         if not held_acks.dispatching:
             held_acks.dispatch_thread = get_ident()
@@ -290,11 +296,13 @@ class Connection(seam.SeamConnection, PlainConnection):
 
     def _event_buffered(self) -> bool:
         """Whether the read buffer holds a whole method (and its content) not handled yet."""
+        # Hot path (per delivery while acks are held).
         content: dict[int, int | None] = {
             ch: None if partial.properties is None else partial.body_size - partial.received
             for ch, partial in self._partial.items()
         }
-        return self.reader.has_whole_event(content)
+        reader = self.reader
+        return whole_event_buffered(reader.buf, reader.start, reader.end, content)
 
     def _on_frame(
         self, ftype: int, channel_id: int, buf: bytearray, offset: int, size: int
@@ -311,16 +319,48 @@ class Connection(seam.SeamConnection, PlainConnection):
                     channel is not None
                     and channel.__class__ is Channel
                     and not channel.is_closing
-                    and not channel.awaits_deliver()
+                    and _DELIVER not in channel.awaited_replies
                 ):
-                    self.bytes_recv += 1
-                    self._partial[channel_id] = parse_deliver(channel, buf, offset + 4)
-                    return False
+                    return self._on_deliver(channel, channel_id, buf, offset + 4)
             elif sig == BLOCKED_SIG and not channel_id:
                 # py-amqp drops connection.blocked's reason argument: keep it.
                 self._wire_blocked_reason = parse_blocked_reason(buf[offset : offset + size])
         # Everything else is py-amqp's.
         return self.on_inbound_frame((ftype, channel_id, self.reader.payload(offset, size)))
+
+    def _on_deliver(self, channel: Channel, channel_id: int, buf: bytearray, offset: int) -> bool:
+        """A ``basic.deliver``: dispatch it with its content, or wait for the content."""
+        # Hot path: once per delivery. The header and body frames usually
+        # arrived with it: take them from the buffer at once.
+        info = parse_deliver(buf, offset)
+        content = self.reader.take_content(channel_id)
+        if content is None:
+            self.bytes_recv += 1
+            self._partial[channel_id] = PartialDelivery(channel, info)
+            return False
+        offset, size, body_size, body_offset, body_frame = content
+        view = self.reader.view
+        raw = bytes(view[offset + 12 : offset + size])
+        cached = self._properties.get(raw)
+        props = self._properties.decode(raw) if cached is None else dict(cached)
+        if body_size:
+            self.bytes_recv += 3
+            body = bytes(view[body_offset : body_offset + body_frame])
+        else:
+            self.bytes_recv += 2
+            body = ""  # as py-amqp: a message without a body has body ""
+        self._deliver(channel, info, props, body)
+        if self.delivery_observer is not None:
+            self.delivery_observer(channel_id)
+        return True
+
+    def _header(self, buf: bytearray, offset: int, size: int) -> tuple[dict[str, Any], int]:
+        """The properties and body size of a content header frame."""
+        # Hot path: once per delivery.
+        raw = bytes(self.reader.view[offset + 12 : offset + size])
+        cached = self._properties.get(raw)
+        props = self._properties.decode(raw) if cached is None else dict(cached)
+        return props, LONGLONG.unpack_from(buf, offset + 4)[0]
 
     def _on_content(
         self,
@@ -331,72 +371,56 @@ class Connection(seam.SeamConnection, PlainConnection):
         offset: int,
         size: int,
     ) -> bool:
-        # Hot path: the header and body frames of a delivery.
+        # The header and body frames of a delivery that came in pieces.
         self.bytes_recv += 1
         if ftype == 2:
             if partial.properties is not None:
                 raise UnexpectedFrame("Received a second content header while expecting a body")
-            partial.properties = self._properties.decode(
-                self.reader.payload(offset + 12, size - 12)
-            )
-            body_size = partial.body_size = header_body_size(buf, offset)
-            if body_size:
+            partial.properties, partial.body_size = self._header(buf, offset, size)
+            if partial.body_size:
                 return False
             body = ""  # as py-amqp: a message without a body has body ""
         elif ftype == 3:
             if partial.properties is None:
                 raise UnexpectedFrame("Received a content body while expecting a header")
-            chunk = self.reader.payload(offset, size)
+            chunk = bytes(self.reader.view[offset : offset + size])
             received = partial.received + size
+            chunks = partial.chunks
             if received < partial.body_size:
-                partial.chunks.append(chunk)
+                if chunks is None:
+                    partial.chunks = [chunk]
+                else:
+                    chunks.append(chunk)
                 partial.received = received
                 return False
-            if partial.chunks:
-                partial.chunks.append(chunk)
-                body = b"".join(partial.chunks)
-            else:
-                body = chunk
+            body = b"".join((*chunks, chunk)) if chunks else chunk
         elif ftype == 8:
             return False
         else:
             raise UnexpectedFrame(f"Received frame {ftype} while expecting content")
         del self._partial[channel_id]
-        self._deliver(partial, body)
+        self._deliver(partial.channel, partial.delivery_info, partial.properties, body)
         if self.delivery_observer is not None:
             self.delivery_observer(channel_id)
         return True
 
-    def _deliver(self, partial: PartialDelivery, body: Any) -> None:
+    def _deliver(self, channel: Channel, info: dict[str, Any], props: Any, body: Any) -> None:
         # Hot path: hands one assembled delivery to its consumer's callback.
-        channel = partial.channel
-        props = partial.properties
         size = len(body)
         if channel.auto_decode and body and "content_encoding" in props:
             try:  # noqa: SIM105 -- hot path: try/except costs less than suppress()
                 body = body.decode(props["content_encoding"])
             except Exception:
                 pass
-        msg = seam.delivered_message(body, size, props)
-        consumer_tag = partial.consumer_tag
+        consumer_tag = info["consumer_tag"]
         callback = channel.callbacks.get(consumer_tag)
         if callback is None:
             # py-amqp logs and requeues deliveries for unknown consumers.
-            msg.delivery_info = None
-            msg.channel = None
-            channel.deliver_unclaimed(partial, msg)
+            channel.deliver_unclaimed(info, _delivered_message(body, size, props, None, None))
             return
-        delivery_tag = partial.delivery_tag
         if consumer_tag not in channel.no_ack_consumers:
             acks = channel.acks
-            acks.live.add(delivery_tag)
-            acks.order.append(delivery_tag)
-        msg.channel = channel
-        msg.delivery_info = {
-            "consumer_tag": consumer_tag,
-            "delivery_tag": delivery_tag,
-            "redelivered": partial.redelivered,
-            "exchange": partial.exchange,
-            "routing_key": partial.routing_key,
-        }
-        callback(msg)
+            tag = info["delivery_tag"]
+            acks.live.add(tag)
+            acks.order.append(tag)
+        callback(_delivered_message(body, size, props, channel, info))

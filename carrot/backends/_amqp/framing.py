@@ -9,7 +9,7 @@ A frame is ``type (octet) | channel (short) | size (long) | payload | 0xCE``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from struct import Struct
 from typing import Any
 
@@ -19,10 +19,11 @@ from carrot.backends._amqp.seam import serialize_properties
 
 __all__ = [
     "FRAME_HEADER",
+    "LONGLONG",
     "PROPERTY_CACHE_SIZE",
     "FrameError",
     "PartialDelivery",
-    "PropertiesDecoder",
+    "PropertiesCache",
     "PublishFramer",
     "ack_frames",
     "bounded_set",
@@ -41,7 +42,7 @@ _HEADER_START = Struct(">BHIHH")
 #: A body frame's start: type, channel (the size follows).
 _BODY_START = Struct(">BH")
 #: An unsigned 64-bit integer: a header frame's body size.
-_LONGLONG = Struct(">Q")
+LONGLONG = Struct(">Q")
 #: An unsigned 32-bit integer: a frame size.
 _LONG = Struct(">I")
 #: A complete basic.ack frame.
@@ -158,8 +159,8 @@ class PublishFramer:
         chunk = self.frame_max - 8
         if 0 < size <= chunk:
             # The common case: method, header and body frame in one piece.
-            return b"".join((head, _LONGLONG.pack(size), middle, _LONG.pack(size), body, FRAME_END))
-        parts = [head, _LONGLONG.pack(size), props, FRAME_END]
+            return b"".join((head, LONGLONG.pack(size), middle, _LONG.pack(size), body, FRAME_END))
+        parts = [head, LONGLONG.pack(size), props, FRAME_END]
         view = memoryview(body)
         for offset in range(0, size, chunk):
             piece = view[offset : offset + chunk]
@@ -184,23 +185,21 @@ class PartialDelivery:
 
     #: The channel object the delivery is for.
     channel: Any
-    consumer_tag: str
-    delivery_tag: int
-    redelivered: bool
-    exchange: str
-    routing_key: str
+    #: consumer_tag, delivery_tag, redelivered, exchange, routing_key (py-amqp's
+    #: ``Message.delivery_info``).
+    delivery_info: dict[str, Any]
     #: Decoded from the header frame (``None`` until it arrives).
     properties: dict[str, Any] | None = None
     #: The body size the header frame announced.
     body_size: int = 0
     #: Body frames received so far, when the body spans several.
-    chunks: list[bytes] = field(default_factory=list)
+    chunks: list[bytes] | None = None
     #: Body bytes received so far.
     received: int = 0
 
 
-def parse_deliver(channel: Any, buf: bytearray, offset: int) -> PartialDelivery:
-    """Parse ``basic.deliver``'s arguments (starting at ``offset``) into a partial delivery."""
+def parse_deliver(buf: bytearray, offset: int) -> dict[str, Any]:
+    """``basic.deliver``'s arguments (starting at ``offset``) as py-amqp's ``delivery_info``."""
     # Hot path: once per delivery. Short strings decode as py-amqp decodes
     # them ("surrogatepass": what a py-amqp publisher can send).
     n = buf[offset]
@@ -212,36 +211,31 @@ def parse_deliver(channel: Any, buf: bytearray, offset: int) -> PartialDelivery:
     exchange = buf[offset + 1 : offset + 1 + n].decode("utf-8", "surrogatepass")
     offset += 1 + n
     n = buf[offset]
-    routing_key = buf[offset + 1 : offset + 1 + n].decode("utf-8", "surrogatepass")
-    return PartialDelivery(
-        channel, consumer_tag, delivery_tag, bool(redelivered & 1), exchange, routing_key
-    )
+    return {
+        "consumer_tag": consumer_tag,
+        "delivery_tag": delivery_tag,
+        "redelivered": bool(redelivered & 1),
+        "exchange": exchange,
+        "routing_key": buf[offset + 1 : offset + 1 + n].decode("utf-8", "surrogatepass"),
+    }
 
 
-def header_body_size(buf: bytearray, offset: int) -> int:
-    """The body size a content header frame (payload at ``offset``) announces."""
-    return _LONGLONG.unpack_from(buf, offset + 4)[0]
+class PropertiesCache(dict):
+    """Decoded content-header properties by their raw bytes (flags and list).
 
+    The hot path looks up ``raw`` itself and copies a hit; :meth:`decode`
+    handles a miss.
+    """
 
-class PropertiesDecoder:
-    """Decodes a content header's properties, caching each distinct header."""
-
-    __slots__ = ("_cache",)
-
-    def __init__(self) -> None:
-        self._cache: dict[bytes, dict[str, Any]] = {}
+    __slots__ = ()
 
     def decode(self, raw: bytes) -> dict[str, Any]:
-        """A new dict of the properties encoded in ``raw`` (flags and list)."""
-        # Hot path: once per delivery.
-        cached = self._cache.get(raw)
-        if cached is None:
-            props, _ = decode_properties_basic(raw, 0)
-            if "application_headers" in props:
-                return props  # a table of any size: not worth keeping
-            bounded_set(self._cache, raw, props)
-            return dict(props)
-        return dict(cached)
+        """A new dict of the properties encoded in ``raw``, remembered for next time."""
+        props, _ = decode_properties_basic(raw, 0)
+        if "application_headers" in props:
+            return props  # a table of any size: not worth keeping
+        bounded_set(self, raw, props)
+        return dict(props)
 
 
 def parse_blocked_reason(payload: bytes) -> str | None:
@@ -273,9 +267,10 @@ def whole_event_buffered(
                 return True
             content[channel_id] = None
         elif ftype == 2:
-            if not header_body_size(buf, pos + 7):
+            (body_size,) = LONGLONG.unpack_from(buf, pos + 11)
+            if not body_size:
                 return True
-            content[channel_id] = header_body_size(buf, pos + 7)
+            content[channel_id] = body_size
         elif ftype == 3:
             left = content.get(channel_id)
             if left is None:

@@ -24,6 +24,7 @@ import amqp
 from amqp import spec
 from amqp.exceptions import ConnectionForced
 
+from carrot._tls import TLSSettings
 from carrot.backends._amqp import seam
 from carrot.backends._amqp.heartbeat import HeartbeatMonitor, shutdown_socket, wire_heartbeat
 
@@ -50,7 +51,8 @@ class PlainConnection(amqp.Connection):
     :keyword socket_settings: as py-amqp's; ``TCP_USER_TIMEOUT`` defaults
         to 0 (the system's) instead of py-amqp's 1 second, which kills a
         publisher whose writes the broker throttles.
-    :keyword ssl: as py-amqp's, or a ready :class:`ssl.SSLContext`.
+    :keyword ssl: as py-amqp's, a ready :class:`ssl.SSLContext`, or a
+        ``carrot._tls.TLSSettings`` (context and server host name).
     :keyword read_timeout: seconds a read from the socket may wait for the
         first byte of a frame (``SO_RCVTIMEO``; ``None``: no limit), as
         py-amqp: a wait that passes it raises :exc:`socket.timeout`.
@@ -64,6 +66,8 @@ class PlainConnection(amqp.Connection):
     ``None``), then drops the socket.
     """
 
+    #: Whether channels may publish through ``write_publish`` (the fast path).
+    fast_path = False
     #: Seconds a socket read may wait for a frame (``None``: no limit).
     read_timeout: float | None = None
     #: True between the broker's ``connection.blocked`` and ``connection.unblocked``.
@@ -86,6 +90,8 @@ class PlainConnection(amqp.Connection):
         if hasattr(socket, "TCP_USER_TIMEOUT"):
             settings.setdefault(socket.TCP_USER_TIMEOUT, 0)
         kwargs["socket_settings"] = settings
+        self.is_blocked = False
+        self.blocked_reason = None
         self.heartbeat_requested = float(kwargs.get("heartbeat") or 0)
         kwargs["heartbeat"] = wire_heartbeat(self.heartbeat_requested)
         if "frame_writer" not in kwargs:
@@ -244,6 +250,8 @@ class PlainConnection(amqp.Connection):
             read_timeout=read_timeout, write_timeout=write_timeout, socket_settings=socket_settings
         )
         if isinstance(ssl, ssl_module.SSLContext):
+            ssl = TLSSettings(ssl, None)
+        if isinstance(ssl, TLSSettings):
             return seam.SeamSSLTransport(host, connect_timeout=connect_timeout, ssl=ssl, **kwargs)
         return super().Transport(host, connect_timeout, ssl=ssl, **kwargs)
 

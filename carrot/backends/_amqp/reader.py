@@ -30,7 +30,7 @@ from typing import Any
 from amqp.exceptions import UnexpectedFrame
 
 from carrot.backends._amqp import seam
-from carrot.backends._amqp.framing import FRAME_HEADER, whole_event_buffered
+from carrot.backends._amqp.framing import FRAME_HEADER, LONGLONG
 
 __all__ = ["READ_SIZE", "FrameReader"]
 
@@ -51,27 +51,41 @@ class FrameReader:
         size]``, valid until the next read); :meth:`next_frame` returns what
         it returns.
     :param before_wait: called before each read from the socket.
+    :param get_transport: returns the py-amqp transport to read from.
 
     Not thread-safe: the connection lets one thread read at a time.
     """
 
-    __slots__ = ("before_wait", "buf", "end", "on_frame", "poller", "start", "transport", "view")
+    __slots__ = (
+        "before_wait",
+        "buf",
+        "end",
+        "get_transport",
+        "on_frame",
+        "poller",
+        "start",
+        "view",
+    )
 
-    def __init__(self, on_frame: Callable[..., Any], before_wait: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        on_frame: Callable[..., Any],
+        before_wait: Callable[[], None],
+        get_transport: Callable[[], Any],
+    ) -> None:
         self.on_frame = on_frame
         self.before_wait = before_wait
+        self.get_transport = get_transport
         self.buf = bytearray(READ_SIZE)
         self.view = memoryview(self.buf)
         #: Where the next frame starts, and where the bytes read end.
         self.start = 0
         self.end = 0
-        self.transport: Any = None
         self.poller: Any = None
 
-    def reset(self, transport: Any = None) -> None:
+    def reset(self) -> None:
         """Forget what was read (a new socket: a frame cut off on the old one is lost)."""
         self.start = self.end = 0
-        self.transport = transport
         self.poller = None
 
     def next_frame(self, timeout: float | None) -> Any:
@@ -91,6 +105,44 @@ class FrameReader:
                     self.start = end + 1
                     return self.on_frame(ftype, channel_id, buf, start + 7, size)
             self.fill(timeout)
+
+    def take_content(self, channel_id: int) -> tuple[int, int, int, int, int] | None:
+        """Consume a content header frame and its body frame, if both are whole here.
+
+        Returns ``(header offset, header size, body size, body offset, body
+        frame size)`` (the body ones 0 when the header announces no body) for
+        a well-formed header on ``channel_id`` followed by one body frame that
+        holds the whole body; ``None`` leaves the buffer as it was
+        (:meth:`next_frame` then handles, or rejects, those frames).
+        """
+        # Hot path: the content of a delivery, usually read with it.
+        start, end = self.start, self.end
+        if end - start < 20:
+            return None
+        buf = self.buf
+        ftype, channel, size = FRAME_HEADER.unpack_from(buf, start)
+        stop = start + 7 + size
+        if ftype != 2 or channel != channel_id or size < 12 or stop >= end or buf[stop] != 0xCE:
+            return None
+        (body_size,) = LONGLONG.unpack_from(buf, start + 11)
+        if not body_size:
+            self.start = stop + 1
+            return start + 7, size, 0, 0, 0
+        body = stop + 1
+        if end - body < 8:
+            return None
+        ftype, channel, body_frame = FRAME_HEADER.unpack_from(buf, body)
+        stop = body + 7 + body_frame
+        if (
+            ftype != 3
+            or channel != channel_id
+            or body_frame < body_size
+            or stop >= end
+            or buf[stop] != 0xCE
+        ):
+            return None
+        self.start = stop + 1
+        return start + 7, size, body_size, body + 7, body_frame
 
     def payload(self, offset: int, size: int) -> bytes:
         """A copy of ``size`` bytes of the buffer at ``offset``."""
@@ -116,7 +168,7 @@ class FrameReader:
         self.end = end + self._recv_into(self.view[end:], initial=not end, timeout=timeout)
 
     def _recv_into(self, view: memoryview, initial: bool, timeout: float | None) -> int:
-        transport = self.transport
+        transport = self.get_transport()
         sock = seam.transport_socket(transport)
         retry = _RETRY_TLS if isinstance(sock, ssl.SSLSocket) else _RETRY
         while True:
@@ -143,15 +195,11 @@ class FrameReader:
                 raise OSError("Server unexpectedly closed connection")
             return n
 
-    def has_whole_event(self, content: dict[int, int | None]) -> bool:
-        """Whether the buffer holds a whole method and its content (see :mod:`.framing`)."""
-        return whole_event_buffered(self.buf, self.start, self.end, content)
-
     def readable(self) -> bool:
         """Whether a read would find bytes now (buffered, decrypted or on the socket)."""
         if self.end - self.start >= 8:
             return True
-        sock = seam.transport_socket(self.transport)
+        sock = seam.transport_socket(self.get_transport())
         pending = getattr(sock, "pending", None)  # TLS: decrypted bytes
         if pending is not None and pending():
             return True

@@ -3,7 +3,7 @@
 The fast path needs a handful of them: handler methods to override
 (``Channel._on_basic_deliver``, ``Channel._on_open_ok``,
 ``Connection._on_tune``, ``SSLTransport._wrap_socket``), state to read
-(``Channel._confirm_selected``, ``AbstractChannel._pending``), ``Message`` objects filled in without
+(``AbstractChannel._pending``), ``Message`` objects filled in without
 ``__init__`` (``_pending_chunks`` and the rest) and
 ``GenericContent._serialize_properties``. Every other module reaches py-amqp
 through this one or through public API only (a unit test greps for it).
@@ -89,7 +89,7 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
 
 #: Instance attributes used, and the method whose code must set them.
 ATTRIBUTES: dict[str, tuple[str, ...]] = {
-    "Channel.__init__": ("_confirm_selected", "no_ack_consumers", "callbacks"),
+    "Channel.__init__": ("no_ack_consumers", "callbacks"),
     "AbstractChannel.__init__": ("_pending", "channel_id", "connection"),
     "GenericContent.__init__": (
         "frame_method",
@@ -222,9 +222,11 @@ def new_message(cls: type, body: Any, properties: dict[str, Any]) -> Any:
 _DELIVER = spec.Basic.Deliver
 
 
-def delivered_message(body: Any, size: int, properties: dict[str, Any]) -> amqp.Message:
+def delivered_message(
+    body: Any, size: int, properties: dict[str, Any], channel: Any, delivery_info: Any
+) -> amqp.Message:
     """A received :class:`amqp.Message`, as py-amqp's own frame handler leaves it."""
-    # Hot path: once per delivery (channel and delivery_info are set by the caller).
+    # Hot path: once per delivery.
     message = _new(amqp.Message)
     message.frame_method = _DELIVER
     message.frame_args = None
@@ -233,6 +235,8 @@ def delivered_message(body: Any, size: int, properties: dict[str, Any]) -> amqp.
     message.body_received = message.body_size = size
     message.ready = True
     message.body = body
+    message.channel = channel
+    message.delivery_info = delivery_info
     return message
 
 
@@ -248,14 +252,11 @@ class SeamChannel(amqp.Channel):
     def consumer_delivery(self, consumer_tag: str, delivery_tag: int) -> None:
         """Hook: py-amqp assembled a delivery for ``consumer_tag``."""
 
-    @property
-    def confirm_selected(self) -> bool:
-        """Whether the channel is in publisher-confirm mode."""
-        return self._confirm_selected
-
-    def awaits_deliver(self) -> bool:
-        """Whether a caller waits for ``basic.deliver`` through py-amqp's ``wait``."""
-        return _DELIVER in self._pending
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: py-amqp's replies being waited for (``method sig -> callback``): the
+        #: dict it creates once per channel and never replaces.
+        self.awaited_replies = self._pending
 
     def _on_open_ok(self) -> None:
         self.channel_opened()
@@ -275,14 +276,14 @@ class SeamChannel(amqp.Channel):
             consumer_tag, delivery_tag, redelivered, exchange, routing_key, msg
         )
 
-    def deliver_unclaimed(self, delivery: Any, msg: Any) -> None:
+    def deliver_unclaimed(self, delivery_info: dict[str, Any], msg: Any) -> None:
         """Hand a delivery nobody consumes to py-amqp (it logs and requeues it)."""
         self._on_basic_deliver(
-            delivery.consumer_tag,
-            delivery.delivery_tag,
-            delivery.redelivered,
-            delivery.exchange,
-            delivery.routing_key,
+            delivery_info["consumer_tag"],
+            delivery_info["delivery_tag"],
+            delivery_info["redelivered"],
+            delivery_info["exchange"],
+            delivery_info["routing_key"],
             msg,
         )
 
@@ -300,19 +301,20 @@ class SeamConnection(amqp.Connection):
 
 
 class SeamSSLTransport(amqp_transport.SSLTransport):
-    """py-amqp's TLS transport wrapping the socket with a ready :class:`ssl.SSLContext`."""
+    """py-amqp's TLS transport wrapping with the context and host name of a ``TLSSettings``."""
 
-    __slots__ = ("_context",)
+    __slots__ = ("_tls",)
 
     def __init__(self, host: str, connect_timeout: Any = None, ssl: Any = None, **kwargs: Any):
-        self._context = ssl
+        self._tls = ssl
         super().__init__(host, connect_timeout=connect_timeout, ssl=True, **kwargs)
 
     def _wrap_socket(self, sock: Any, **sslopts: Any) -> Any:
         # py-amqp has already split off the port (and an IPv6 literal's brackets).
-        server_hostname = self.host if self._context.check_hostname else None
-        return self._context.wrap_socket(
-            sock, server_hostname=server_hostname, do_handshake_on_connect=False
+        return self._tls.context.wrap_socket(
+            sock,
+            server_hostname=self._tls.server_hostname or self.host,
+            do_handshake_on_connect=False,
         )
 
 
