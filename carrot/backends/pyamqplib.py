@@ -79,6 +79,12 @@ class Connection(WaitMulti, _Base):
     """
 
 
+def _limits(conninfo: Any) -> dict[str, Any]:
+    # BrokerConnection(max_body_size=...) where it has the keyword.
+    max_body_size = getattr(conninfo, "max_body_size", None)
+    return {} if max_body_size is None else {"max_body_size": max_body_size}
+
+
 def _plain_new_message(cls: type, body: Any, properties: dict[str, Any]) -> Any:
     return cls(body, **properties)
 
@@ -163,6 +169,7 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
             virtual_host=conninfo.virtual_host,
             ssl=tls or False,
             connect_timeout=conninfo.connect_timeout,
+            **_limits(conninfo),
         )
         try:
             conn.connect()
