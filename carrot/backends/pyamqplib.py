@@ -89,6 +89,12 @@ class Connection(WaitMulti, _Base):
     """
 
 
+def _limits(conninfo: Any) -> dict[str, Any]:
+    # BrokerConnection(max_body_size=...) where it has the keyword.
+    max_body_size = getattr(conninfo, "max_body_size", None)
+    return {} if max_body_size is None else {"max_body_size": max_body_size}
+
+
 def _plain_new_message(cls: type, body: Any, properties: dict[str, Any]) -> Any:
     return cls(body, **properties)
 
@@ -174,6 +180,7 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
             ssl=tls or False,
             connect_timeout=conninfo.connect_timeout,
             heartbeat=getattr(conninfo, "heartbeat", 0),
+            **_limits(conninfo),
         )
         try:
             conn.connect()

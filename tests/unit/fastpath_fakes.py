@@ -62,6 +62,9 @@ class FakeTransport:
     def write(self, data: Any) -> None:
         self.written.append(bytes(data))
 
+    def close(self) -> None:
+        self.connected = False
+
     @contextlib.contextmanager
     def having_timeout(self, timeout: float | None) -> Any:
         yield self.sock

@@ -951,3 +951,102 @@ def test_holding_an_ack_waits_for_another_threads_write():
     worker.join(10)
     assert done.is_set()
     assert transport.take() == ack_frames(1, [], 1)
+
+
+# -- frame and body limits (hostile or broken brokers) --------------------------------
+
+
+class CountingSocket(FakeSocket):
+    """A FakeSocket that counts reads (a limit must not wait for more data)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def recv_into(self, view: memoryview) -> int:
+        self.reads += 1
+        return super().recv_into(view)
+
+
+def limited_connection(**kwargs: Any) -> tuple[FastConnection, FakeTransport, CountingSocket]:
+    conn = FastConnection(host="fake:5672", **kwargs)
+    transport = FakeTransport()
+    transport.sock = sock = CountingSocket()
+    conn._transport = transport
+    conn.on_inbound_frame = frame_handler(conn, conn.on_inbound_method)
+    conn.frame_writer = conn._guarded_frame_writer(conn, transport)
+    conn.frame_max = 131072
+    conn.tuned()
+    return conn, transport, sock
+
+
+@pytest.mark.parametrize("size", [131072 - 7, 131072, 2**31, 2**32 - 1])
+def test_a_frame_over_frame_max_fails_at_once_with_frame_error_501(size):
+    conn, _transport, sock = limited_connection()
+    open_channel(conn, 1)
+    # Only the 7 header octets arrive: the error must not wait for the payload.
+    sock.feed(bytes([3]) + (1).to_bytes(2, "big") + size.to_bytes(4, "big"))
+    with pytest.raises(amqp.exceptions.FrameError) as info:
+        conn.drain_events(timeout=None)
+    assert info.value.code == 501
+    assert f"frame of {size} bytes" in str(info.value)
+    assert sock.reads == 1
+    assert len(conn.reader.buf) == reader.READ_SIZE  # nothing allocated for it
+    assert conn._transport is None  # the connection is collected: no later read hangs
+
+
+def test_a_frame_of_exactly_frame_max_is_accepted():
+    conn, _transport, sock = limited_connection()
+    channel = open_channel(conn, 1)
+    got: list[Any] = []
+    channel.callbacks["c"] = got.append
+    body = b"x" * (131072 - 8)
+    sock.feed(deliver(1, "c", 1, body))
+    conn.drain_events(timeout=None)
+    assert got[0].body == body
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["buffered", "header-alone"])
+def test_a_body_over_max_body_size_fails_before_any_body_arrives(whole):
+    conn, _transport, sock = limited_connection(max_body_size=100)
+    channel = open_channel(conn, 1)
+    channel.callbacks["c"] = lambda m: pytest.fail("delivered")
+    data = deliver(1, "c", 1, b"y" * 101)
+    header_end = data.index(b"\xce", data.index(b"\xce") + 1) + 1  # method + header frames
+    sock.feed(data if whole else data[:header_end])
+    with pytest.raises(amqp.exceptions.FrameError) as info:
+        conn.drain_events(timeout=None)
+    assert info.value.code == 501
+    assert "body of 101 bytes, over max_body_size (100)" in str(info.value)
+    assert conn._partial == {}
+    assert sock.reads == 1
+
+
+def test_a_body_of_exactly_max_body_size_is_accepted():
+    conn, _transport, sock = limited_connection(max_body_size=100)
+    channel = open_channel(conn, 1)
+    got: list[Any] = []
+    channel.callbacks["c"] = got.append
+    sock.feed(deliver(1, "c", 1, b"y" * 100))
+    conn.drain_events(timeout=None)
+    assert got[0].body == b"y" * 100
+
+
+def test_a_2_to_the_62_byte_body_in_basic_get_ok_fails_at_once():
+    # Content py-amqp assembles (basic.get-ok) gets the same limit, default 512 MiB.
+    conn, _transport, sock = limited_connection()
+    assert conn.max_body_size == 512 * 1024 * 1024
+    open_channel(conn, 1)
+    get_ok = method(1, spec.Basic.GetOk, "Lbssl", (1, False, "ex", "rk", 0))
+    header_payload = b"\x00\x3c\x00\x00" + (2**62).to_bytes(8, "big") + b"\x00\x00"
+    header = bytes([2]) + (1).to_bytes(2, "big") + len(header_payload).to_bytes(4, "big")
+    sock.feed(get_ok + header + header_payload + b"\xce")
+    with pytest.raises(amqp.exceptions.FrameError, match=r"body of 4611686018427387904 bytes"):
+        for _ in range(3):
+            conn.drain_events(timeout=None)
+
+
+@pytest.mark.parametrize("bad", [-1, 0, "big", 1.5, True, None])
+def test_max_body_size_must_be_a_byte_count(bad):
+    with pytest.raises(ValueError, match=f"max_body_size must be .* not {bad!r}"):
+        FastConnection(host="fake:5672", max_body_size=bad)

@@ -236,7 +236,9 @@ def test_connection_passes_ssl_and_timeout_to_py_amqp(monkeypatch) -> None:
 
     monkeypatch.setattr(pyamqplib, "Connection", Recording)
     context = ssl.create_default_context()
-    conn = BrokerConnection("h", "u", "p", "/v", ssl=context, connect_timeout=2.5, heartbeat=1.5)
+    conn = BrokerConnection(
+        "h", "u", "p", "/v", ssl=context, connect_timeout=2.5, heartbeat=1.5, max_body_size=1000
+    )
     assert isinstance(conn.connection, Recording)
     assert made == [
         {
@@ -247,8 +249,10 @@ def test_connection_passes_ssl_and_timeout_to_py_amqp(monkeypatch) -> None:
             "ssl": TLSSettings(context, "h"),
             "connect_timeout": 2.5,
             "heartbeat": 1.5,
+            "max_body_size": 1000,  # the fast path's body limit
         }
     ]
+    assert conn.connection.max_body_size == 1000
 
 
 def test_tls_settings_server_hostname_is_the_name_wrapped_with() -> None:

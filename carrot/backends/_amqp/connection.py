@@ -65,7 +65,7 @@ from threading import get_ident
 from typing import Any
 
 from amqp import spec
-from amqp.exceptions import UnexpectedFrame
+from amqp.exceptions import FrameError, UnexpectedFrame
 
 from carrot.backends._amqp import seam
 from carrot.backends._amqp.acks import HeldAcks
@@ -122,6 +122,7 @@ class Connection(seam.SeamConnection, PlainConnection):
         self._properties = PropertiesCache()
         self.framer = PublishFramer(131072)
         super().__init__(*args, **kwargs)
+        self.reader.frame_limit = max(self.frame_max, 131072) - 8
 
     def _guarded_frame_writer(self, connection: Any, transport: Any) -> Any:
         # py-amqp's writer, after the held-back acks and under the write lock.
@@ -141,6 +142,8 @@ class Connection(seam.SeamConnection, PlainConnection):
 
     def tuned(self) -> None:
         self.framer = PublishFramer(self.frame_max)
+        # frame_max counts the 7 header octets and the end octet.
+        self.reader.frame_limit = (self.frame_max or 2**32) - 8
 
     # -- flow control -------------------------------------------------------------
 
@@ -282,6 +285,12 @@ class Connection(seam.SeamConnection, PlainConnection):
                 # not come back, so the acks made so far go out now.
                 with contextlib.suppress(OSError):
                     self.flush_acks()
+            if isinstance(exc, FrameError):
+                # The stream can no longer be cut into frames: the connection
+                # is done (the broker requeues what was unacknowledged).
+                self.reader.reset()
+                self._partial.clear()
+                self.collect()
             lost = self._lost(exc)
             if lost is not None:
                 raise lost from exc
@@ -325,6 +334,11 @@ class Connection(seam.SeamConnection, PlainConnection):
             elif sig == BLOCKED_SIG and not channel_id:
                 # py-amqp drops connection.blocked's reason argument: keep it.
                 self._wire_blocked_reason = parse_blocked_reason(buf[offset : offset + size])
+        elif ftype == 2 and size >= 12:
+            # Content py-amqp assembles (basic.get-ok, basic.return): the same limit.
+            (body_size,) = LONGLONG.unpack_from(buf, offset + 4)
+            if body_size > self.max_body_size:
+                raise self._body_too_large(channel_id, body_size)
         # Everything else is py-amqp's.
         return self.on_inbound_frame((ftype, channel_id, self.reader.payload(offset, size)))
 
@@ -339,6 +353,8 @@ class Connection(seam.SeamConnection, PlainConnection):
             self._partial[channel_id] = PartialDelivery(channel, info)
             return False
         offset, size, body_size, body_offset, body_frame = content
+        if body_size > self.max_body_size:
+            raise self._body_too_large(channel_id, body_size)
         view = self.reader.view
         raw = bytes(view[offset + 12 : offset + size])
         cached = self._properties.get(raw)
@@ -357,10 +373,21 @@ class Connection(seam.SeamConnection, PlainConnection):
     def _header(self, buf: bytearray, offset: int, size: int) -> tuple[dict[str, Any], int]:
         """The properties and body size of a content header frame."""
         # Hot path: once per delivery.
+        (body_size,) = LONGLONG.unpack_from(buf, offset + 4)
+        if body_size > self.max_body_size:
+            raise self._body_too_large(None, body_size)
         raw = bytes(self.reader.view[offset + 12 : offset + size])
         cached = self._properties.get(raw)
         props = self._properties.decode(raw) if cached is None else dict(cached)
-        return props, LONGLONG.unpack_from(buf, offset + 4)[0]
+        return props, body_size
+
+    def _body_too_large(self, channel_id: int | None, body_size: int) -> FrameError:
+        where = "" if channel_id is None else f" on channel {channel_id}"
+        return FrameError(
+            f"Received a content header{where} announcing a body of {body_size} bytes, "
+            f"over max_body_size ({self.max_body_size})",
+            reply_code=501,
+        )
 
     def _on_content(
         self,

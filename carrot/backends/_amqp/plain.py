@@ -27,6 +27,7 @@ from amqp.exceptions import ConnectionForced
 from carrot._tls import TLSSettings
 from carrot.backends._amqp import seam
 from carrot.backends._amqp.heartbeat import HeartbeatMonitor, shutdown_socket, wire_heartbeat
+from carrot.connection import DEFAULT_MAX_BODY_SIZE, _check_max_body_size
 
 __all__ = [
     "CLOSE_TIMEOUT",
@@ -53,6 +54,11 @@ class PlainConnection(amqp.Connection):
         publisher whose writes the broker throttles.
     :keyword ssl: as py-amqp's, a ready :class:`ssl.SSLContext`, or a
         ``carrot._tls.TLSSettings`` (context and server host name).
+    :keyword max_body_size: the largest message body accepted, in bytes
+        (default 512 MiB, RabbitMQ's own limit): a content header announcing
+        more fails at once with :exc:`amqp.exceptions.FrameError` (AMQP error
+        501), before any of the body is read. Enforced by the fast path
+        (:class:`~.connection.Connection`); plain py-amqp has no such limit.
     :keyword read_timeout: seconds a read from the socket may wait for the
         first byte of a frame (``SO_RCVTIMEO``; ``None``: no limit), as
         py-amqp: a wait that passes it raises :exc:`socket.timeout`.
@@ -66,6 +72,8 @@ class PlainConnection(amqp.Connection):
     ``None``), then drops the socket.
     """
 
+    #: The largest message body accepted (see the ``max_body_size`` keyword).
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE
     #: Whether channels may publish through ``write_publish`` (the fast path).
     fast_path = False
     #: Seconds a socket read may wait for a frame (``None``: no limit).
@@ -90,6 +98,9 @@ class PlainConnection(amqp.Connection):
         if hasattr(socket, "TCP_USER_TIMEOUT"):
             settings.setdefault(socket.TCP_USER_TIMEOUT, 0)
         kwargs["socket_settings"] = settings
+        self.max_body_size = _check_max_body_size(
+            kwargs.pop("max_body_size", DEFAULT_MAX_BODY_SIZE)
+        )
         self.is_blocked = False
         self.blocked_reason = None
         self.heartbeat_requested = float(kwargs.get("heartbeat") or 0)

@@ -17,6 +17,12 @@ Errors are those of py-amqp's ``transport.read_frame``, case by case:
   peer closing the socket (``OSError("Server unexpectedly closed
   connection")``);
 * a frame whose end octet is not ``0xCE`` raises :exc:`UnexpectedFrame`.
+
+Beyond py-amqp: a frame header announcing a payload larger than
+:attr:`FrameReader.frame_limit` (the negotiated ``frame_max`` less the 8
+octets of header and end) raises :exc:`amqp.exceptions.FrameError` (AMQP
+error 501) as soon as its 7 header octets are read: the buffer never grows
+for data that has not arrived, nor beyond one frame_max.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
-from amqp.exceptions import UnexpectedFrame
+from amqp.exceptions import FrameError, UnexpectedFrame
 
 from carrot.backends._amqp import seam
 from carrot.backends._amqp.framing import FRAME_HEADER, LONGLONG
@@ -60,6 +66,7 @@ class FrameReader:
         "before_wait",
         "buf",
         "end",
+        "frame_limit",
         "get_transport",
         "on_frame",
         "poller",
@@ -82,6 +89,8 @@ class FrameReader:
         self.start = 0
         self.end = 0
         self.poller: Any = None
+        #: The largest frame payload accepted (``frame_max - 8``).
+        self.frame_limit = 131072 - 8
 
     def reset(self) -> None:
         """Forget what was read (a new socket: a frame cut off on the old one is lost)."""
@@ -96,6 +105,12 @@ class FrameReader:
             if self.end - start >= 7:
                 buf = self.buf
                 ftype, channel_id, size = FRAME_HEADER.unpack_from(buf, start)
+                if size > self.frame_limit:
+                    raise FrameError(
+                        f"Received a frame of {size} bytes on channel {channel_id}, "
+                        f"over the {self.frame_limit + 8} bytes of frame_max",
+                        reply_code=501,
+                    )
                 end = start + 7 + size
                 if end < self.end:
                     if buf[end] != 0xCE:
