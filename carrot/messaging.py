@@ -1303,6 +1303,7 @@ class ConsumerSet:
     def cancel(self) -> None:
         """Stop every consumer of the set (the channel stays open)."""
         open_consumers, self._open_consumers = self._open_consumers, {}
+        self._accepted_types.clear()
         for tag, consumer in open_consumers.items():
             self.backend.cancel(tag)
             consumer.channel_open = False
@@ -1318,6 +1319,7 @@ class ConsumerSet:
         for tag, consumer in list(self._open_consumers.items()):
             if consumer.queue == queue:
                 del self._open_consumers[tag]
+                self._accepted_types.pop(tag, None)
                 self.backend.cancel(tag)
                 consumer.channel_open = False
         self.consumers[:] = [c for c in self.consumers if c.queue != queue]

@@ -25,15 +25,20 @@ How it works:
   call: a new backend (channel), the exchanges, queues and bindings it
   declared declared again (exclusive and auto-delete queues included), its
   ``qos`` applied again, its consumers registered again with the same
-  consumer tags and callbacks. Then the call is made again (``send``,
-  ``fetch``) or carries on (``iterconsume``, ``wait``).
+  consumer tags and callbacks; a publisher with ``confirm=True`` is put in
+  confirm mode again and its unconfirmed messages published again. Then the
+  call is made again (``send``, ``fetch``) or carries on (``iterconsume``,
+  ``wait``).
 * The old backend is retired: ``ack()``, ``reject()`` and ``requeue()`` of a
   message delivered on the lost connection do nothing (the broker has
   already put the message back; it comes again with ``redelivered=True``).
 
-Threads: each connection has one recovery lock (reentrant); a thread that
-finds another one already reconnected (a newer generation) does not
-reconnect again, it only rebinds its own objects.
+Threads: each connection has one recovery lock (reentrant), held while
+reconnecting and while rebinding; a thread that finds another one already
+reconnected (a newer generation) does not reconnect again, it only rebinds
+its own objects. One Publisher, Consumer or ConsumerSet is still used by one
+thread at a time, as without recovery. Closing the connection stops the
+retries.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from carrot.exceptions import ConnectionClosedError
+from carrot.exceptions import ConnectionClosedError, TLSVerificationError
 
 __all__ = ["EXCLUSIVE_QUEUE_GRACE", "install", "intervals", "reconnect", "should_recover"]
 
@@ -108,10 +113,19 @@ def reconnect(connection: Any, exc: BaseException, generation: int) -> None:
         recoverable = connection._recoverable_connection_errors()
         started = time.monotonic()
         for attempt in itertools.count(1):
+            if connection._closed is True:
+                raise exc  # closed by another thread meanwhile: stop trying
             try:
-                connection._connection = connection._establish()
-                connection._closed = False
+                established = connection._establish()
             except recoverable as error:
+                if isinstance(error, TLSVerificationError):
+                    # The certificate will not change by waiting: an
+                    # operator must act. (It is an OSError, so it looks
+                    # recoverable.)
+                    logger.warning(
+                        "not reconnecting to %s: %s", connection._masked_url(), _describe(error)
+                    )
+                    raise
                 if max_retries and attempt > max_retries:
                     logger.warning(
                         "giving up reconnecting to %s after %d attempts: %s",
@@ -130,6 +144,11 @@ def reconnect(connection: Any, exc: BaseException, generation: int) -> None:
                 )
                 time.sleep(delay)
             else:
+                if connection._closed is True:  # closed while connecting: not ours to open
+                    connection._close_quietly(established)
+                    raise exc
+                connection._connection = established
+                connection._closed = False
                 break
         connection._generation += 1
         logger.info(

@@ -129,6 +129,8 @@ class FaultProxy:
         self.port = port
         #: Connections accepted so far.
         self.accepted = 0
+        #: When the proxy last started listening (:func:`time.monotonic`).
+        self.listening_since = 0.0
         self._links: set[_Link] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -201,6 +203,10 @@ class FaultProxy:
         if not self._not_listening.wait(JOIN_TIMEOUT):
             raise RuntimeError("the fault proxy did not stop listening")
 
+    def wait_listening(self, timeout: float = JOIN_TIMEOUT) -> bool:
+        """Wait until the proxy listens (again, after :meth:`refuse`); false on timeout."""
+        return self._listening.wait(timeout)
+
     def allow(self) -> None:
         """Accept connections again (ends :meth:`refuse` now); waits until listening."""
         self._not_listening.clear()
@@ -244,6 +250,7 @@ class FaultProxy:
         listener.listen(64)
         listener.settimeout(POLL)
         self.port = listener.getsockname()[1]
+        self.listening_since = time.monotonic()
         self._listener = listener
         self._not_listening.clear()
         self._listening.set()

@@ -167,6 +167,7 @@ def test_poison_message_without_handler_raises_and_does_not_come_back(broker):
     consumer.cancel()
     consumer.backend.close()  # an unsettled message would be redelivered now
     assert consumer.fetch() is None
+    assert broker.ready(consumer.queue) == 0
 
 
 def test_poison_message_handler_leaving_it_unsettled(broker):
@@ -187,6 +188,7 @@ def test_poison_message_handler_leaving_it_unsettled(broker):
     consumer.cancel()
     consumer.backend.close()
     assert consumer.fetch() is None
+    assert broker.ready(consumer.queue) == 0
 
 
 def test_poison_message_handler_may_settle_it_itself(broker):
@@ -209,6 +211,7 @@ def test_poison_message_handler_may_settle_it_itself(broker):
     consumer.cancel()
     consumer.backend.close()
     assert consumer.fetch() is None
+    assert broker.ready(consumer.queue) == 0
 
 
 def test_consumer_set_poison_message_without_handler(broker):

@@ -76,3 +76,19 @@ def test_cli_ping_with_a_broker_list_names_the_one_that_answered(capsys):
     out = capsys.readouterr().out
     assert out.startswith("connected to amqp://guest:***@127.0.0.1:5672//: RabbitMQ")
     assert "guest:guest" not in out
+
+
+def test_django_broker_url_fails_over_and_connects():
+    import types
+
+    from carrot.connection import DjangoBrokerConnection
+
+    port = closed_port()
+    settings = types.SimpleNamespace(
+        BROKER_URL=f"amqp://guest:guest@127.0.0.1:{port}//;amqp://guest:guest@127.0.0.1:5672//",
+        BROKER_CONNECTION_TIMEOUT=3,
+        BROKER_HEARTBEAT=0,
+    )
+    with DjangoBrokerConnection(settings=settings) as conn:
+        assert conn.connection.server_properties["product"]
+        assert (conn.port, conn.connect_timeout) == (5672, 3)

@@ -385,3 +385,14 @@ def test_confirmed_publisher_recovers_in_confirm_mode(
     assert bodies == {f"m{i}" for i in range(20)}
     publisher.close()
     conn.close()
+
+
+@pytest.mark.parametrize("contender", ["carrot auto_recover", "kombu ConsumerMixin"])
+def test_the_recovery_benchmark_measures_a_round(contender, monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import recovery as bench
+
+    seconds = bench.one_round(contender, "cut")
+    assert 0 < seconds < 5

@@ -68,3 +68,40 @@ def test_login_use_and_close_leave_no_trace(tls, user, backend, tls_on, caplog):
     assert SECRET not in caplog.text
     for text in seen:
         assert SECRET not in text
+
+
+def test_recovery_after_a_forced_close_leaves_no_trace(tls, user, caplog):
+    conn = BrokerConnection(
+        "127.0.0.1",
+        user,
+        SECRET,
+        port=AMQP_PORT,
+        auto_recover=True,
+        retry_policy={"max_retries": 20, "interval_start": 0.1, "interval_step": 0.1},
+    )
+    queue = f"carrot.test.pw.{uuid.uuid4().hex[:8]}"
+    with caplog.at_level(logging.DEBUG):
+        consumer = Consumer(conn, queue=queue, exchange=queue, routing_key=queue, auto_delete=True)
+        publisher = Publisher(conn, exchange=queue, routing_key=queue, auto_delete=True)
+        publisher.send("before")
+        tls.ctl("close_all_connections", "carrot test: forced close")
+        got = []
+        first = consumer.fetch()  # a synchronous call: sees the loss and recovers
+        if first is not None:
+            got.append(first.payload)
+            first.ack()
+        publisher.send("after")
+        for _ in range(50):
+            message = consumer.fetch()
+            if message is not None:
+                got.append(message.payload)
+                message.ack()
+                if "after" in got:
+                    break
+        consumer.backend.queue_delete(queue)
+        publisher.close()
+        consumer.close()
+        conn.close()
+    assert "after" in got
+    assert "reconnecting" in caplog.text  # recovery did run and log
+    assert SECRET not in caplog.text

@@ -33,11 +33,12 @@ def connection(hostname: str, ssl_option, **kwargs) -> BrokerConnection:
 
 
 def assert_tls_round_trip(conn: BrokerConnection) -> None:
-    """The connection is TLS and carries messages."""
+    """The connection is TLS (checked for py-amqp's socket) and carries messages."""
     with conn:
-        sock = conn.connection.transport.sock
-        assert isinstance(sock, ssl.SSLSocket)
-        assert sock.version() in ("TLSv1.2", "TLSv1.3")
+        transport = getattr(conn.connection, "transport", None)
+        if transport is not None:
+            assert isinstance(transport.sock, ssl.SSLSocket)
+            assert transport.sock.version() in ("TLSv1.2", "TLSv1.3")
         queue = f"carrot.test.tls.{uuid.uuid4().hex[:12]}"
         consumer = Consumer(conn, queue=queue, exchange=queue, routing_key=queue, auto_delete=True)
         publisher = Publisher(conn, exchange=queue, routing_key=queue, auto_delete=True)
@@ -139,3 +140,21 @@ def test_amqps_url_with_explicit_ssl_options(tls):
     url = f"amqps://guest:guest@127.0.0.1:{TLS_PORT}//"
     option = {"ca_certs": tls.ca, "server_hostname": "localhost"}
     assert_tls_round_trip(BrokerConnection(url, ssl=option, connect_timeout=5))
+
+
+@pytest.mark.parametrize(
+    ("hostname", "ca_name", "ok"),
+    [("localhost", "ca", True), ("127.0.0.1", "ca", False), ("localhost", "other_ca", False)],
+    ids=["right-host", "wrong-host", "untrusted-ca"],
+)
+def test_pika_backend_verifies_too(tls, hostname, ca_name, ok):
+    pytest.importorskip("pika")
+    conn = connection(hostname, {"ca_certs": getattr(tls, ca_name)}, backend_cls="pika")
+    try:
+        if ok:
+            assert_tls_round_trip(conn)
+        else:
+            with pytest.raises(conn.connection_errors):
+                conn.connect()
+    finally:
+        conn.close()

@@ -206,3 +206,35 @@ def test_a_consumer_added_from_elsewhere_recovers_with_its_set():
     assert outsider.backend is consumer_set.backend
     assert names("consume")[-1] == ("consume", id(outsider.backend), "q3", outsider.consumer_tag)
     assert not names("queue_declare")
+
+
+def test_closing_the_connection_stops_the_retries(monkeypatch):
+    conn = connection()
+    publisher = Publisher(conn, exchange="x")
+    Fake.fail = ["publish"]
+    Fake.refuse_connects = 1000
+    # Another thread closes the connection while recovery waits between attempts.
+    monkeypatch.setattr(recovery.time, "sleep", lambda seconds: conn.close())
+    with pytest.raises(LostError, match="publish: connection reset"):
+        publisher.send("hello")
+    assert conn.connection is None
+
+
+def test_a_certificate_failure_is_not_retried(monkeypatch, caplog):
+    from carrot.exceptions import TLSVerificationError
+
+    conn = connection()
+    publisher = Publisher(conn, exchange="x")
+    Fake.fail = ["publish"]
+
+    def refuse_certificate(self: Fake) -> object:
+        raise TLSVerificationError("h2:5671", "certificate verify failed", "h2")
+
+    monkeypatch.setattr(Fake, "establish_connection", refuse_certificate)
+    with (
+        caplog.at_level(logging.WARNING, logger="carrot.connection"),
+        pytest.raises(TLSVerificationError),
+    ):
+        publisher.send("hello")
+    assert names("sleep") == []
+    assert "not reconnecting to" in caplog.text
