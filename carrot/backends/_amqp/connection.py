@@ -77,6 +77,7 @@ from carrot.backends._amqp.framing import (
     PartialDelivery,
     PropertiesCache,
     PublishFramer,
+    frame_error,
     parse_blocked_reason,
     parse_deliver,
     whole_event_buffered,
@@ -320,7 +321,7 @@ class Connection(seam.SeamConnection, PlainConnection):
         partial = self._partial.get(channel_id)
         if partial is not None:
             return self._on_content(partial, ftype, channel_id, buf, offset, size)
-        if ftype == 1:
+        if ftype == 1 and size >= 4:
             sig = buf[offset : offset + 4]
             if sig == DELIVER_SIG:
                 channel = self.channels.get(channel_id)
@@ -330,7 +331,7 @@ class Connection(seam.SeamConnection, PlainConnection):
                     and not channel.is_closing
                     and _DELIVER not in channel.awaited_replies
                 ):
-                    return self._on_deliver(channel, channel_id, buf, offset + 4)
+                    return self._on_deliver(channel, channel_id, buf, offset, size)
             elif sig == BLOCKED_SIG and not channel_id:
                 # py-amqp drops connection.blocked's reason argument: keep it.
                 self._wire_blocked_reason = parse_blocked_reason(buf[offset : offset + size])
@@ -342,11 +343,13 @@ class Connection(seam.SeamConnection, PlainConnection):
         # Everything else is py-amqp's.
         return self.on_inbound_frame((ftype, channel_id, self.reader.payload(offset, size)))
 
-    def _on_deliver(self, channel: Channel, channel_id: int, buf: bytearray, offset: int) -> bool:
+    def _on_deliver(
+        self, channel: Channel, channel_id: int, buf: bytearray, offset: int, size: int
+    ) -> bool:
         """A ``basic.deliver``: dispatch it with its content, or wait for the content."""
         # Hot path: once per delivery. The header and body frames usually
         # arrived with it: take them from the buffer at once.
-        info = parse_deliver(buf, offset)
+        info = parse_deliver(buf, offset + 4, offset + size)
         content = self.reader.take_content(channel_id)
         if content is None:
             self.bytes_recv += 1
@@ -373,6 +376,9 @@ class Connection(seam.SeamConnection, PlainConnection):
     def _header(self, buf: bytearray, offset: int, size: int) -> tuple[dict[str, Any], int]:
         """The properties and body size of a content header frame."""
         # Hot path: once per delivery.
+        if size < 14 or buf[offset : offset + 2] != b"\x00\x3c":
+            # Not class, weight, body size and property flags of basic (60).
+            raise UnexpectedFrame(f"Received a malformed content header of {size} bytes")
         (body_size,) = LONGLONG.unpack_from(buf, offset + 4)
         if body_size > self.max_body_size:
             raise self._body_too_large(None, body_size)
@@ -383,10 +389,9 @@ class Connection(seam.SeamConnection, PlainConnection):
 
     def _body_too_large(self, channel_id: int | None, body_size: int) -> FrameError:
         where = "" if channel_id is None else f" on channel {channel_id}"
-        return FrameError(
+        return frame_error(
             f"Received a content header{where} announcing a body of {body_size} bytes, "
-            f"over max_body_size ({self.max_body_size})",
-            reply_code=501,
+            f"over max_body_size ({self.max_body_size})"
         )
 
     def _on_content(

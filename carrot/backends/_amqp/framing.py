@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from struct import Struct
+from struct import error as struct_error
 from typing import Any
 
+from amqp.exceptions import FrameError as AMQPFrameError
 from amqp.serialization import decode_properties_basic, dumps
 
 from carrot.backends._amqp.seam import serialize_properties
@@ -21,12 +23,12 @@ __all__ = [
     "FRAME_HEADER",
     "LONGLONG",
     "PROPERTY_CACHE_SIZE",
-    "FrameError",
     "PartialDelivery",
     "PropertiesCache",
     "PublishFramer",
     "ack_frames",
     "bounded_set",
+    "frame_error",
     "parse_blocked_reason",
     "parse_deliver",
     "whole_event_buffered",
@@ -57,8 +59,9 @@ BLOCKED_SIG = b"\x00\x0a\x00\x3c"  # connection.blocked (RabbitMQ)
 CONTENT_SIGS = (DELIVER_SIG, b"\x00\x3c\x00\x47", b"\x00\x3c\x00\x32")
 
 
-class FrameError(ValueError):
-    """Bytes that are not the frame expected (the connection cannot go on)."""
+def frame_error(text: str) -> AMQPFrameError:
+    """An :exc:`amqp.exceptions.FrameError` (AMQP error 501): the stream is unusable."""
+    return AMQPFrameError(text, reply_code=501)
 
 
 def bounded_set(cache: dict, key: Any, value: Any) -> None:
@@ -198,26 +201,39 @@ class PartialDelivery:
     received: int = 0
 
 
-def parse_deliver(buf: bytearray, offset: int) -> dict[str, Any]:
-    """``basic.deliver``'s arguments (starting at ``offset``) as py-amqp's ``delivery_info``."""
+def parse_deliver(buf: bytearray, offset: int, end: int) -> dict[str, Any]:
+    """``basic.deliver``'s arguments (``buf[offset:end]``) as py-amqp's ``delivery_info``.
+
+    :raises amqp.exceptions.FrameError: the arguments do not fit in the frame.
+    """
     # Hot path: once per delivery. Short strings decode as py-amqp decodes
     # them ("surrogatepass": what a py-amqp publisher can send).
-    n = buf[offset]
-    consumer_tag = buf[offset + 1 : offset + 1 + n].decode("utf-8", "surrogatepass")
-    offset += 1 + n
-    delivery_tag, redelivered = _TAG_FLAG.unpack_from(buf, offset)
-    offset += 9
-    n = buf[offset]
-    exchange = buf[offset + 1 : offset + 1 + n].decode("utf-8", "surrogatepass")
-    offset += 1 + n
-    n = buf[offset]
-    return {
-        "consumer_tag": consumer_tag,
-        "delivery_tag": delivery_tag,
-        "redelivered": bool(redelivered & 1),
-        "exchange": exchange,
-        "routing_key": buf[offset + 1 : offset + 1 + n].decode("utf-8", "surrogatepass"),
-    }
+    # Where each field lies first (a field past the frame is an error, not
+    # bytes of the next frame); then the strings, as py-amqp decodes them.
+    try:
+        tag = offset + 1
+        offset = tag + buf[offset]
+        delivery_tag, redelivered = _TAG_FLAG.unpack_from(buf, offset)
+        exchange = offset + 10
+        offset = exchange + buf[offset + 9]
+        routing_key = offset + 1
+        offset = routing_key + buf[offset]
+    except (IndexError, struct_error) as exc:
+        raise frame_error("basic.deliver's arguments run past the end of its frame") from exc
+    if offset > end:
+        raise frame_error("basic.deliver's arguments run past the end of its frame")
+    try:
+        return {
+            "consumer_tag": buf[tag : exchange - 10].decode("utf-8", "surrogatepass"),
+            "delivery_tag": delivery_tag,
+            "redelivered": bool(redelivered & 1),
+            "exchange": buf[exchange : routing_key - 1].decode("utf-8", "surrogatepass"),
+            "routing_key": buf[routing_key:offset].decode("utf-8", "surrogatepass"),
+        }
+    except UnicodeDecodeError as exc:
+        # (py-amqp raises it only once the content arrived; the stream is
+        # broken either way.)
+        raise frame_error(f"basic.deliver's arguments are not UTF-8: {exc}") from exc
 
 
 class PropertiesCache(dict):

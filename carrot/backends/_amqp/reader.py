@@ -33,10 +33,10 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
-from amqp.exceptions import FrameError, UnexpectedFrame
+from amqp.exceptions import UnexpectedFrame
 
 from carrot.backends._amqp import seam
-from carrot.backends._amqp.framing import FRAME_HEADER, LONGLONG
+from carrot.backends._amqp.framing import FRAME_HEADER, LONGLONG, frame_error
 
 __all__ = ["READ_SIZE", "FrameReader"]
 
@@ -106,10 +106,9 @@ class FrameReader:
                 buf = self.buf
                 ftype, channel_id, size = FRAME_HEADER.unpack_from(buf, start)
                 if size > self.frame_limit:
-                    raise FrameError(
+                    raise frame_error(
                         f"Received a frame of {size} bytes on channel {channel_id}, "
-                        f"over the {self.frame_limit + 8} bytes of frame_max",
-                        reply_code=501,
+                        f"over the {self.frame_limit + 8} bytes of frame_max"
                     )
                 end = start + 7 + size
                 if end < self.end:
@@ -137,7 +136,14 @@ class FrameReader:
         buf = self.buf
         ftype, channel, size = FRAME_HEADER.unpack_from(buf, start)
         stop = start + 7 + size
-        if ftype != 2 or channel != channel_id or size < 12 or stop >= end or buf[stop] != 0xCE:
+        if (
+            ftype != 2
+            or channel != channel_id
+            or size < 14
+            or stop >= end
+            or buf[stop] != 0xCE
+            or buf[start + 7 : start + 9] != b"\x00\x3c"  # class basic
+        ):
             return None
         (body_size,) = LONGLONG.unpack_from(buf, start + 11)
         if not body_size:
