@@ -84,7 +84,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from carrot import __version__, serialization
 from carrot.backends import get_backend_cls
@@ -94,6 +94,9 @@ from carrot.exceptions import CarrotError, DecodeError, InvalidURLError, Seriali
 # The CLI's URLs are the library's; the names stay importable from here.
 from carrot.urls import MASK as MASK
 from carrot.urls import format_url, mask_url, parse_url, split_urls
+
+if TYPE_CHECKING:
+    from carrot.backends.base import BaseBackend, BaseMessage
 
 __all__ = [
     "CommandError",
@@ -237,13 +240,13 @@ def _describe(exc: BaseException) -> str:
     )
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
 
 
-def _show(value: Any, limit: int = 100) -> str:
+def _show(value: object, limit: int = 100) -> str:
     text = value if isinstance(value, str) else repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -334,7 +337,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     backend_name = params.get("backend_cls") or "amqp"
     note = conn.create_backend().default_exchange_note
     queue = f"carrot.demo.{uuid.uuid4().hex[:12]}"
-    received: list[Any] = []
+    received: list[tuple[Any, BaseMessage]] = []
     sent = matched = 0
     used = []
     with conn, _delete_queue_afterwards(conn, queue):
@@ -384,7 +387,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -- ping -----------------------------------------------------------------------------
 
 
-def _time_round_trips(count: int, operation: Callable[[], Any]) -> list[float]:
+def _time_round_trips(count: int, operation: Callable[[], object]) -> list[float]:
     """Milliseconds each of ``count`` calls of ``operation`` took."""
     samples = []
     for _ in range(count):
@@ -459,7 +462,7 @@ def _encode_body(args: argparse.Namespace, body: str | bytes) -> tuple[str, str,
     return content_type, content_encoding, payload
 
 
-def _returned(backend: Any) -> str | None:
+def _returned(backend: BaseBackend) -> str | None:
     """``"NO_ROUTE (312)"`` if the broker returned the message just published, else None.
 
     The backend waits for the broker's answer to what it sent
@@ -536,7 +539,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 # -- consume --------------------------------------------------------------------------
 
 
-def _print_message(message: Any) -> None:
+def _print_message(message: BaseMessage) -> None:
     try:
         data = message.payload
     except (DecodeError, SerializerNotInstalled) as exc:
@@ -636,7 +639,7 @@ def _run_bench(
     publisher = Publisher(conn, exchange="", routing_key=queue, delivery_mode="transient")
     received = 0
 
-    def on_message(data: Any, message: Any) -> None:
+    def on_message(data: Any, message: BaseMessage) -> None:
         nonlocal received
         received += 1
         bar.update()

@@ -428,8 +428,7 @@ class Consumer:
 
     def purge(self) -> int:
         """Discard every message waiting on the queue; return how many."""
-        purged: int = self.backend.queue_purge(self.queue)
-        return purged
+        return self.backend.queue_purge(self.queue)
 
     def discard_all(self, filterfunc: Callable[[BaseMessage], object] | None = None) -> int:
         """Discard the messages waiting on the queue; return how many.
@@ -446,8 +445,7 @@ class Consumer:
            unacknowledged on the channel until it closed.
         """
         if not filterfunc:
-            purged: int = self.backend.queue_purge(self.queue)
-            return purged
+            return self.backend.queue_purge(self.queue)
         if self.no_ack or self.auto_ack:
             raise FilterWithAutoAckError()
         discarded = 0
@@ -478,8 +476,7 @@ class Consumer:
         channel is closed.
         """
         self.consume(no_ack=no_ack)
-        deliveries: Iterator[Any] = self.backend.consume(limit=limit)
-        return deliveries
+        return self.backend.consume(limit=limit)
 
     def consume(self, no_ack: bool | None = None) -> None:
         """Register this consumer with the broker; deliveries go to :meth:`receive`.
@@ -562,13 +559,13 @@ class Consumer:
         self.backend.close()
         self._closed = True
 
-    def flow(self, active: bool) -> Any:
+    def flow(self, active: bool) -> None:
         """Pause (``False``) or resume (``True``) deliveries to this channel."""
         return self.backend.flow(active)
 
     def qos(
         self, prefetch_size: int = 0, prefetch_count: int = 0, apply_global: bool = False
-    ) -> Any:
+    ) -> None:
         """Limit the unacknowledged messages delivered at a time (0: no limit)."""
         return self.backend.qos(prefetch_size, prefetch_count, apply_global)
 
@@ -864,7 +861,9 @@ class Publisher:
         self.backend.publish(
             message,
             exchange=exchange or self.exchange,
-            routing_key=routing_key,
+            # arg-type: a dict routing key is a headers exchange's, swapped
+            # for "" above; anything else is passed on as given (compat).
+            routing_key=routing_key,  # type: ignore[arg-type]
             mandatory=mandatory or self.mandatory,
             immediate=immediate,
             headers=headers,
@@ -1283,20 +1282,19 @@ class ConsumerSet:
         the channel is closed.
         """
         self.consume()
-        deliveries: Iterator[Any] = self.backend.consume(limit=limit)
-        return deliveries
+        return self.backend.consume(limit=limit)
 
     def discard_all(self) -> int:
         """Discard the messages waiting on every queue of the set; return how many."""
         return sum(consumer.discard_all() for consumer in self.consumers)
 
-    def flow(self, active: bool) -> Any:
+    def flow(self, active: bool) -> None:
         """Pause (``False``) or resume (``True``) deliveries to this channel."""
         return self.backend.flow(active)
 
     def qos(
         self, prefetch_size: int = 0, prefetch_count: int = 0, apply_global: bool = False
-    ) -> Any:
+    ) -> None:
         """Limit the unacknowledged messages delivered at a time (0: no limit)."""
         return self.backend.qos(prefetch_size, prefetch_count, apply_global)
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import importlib
 from functools import cache
-from typing import Any
+from types import ModuleType
+from typing import Any, cast
 
 from carrot.exceptions import BackendNotFound, ClientNotInstalled
 
@@ -81,7 +82,7 @@ _CLIENT_PACKAGES = {
 }
 
 
-def _import_module(module_name: str, requested: Any) -> Any:
+def _import_module(module_name: str, requested: object) -> ModuleType | None:
     """Import a backend module, or ``None`` if that module does not exist.
 
     A module that exists but needs a missing client library raises
@@ -99,16 +100,16 @@ def _import_module(module_name: str, requested: Any) -> Any:
         raise
 
 
-def _backend_from_module(module: Any, requested: Any) -> type:
+def _backend_from_module(module: ModuleType, requested: object) -> type:
     # compat: carrot < 0.10 named a backend by its module and used the
     # module's ``Backend`` class ("carrot.backends.pyamqplib", "pyamqplib").
     try:
-        return module.Backend
+        return cast(type, module.Backend)
     except AttributeError:
         raise BackendNotFound(requested, f"module {module.__name__!r} has no 'Backend'") from None
 
 
-def _import_class(path: str, requested: Any) -> type:
+def _import_class(path: str, requested: object) -> type:
     if ":" in path:
         module_name, _, cls_name = path.partition(":")
     else:
@@ -128,7 +129,7 @@ def _import_class(path: str, requested: Any) -> type:
     if module is None:
         raise BackendNotFound(requested, f"no module named {module_name!r}")
     try:
-        return getattr(module, cls_name)
+        return cast(type, getattr(module, cls_name))
     except AttributeError:
         raise BackendNotFound(requested, f"module {module_name!r} has no {cls_name!r}") from None
 
@@ -138,7 +139,7 @@ def _get_backend_cls_cached(backend: str | None) -> type:
     return _import_class(resolve_backend(backend), backend)
 
 
-def get_backend_cls(backend: Any = None) -> type:
+def get_backend_cls(backend: str | type | None = None) -> type:
     """Return the backend class for an alias, a dotted path, a class or ``None``.
 
     :raises carrot.exceptions.BackendNotFound: naming what could not be found

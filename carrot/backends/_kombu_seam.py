@@ -56,7 +56,8 @@ class _HeadersExchange(ExchangeType):
     # AMQP's headers exchange, which kombu's virtual transports lack. The
     # binding's arguments are kept, as JSON, where other types keep a pattern.
 
-    type = "headers"
+    # assignment: kombu declares ExchangeType.type = None; each type names itself.
+    type = "headers"  # type: ignore[assignment]
 
     def prepare_bind(
         self, queue: str, exchange: str, routing_key: str, arguments: dict[str, Any] | None
@@ -91,9 +92,9 @@ def _match(binding_json: str, headers: dict[str, Any]) -> bool:
 _EXCHANGE_TYPES = {**STANDARD_EXCHANGE_TYPES, "headers": _HeadersExchange}
 
 
-def _redelivered_copy(message: Any, queue: str) -> dict[str, Any]:
+def _redelivered_copy(message: virtual.Message, queue: str) -> dict[str, Any]:
     # A stored copy of a received kombu message, marked redelivered.
-    payload = message.serializable()
+    payload: dict[str, Any] = message.serializable()
     props = payload["properties"]
     payload["properties"] = {
         **props,
@@ -131,10 +132,11 @@ class _MemoryChannel(kombu_memory.Channel):
         for queue in self._lookup(exchange, routing_key):
             self._put(queue, message)
 
-    def _restore(self, message: Any) -> None:
+    def _restore(self, message: virtual.Message) -> None:
         queue = message._raw.get(_QUEUE_KEY)
         if queue is None:
-            return super()._restore(message)
+            super()._restore(message)
+            return None
         payload = _redelivered_copy(message, queue)
         payload["properties"]["delivery_tag"] = self._next_delivery_tag()
         fifo = self._queue_for(queue)
@@ -144,7 +146,7 @@ class _MemoryChannel(kombu_memory.Channel):
             fifo.not_empty.notify()
         return None
 
-    def _restore_at_beginning(self, message: Any) -> None:
+    def _restore_at_beginning(self, message: virtual.Message) -> None:
         return self._restore(message)
 
     def queue_delete(
@@ -173,7 +175,9 @@ _RedisChannelBase: Any = kombu_redis.Channel if kombu_redis is not None else vir
 _RedisTransportBase: Any = kombu_redis.Transport if kombu_redis is not None else virtual.Transport
 
 
-class _RedisChannel(_RedisChannelBase):
+# misc: the base is kombu's Redis channel when the redis client is installed,
+# the virtual one otherwise, so mypy sees Any.
+class _RedisChannel(_RedisChannelBase):  # type: ignore[misc]
     exchange_types = _EXCHANGE_TYPES
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
@@ -204,7 +208,8 @@ class _RedisChannel(_RedisChannelBase):
     ) -> None:
         queue = payload.get(_QUEUE_KEY)
         if queue is None:
-            return super()._do_restore_message(payload, exchange, routing_key, pipe, leftmost)
+            super()._do_restore_message(payload, exchange, routing_key, pipe, leftmost)
+            return None
         props = payload.setdefault("properties", {})
         props["delivery_tag"] = self._next_delivery_tag()
         props.setdefault("delivery_info", {})["redelivered"] = True
@@ -232,7 +237,7 @@ class _RedisChannel(_RedisChannelBase):
 
     def close(self) -> None:
         cycle = getattr(self.connection, "cycle", None)
-        if not self.closed and getattr(cycle, "_in_protected_read", False):
+        if cycle is not None and not self.closed and getattr(cycle, "_in_protected_read", False):
             # Closed from a message callback: kombu would wait for the reply
             # of a read it is still handling, for ever. Close once it is done.
             cycle.after_read.add(self.close)
@@ -240,13 +245,13 @@ class _RedisChannel(_RedisChannelBase):
         super().close()
 
 
-class _RedisTransport(_RedisTransportBase):
+class _RedisTransport(_RedisTransportBase):  # type: ignore[misc]  # misc: as _RedisChannel
     Channel = _RedisChannel
 
 
 #: (owner, name, parameter names or None) of each private kombu name the
 #: memory transport's fixes rely on; None checks presence only.
-MEMORY_INTERNALS: tuple[tuple[Any, str, tuple[str, ...] | None], ...] = (
+MEMORY_INTERNALS: tuple[tuple[type, str, tuple[str, ...] | None], ...] = (
     (kombu_memory.Channel, "_put", ("queue", "message", "kwargs")),
     (kombu_memory.Channel, "_put_fanout", ("exchange", "message", "routing_key", "kwargs")),
     (kombu_memory.Channel, "_restore", ("message",)),
@@ -266,7 +271,7 @@ MEMORY_INTERNALS: tuple[tuple[Any, str, tuple[str, ...] | None], ...] = (
 )
 
 #: The same for the Redis transport's fixes (empty without the redis client).
-REDIS_INTERNALS: tuple[tuple[Any, str, tuple[str, ...] | None], ...] = (
+REDIS_INTERNALS: tuple[tuple[type, str, tuple[str, ...] | None], ...] = (
     ()
     if kombu_redis is None
     else (
@@ -292,7 +297,7 @@ REDIS_INTERNALS: tuple[tuple[Any, str, tuple[str, ...] | None], ...] = (
 
 
 def missing_internals(
-    internals: Iterable[tuple[Any, str, tuple[str, ...] | None]],
+    internals: Iterable[tuple[type, str, tuple[str, ...] | None]],
 ) -> list[str]:
     """What of ``internals`` the installed kombu lacks, one line each (empty: all there)."""
     problems = []
@@ -320,7 +325,7 @@ def select_transport(
     name: str,
     patched: type,
     plain: type,
-    internals: Iterable[tuple[Any, str, tuple[str, ...] | None]],
+    internals: Iterable[tuple[type, str, tuple[str, ...] | None]],
 ) -> type:
     """``patched`` when every one of ``internals`` is there, else ``plain``, said loudly.
 
@@ -354,6 +359,7 @@ TRANSPORTS: dict[str, type] = {
 PATCHED = {name: cls in (_MemoryTransport, _RedisTransport) for name, cls in TRANSPORTS.items()}
 
 
-def queue_size(channel: Any, queue: str) -> int:
+def queue_size(channel: virtual.Channel, queue: str) -> int:
     """How many messages wait in ``queue`` (kombu's ``Channel._size``)."""
-    return channel._size(queue)
+    size: int = channel._size(queue)
+    return size

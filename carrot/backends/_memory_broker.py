@@ -18,12 +18,14 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from carrot.exceptions import ConnectionClosedError
 
 if TYPE_CHECKING:
-    from carrot.backends.queue import Backend
+    from carrot.backends.base import ConsumerCallback
+    from carrot.backends.queue import Backend, Message
+    from carrot.connection import BrokerConnection
 
 __all__ = ["POLL_INTERVAL", "Connection", "PreparedMessage", "mqueue", "reset"]
 
@@ -32,10 +34,10 @@ __all__ = ["POLL_INTERVAL", "Connection", "PreparedMessage", "mqueue", "reset"]
 POLL_INTERVAL = 0.05
 
 
-class _MessageQueue(queue_module.Queue):
+class _MessageQueue(queue_module.Queue["PreparedMessage"]):
     """A :class:`queue.Queue` that can also put at the front, and clear."""
 
-    def put_front(self, item: Any) -> None:
+    def put_front(self, item: PreparedMessage) -> None:
         """Put ``item`` where the next ``get`` takes it first."""
         with self.not_empty:
             self.queue.appendleft(item)
@@ -68,7 +70,7 @@ _consuming: set[Backend] = set()
 #: Delivery tags, unique in the process.
 _delivery_tags = itertools.count(1)
 #: delivery_tag -> the Message handed out, while someone holds it (for requeue).
-_delivered: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+_delivered: weakref.WeakValueDictionary[int, Message] = weakref.WeakValueDictionary()
 
 
 def reset() -> None:
@@ -87,7 +89,7 @@ def reset() -> None:
     _delivered.clear()
 
 
-class PreparedMessage(tuple):
+class PreparedMessage(tuple[Any, str | None, str | None]):
     """A message as :meth:`Backend.prepare_message` builds it and :data:`mqueue` holds it.
 
     A ``(body, content_type, content_encoding)`` tuple, as carrot 0.10 used:
@@ -138,7 +140,7 @@ class PreparedMessage(tuple):
 
 
 #: (backend, consumer_tag, callback) of one consumer.
-_Entry = tuple["Backend", str, Callable[[Any], Any]]
+_Entry = tuple["Backend", str, "ConsumerCallback"]
 
 
 def _dispatch(
@@ -191,7 +193,7 @@ class Connection:
         belongs to.
     """
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: BrokerConnection) -> None:
         #: The BrokerConnection this belongs to.
         self.client = client
         #: False once :meth:`close` was called.
@@ -231,7 +233,7 @@ class Connection:
 
     def channel(self) -> Backend:
         """A new backend bound to this connection (what a channel is here)."""
-        return self.client.create_backend()
+        return cast("Backend", self.client.create_backend())
 
     def close(self) -> None:
         """Close: cancel the consumers of this connection's backends."""

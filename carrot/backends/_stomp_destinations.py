@@ -111,10 +111,6 @@ def destination_info(destination: str | None) -> tuple[str, str]:
     return "", destination
 
 
-def _bool_header(value: bool) -> str:
-    return "true" if value else "false"
-
-
 def queue_headers(props: dict[str, Any]) -> dict[str, str]:
     """SUBSCRIBE headers that declare a queue with carrot's properties."""
     exclusive = bool(props.get("exclusive"))

@@ -68,6 +68,7 @@ class SideConnections:
                 raise
             getter = (conn, sub)
         conn, sub = getter
+        assert sub.buffer is not None  # subscribed with buffered=True
         try:
             frame = sub.buffer.get(timeout=timeout)
         except queue_module.Empty:
@@ -114,6 +115,7 @@ class SideConnections:
         removed = 0
         try:
             sub = conn.subscribe(destination, ack="auto", headers=headers, buffered=True)
+            assert sub.buffer is not None  # buffered=True
             deadline = time.monotonic() + max_time
             while time.monotonic() < deadline:
                 try:

@@ -152,7 +152,7 @@ class Connection:
         virtual_host: str | None = "/",
         connect_timeout: float | None = 5,
         heartbeats: tuple[int, int] = (0, 0),
-        ssl: Any = False,
+        ssl: bool | dict[str, Any] = False,
         client_cls: Any = None,
     ) -> None:
         self.host = host
@@ -182,7 +182,7 @@ class Connection:
         self._unsettled: dict[str, _Subscription] = {}
         self._receipts: dict[str, threading.Event] = {}
         #: receipt id -> ``callback(ok)`` of a SEND made with :meth:`send_confirmed`.
-        self._send_receipts: dict[str, Callable[[bool], Any]] = {}
+        self._send_receipts: dict[str, Callable[[bool], object]] = {}
         #: Set (by the receiver thread) when a SEND's receipt or ERROR came.
         self.send_settled = threading.Event()
         self._error: Any = None
@@ -403,7 +403,7 @@ class Connection:
         destination: str,
         body: bytes,
         headers: dict[str, str],
-        callback: Callable[[bool], Any],
+        callback: Callable[[bool], object],
     ) -> None:
         """SEND asking for a receipt; ``callback(True)`` on RECEIPT, ``callback(False)`` on ERROR.
 
@@ -495,7 +495,7 @@ class Connection:
 _SSL_OPTION_NAMES = {"keyfile": "key_file", "certfile": "cert_file"}
 
 
-def _ssl_options(ssl: Any) -> dict[str, Any]:
+def _ssl_options(ssl: bool | dict[str, Any]) -> dict[str, Any]:
     """stomp.py ``set_ssl`` keywords for a BrokerConnection's ``ssl`` setting."""
     if ssl is True:
         return {}

@@ -37,9 +37,9 @@ import functools
 import importlib
 import logging
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType, ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
 
 from carrot.exceptions import (
     ClientNotInstalled,
@@ -47,6 +47,10 @@ from carrot.exceptions import (
     MessageStateError,
     MissingConnectionSetting,
 )
+
+if TYPE_CHECKING:
+    from carrot.confirms import ConfirmWindow
+    from carrot.connection import BrokerConnection
 
 __all__ = [
     "ACKNOWLEDGED_STATES",
@@ -58,6 +62,7 @@ __all__ = [
     "FlowByCancelMixin",
     "MessageStateError",
     "QueueAlreadyExistsWarning",
+    "ReturnedMessage",
     "import_client",
     "publish_flags",
 ]
@@ -71,6 +76,30 @@ ACKNOWLEDGED_STATES = frozenset(["ACK", "REJECTED", "REQUEUED"])
 RETURNED_MESSAGES_MAX = 1000
 
 _NOT_DECODED = object()
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+#: What a consumer's callback receives: the backend's raw message (the
+#: consumer turns it into a :class:`BaseMessage` with ``message_to_python``).
+ConsumerCallback = Callable[[Any], object]
+
+
+class ReturnedMessage(NamedTuple):
+    """A message the broker returned as unroutable (:attr:`BaseBackend.returned_messages`).
+
+    A tuple ``(reply_code, reply_text, exchange, routing_key, message)``
+    with those names.
+
+    .. versionadded:: 0.11
+    """
+
+    reply_code: int
+    reply_text: str
+    exchange: str
+    routing_key: str
+    #: The backend's raw message as returned.
+    message: Any
 
 
 class QueueAlreadyExistsWarning(UserWarning):
@@ -125,7 +154,7 @@ class ClientAttribute:
 IMMEDIATE_EXPIRATION = "0"
 
 
-def publish_flags(mandatory: Any, immediate: Any) -> tuple[bool, str | None]:
+def publish_flags(mandatory: object, immediate: object) -> tuple[bool, str | None]:
     """``(mandatory, expiration)`` to send for carrot's ``mandatory``/``immediate``.
 
     RabbitMQ 3.0+ refuses the AMQP ``immediate`` flag by closing the
@@ -174,7 +203,7 @@ class BaseMessage:
     _state: str | None = None
     _decoded_cache: Any = _NOT_DECODED
 
-    def __init__(self, backend: Any, **kwargs: Any) -> None:
+    def __init__(self, backend: BaseBackend, **kwargs: Any) -> None:
         self.backend = backend
         self.body = kwargs.get("body")
         self.delivery_tag = kwargs.get("delivery_tag")
@@ -246,17 +275,21 @@ class BaseMessage:
         return self._state in ACKNOWLEDGED_STATES
 
 
-def _must_provide(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Mark a contract method: calling it before a backend defines it raises."""
+def _must_provide(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Mark a contract method: calling it before a backend defines it raises.
+
+    The result keeps ``method``'s signature for type checkers, so callers
+    see the contract's parameter and return types.
+    """
     name = method.__name__
 
-    def contract(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def contract(self: object, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(
             f"{type(self).__module__}.{type(self).__qualname__} does not implement "
             f"{name}(), which the carrot backend contract requires"
         )
 
-    return functools.wraps(method)(contract)
+    return cast("Callable[_P, _R]", functools.wraps(method)(contract))
 
 
 class BaseBackend:
@@ -298,13 +331,15 @@ class BaseBackend:
     #: unroutable message onto :attr:`returned_messages` (AMQP brokers do).
     returns_unroutable: bool = True
 
-    def __init__(self, connection: Any, **kwargs: Any) -> None:
+    def __init__(self, connection: BrokerConnection, **kwargs: Any) -> None:
         self.connection = connection
         self.extra_options = kwargs.get("extra_options")
         #: Messages the broker returned as unroutable (``mandatory=True``),
         #: newest last, as ``(reply_code, reply_text, exchange, routing_key,
-        #: message)``; filled by :meth:`record_return`.
-        self.returned_messages: collections.deque = collections.deque(maxlen=RETURNED_MESSAGES_MAX)
+        #: message)`` (a :class:`ReturnedMessage`); filled by :meth:`record_return`.
+        self.returned_messages: collections.deque[ReturnedMessage] = collections.deque(
+            maxlen=RETURNED_MESSAGES_MAX
+        )
 
     def _established(self) -> Any:
         """The open connection of :attr:`connection` (opened on first use).
@@ -324,7 +359,7 @@ class BaseBackend:
         """Delete a queue by name (required)."""
 
     @_must_provide
-    def get(self, *args: Any, **kwargs: Any) -> Any:
+    def get(self, *args: Any, **kwargs: Any) -> BaseMessage | None:
         """Pop a message off the queue, or return ``None`` (required)."""
 
     @_must_provide
@@ -332,39 +367,41 @@ class BaseBackend:
         """Start consuming a queue with a callback (required)."""
 
     @_must_provide
-    def consume(self, *args: Any, **kwargs: Any) -> Any:
+    def consume(self, *args: Any, **kwargs: Any) -> Iterator[Any]:  # type: ignore[empty-body]
         """Iterate over the declared consumers, yielding per message (required)."""
+        # empty-body: _must_provide replaces this body; backends override it.
 
     @_must_provide
-    def cancel(self, *args: Any, **kwargs: Any) -> Any:
+    def cancel(self, *args: Any, **kwargs: Any) -> None:
         """Cancel a consumer by its tag (required)."""
 
     @_must_provide
-    def ack(self, delivery_tag: Any) -> Any:
+    def ack(self, delivery_tag: Any) -> None:
         """Acknowledge a message (required)."""
 
     @_must_provide
-    def reject(self, delivery_tag: Any) -> Any:
+    def reject(self, delivery_tag: Any) -> None:
         """Reject a message, dropping it (required)."""
 
     @_must_provide
-    def requeue(self, delivery_tag: Any) -> Any:
+    def requeue(self, delivery_tag: Any) -> None:
         """Reject a message and put it back on the queue (required)."""
 
     @_must_provide
-    def queue_purge(self, queue: str, **kwargs: Any) -> int:
+    def queue_purge(self, queue: str, **kwargs: Any) -> int:  # type: ignore[empty-body]
         """Discard every message in ``queue``; return how many (required)."""
+        # empty-body: _must_provide replaces this body; backends override it.
 
     @_must_provide
     def publish(self, message: Any, exchange: str, routing_key: str, **kwargs: Any) -> Any:
         """Publish a prepared message (required)."""
 
     @_must_provide
-    def flow(self, active: bool) -> Any:
+    def flow(self, active: bool) -> None:
         """Pause (``False``) or resume (``True``) deliveries (required)."""
 
     @_must_provide
-    def qos(self, prefetch_size: int, prefetch_count: int, apply_global: bool = False) -> Any:
+    def qos(self, prefetch_size: int, prefetch_count: int, apply_global: bool = False) -> None:
         """Limit unacknowledged deliveries (required)."""
 
     # -- the contract: defaults -----------------------------------------------
@@ -431,7 +468,7 @@ class BaseBackend:
             lambda channel: channel.exchange_declare(exchange, "direct", passive=True)
         )
 
-    def _passive_declare(self, declare: Callable[[Any], Any]) -> bool:
+    def _passive_declare(self, declare: Callable[[Any], object]) -> bool:
         """``declare(channel)`` on a throwaway channel: False when the broker answers 404."""
         channel = self._established().channel()
         try:
@@ -477,7 +514,7 @@ class BaseBackend:
         """
         self.channel.exchange_declare("amq.direct", "direct", passive=True)  # type: ignore[attr-defined]
 
-    def round_trip(self) -> tuple[str, Callable[[], Any]]:
+    def round_trip(self) -> tuple[str, Callable[[], object]]:
         """``(label, operation)``: one request the broker answers, to time it.
 
         The default opens and closes a channel.
@@ -518,7 +555,7 @@ class BaseBackend:
             )
 
     def record_return(
-        self, reply_code: Any, reply_text: Any, exchange: str, routing_key: str, message: Any
+        self, reply_code: int, reply_text: str, exchange: str, routing_key: str, message: Any
     ) -> None:
         """Log a message the broker returned and keep it on :attr:`returned_messages`."""
         logger.warning(
@@ -528,14 +565,16 @@ class BaseBackend:
             exchange,
             routing_key,
         )
-        self.returned_messages.append((reply_code, reply_text, exchange, routing_key, message))
+        self.returned_messages.append(
+            ReturnedMessage(reply_code, reply_text, exchange, routing_key, message)
+        )
 
     #: ``True`` when :meth:`publish` returns only once the transport holds
     #: the message (an in-process queue), so ``Publisher(confirm=True)``
     #: counts each message confirmed as soon as :meth:`publish` returns.
     confirms_on_publish: bool = False
 
-    def confirm_select(self, window: Any) -> None:
+    def confirm_select(self, window: ConfirmWindow) -> None:
         """Put the channel in publisher-confirm mode; report the broker's answers to ``window``.
 
         ``window`` is a :class:`carrot.confirms.ConfirmWindow`: call its
@@ -565,7 +604,7 @@ class BaseBackend:
             )
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
@@ -588,16 +627,18 @@ class FlowByCancelMixin:
     """
 
     #: consumer_tag -> (queue, no_ack, callback) of the running consumers.
-    _consumers: dict[str, tuple[str, bool, Any]]
+    _consumers: dict[str, tuple[str, bool, ConsumerCallback]]
     #: The consumers ``flow(False)`` cancelled, to restart on ``flow(True)``.
-    _paused: dict[str, tuple[str, bool, Any]] | None = None
+    _paused: dict[str, tuple[str, bool, ConsumerCallback]] | None = None
 
-    def __init__(self, connection: Any, **kwargs: Any) -> None:
+    def __init__(self, connection: BrokerConnection, **kwargs: Any) -> None:
         super().__init__(connection, **kwargs)  # type: ignore[call-arg]
         self._consumers = {}
         self._paused = None
 
-    def remember_consumer(self, consumer_tag: str, queue: str, no_ack: bool, callback: Any) -> None:
+    def remember_consumer(
+        self, consumer_tag: str, queue: str, no_ack: bool, callback: ConsumerCallback
+    ) -> None:
         """Record a consumer ``declare_consumer`` starts (``flow(True)`` restarts it)."""
         self._consumers[consumer_tag] = (queue, no_ack, callback)
 

@@ -64,12 +64,13 @@ Limits:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from itertools import count
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import kombu
 from amqp.exceptions import ChannelError, NotFound
+from kombu.connection import Connection as KombuConnection
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 
@@ -79,10 +80,16 @@ from carrot.backends.base import (
     BaseBackend,
     BaseMessage,
     ChannelSettleMixin,
+    ConsumerCallback,
     FlowByCancelMixin,
     QueueAlreadyExistsWarning,
 )
 from carrot.exceptions import CarrotError, ClientNotInstalled
+
+if TYPE_CHECKING:
+    from kombu.message import Message as KombuMessage
+
+    from carrot.connection import BrokerConnection
 
 __all__ = [
     "REDIS_DEFAULT_PORT",
@@ -171,7 +178,7 @@ class Message(BaseMessage):
     :param kombu_message: the transport's :class:`kombu.message.Message`.
     """
 
-    def __init__(self, backend: Any, kombu_message: Any, **kwargs: Any) -> None:
+    def __init__(self, backend: Backend, kombu_message: KombuMessage, **kwargs: Any) -> None:
         # Hot path (every delivery): attributes set directly.
         self.backend = backend
         self.kombu_message = kombu_message
@@ -191,12 +198,18 @@ class Message(BaseMessage):
     @property
     def headers(self) -> dict[str, Any]:
         """The message's headers (empty when it has none)."""
-        return self.kombu_message.headers or {}
+        headers: dict[str, Any] = self.kombu_message.headers or {}
+        return headers
 
     @property
     def properties(self) -> dict[str, Any]:
         """The transport's message properties (delivery_mode, priority, ...)."""
         return self.kombu_message.properties
+
+
+#: The message class, for annotations inside :class:`Backend` (whose
+#: ``Message`` attribute shadows the name there).
+_Message = Message
 
 
 class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
@@ -237,10 +250,10 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
         UnsupportedExchangeTypeError,
     )
 
-    def __init__(self, connection: Any, **kwargs: Any) -> None:
+    def __init__(self, connection: BrokerConnection, **kwargs: Any) -> None:
         super().__init__(connection, **kwargs)
         self.default_port = kwargs.get("default_port", self.default_port)
-        self._channel: Any = None
+        self._channel: virtual.Channel | None = None
 
     def _transport_name(self) -> str:
         hostname = self.connection.hostname
@@ -266,7 +279,7 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
             return f"Redis {bytes_to_str(version)}"
         return super().server_description()
 
-    def round_trip(self) -> tuple[str, Any]:
+    def round_trip(self) -> tuple[str, Callable[[], object]]:
         """Redis: a ``PING`` command; other transports: a channel opened and closed."""
         if self._transport_name() in ("redis", "rediss"):
             return "PING", self._redis_client().ping
@@ -278,7 +291,7 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
 
     # -- connection --------------------------------------------------------
 
-    def establish_connection(self) -> kombu.Connection:
+    def establish_connection(self) -> KombuConnection:
         """Open a kombu connection with the settings of :attr:`connection`.
 
         :raises carrot.exceptions.ClientNotInstalled: the transport's client
@@ -301,7 +314,7 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
             if kombu_redis is None:
                 raise ClientNotInstalled("redis", "redis")
             options.setdefault("socket_connect_timeout", conninfo.connect_timeout)
-        connection = kombu.Connection(
+        connection = KombuConnection(
             hostname=hostname,
             userid=conninfo.userid,
             password=conninfo.password,
@@ -317,7 +330,7 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
         connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)
         return connection
 
-    def close_connection(self, connection: Any) -> None:
+    def close_connection(self, connection: KombuConnection) -> None:
         """Close a connection opened by :meth:`establish_connection`."""
         connection.close()
 
@@ -361,7 +374,9 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
 
     def _message_count(self, queue: str) -> int:
         try:
-            return self.channel.queue_declare(queue=queue, passive=True).message_count
+            declared = self.channel.queue_declare(queue=queue, passive=True)
+            message_count: int = declared.message_count
+            return message_count
         except ChannelError:
             return 0
 
@@ -437,11 +452,11 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
 
     # -- receiving ---------------------------------------------------------
 
-    def message_to_python(self, raw_message: Any) -> Message:
+    def message_to_python(self, raw_message: KombuMessage) -> _Message:
         """Wrap a kombu message in :attr:`Message`."""
         return self.Message(self, raw_message)
 
-    def get(self, queue: str, no_ack: bool = False) -> Message | None:
+    def get(self, queue: str, no_ack: bool = False) -> _Message | None:
         """Fetch one message from ``queue``, or ``None`` if it is empty."""
         channel = self.channel
         raw_message = channel.basic_get(queue, no_ack=no_ack)
@@ -453,11 +468,16 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
         return self.message_to_python(raw_message)
 
     def declare_consumer(
-        self, queue: str, no_ack: bool, callback: Any, consumer_tag: str, nowait: bool = False
+        self,
+        queue: str,
+        no_ack: bool,
+        callback: ConsumerCallback,
+        consumer_tag: str,
+        nowait: bool = False,
     ) -> str:
         """Start consuming ``queue``; ``callback(raw_message)`` per delivery."""
 
-        def on_delivery(raw_message: Any) -> Any:
+        def on_delivery(raw_message: KombuMessage) -> object:
             # Hot path: runs once per delivered message.
             raw_message.delivery_info = dict(
                 raw_message.delivery_info or (), consumer_tag=consumer_tag
@@ -468,7 +488,7 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
         self.channel.basic_consume(queue, no_ack, on_delivery, consumer_tag)
         return consumer_tag
 
-    def consume(self, limit: int | None = None) -> Any:
+    def consume(self, limit: int | None = None) -> Iterator[bool]:
         """Dispatch deliveries to the consumers' callbacks, yielding after each.
 
         Stops after ``limit`` deliveries, or when the channel has been closed.
@@ -493,7 +513,8 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
 
     # -- sending -----------------------------------------------------------
 
-    def prepare_message(
+    def prepare_message(  # type: ignore[override]
+        # override: carrot 0.10's base takes **kwargs; Publisher passes only these.
         self,
         message_data: Any,
         delivery_mode: Any,
@@ -502,15 +523,17 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
         content_encoding: str | None = None,
     ) -> dict[str, Any]:
         """Build the kombu message (a dict) to publish."""
-        return self.channel.prepare_message(
+        message: dict[str, Any] = self.channel.prepare_message(
             message_data,
             priority=priority,
             content_type=content_type,
             content_encoding=content_encoding,
             properties={"delivery_mode": delivery_mode},
         )
+        return message
 
-    def publish(
+    def publish(  # type: ignore[override]
+        # override: carrot 0.10's base takes **kwargs; Publisher passes only these.
         self,
         message: dict[str, Any],
         exchange: str,

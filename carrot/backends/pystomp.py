@@ -100,7 +100,8 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from carrot.backends._stomp_destinations import (
     KnownQueues,
@@ -122,9 +123,14 @@ from carrot.backends.base import (
     BaseBackend,
     BaseMessage,
     ClientAttribute,
+    ConsumerCallback,
     FlowByCancelMixin,
     import_client,
 )
+
+if TYPE_CHECKING:
+    from carrot.confirms import ConfirmWindow
+    from carrot.connection import BrokerConnection
 
 __all__ = [
     "DEFAULT_PORT",
@@ -166,7 +172,7 @@ _TRANSPORT_HEADERS = frozenset(
 )
 
 
-def _import_stomp() -> Any:
+def _import_stomp() -> ModuleType:
     return import_client("stomp", "stomp.py")
 
 
@@ -207,7 +213,7 @@ class Message(BaseMessage):
     :keyword consumer_tag: the consumer it was delivered to, if any.
     """
 
-    def __init__(self, backend: Any, frame: Any, **kwargs: Any) -> None:
+    def __init__(self, backend: Backend, frame: Any, **kwargs: Any) -> None:
         #: The stomp.py frame this was made from.
         self._frame = frame
         headers = frame.headers
@@ -248,6 +254,11 @@ class Message(BaseMessage):
 # -- the backend --------------------------------------------------------------
 
 
+#: The message class, for annotations inside :class:`Backend` (whose
+#: ``Message`` attribute shadows the name there).
+_Message = Message
+
+
 class Backend(FlowByCancelMixin, BaseBackend):
     """carrot's backend for RabbitMQ's STOMP plugin, on stomp.py.
 
@@ -284,7 +295,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
     #: STOMP heart-beats ``(send_ms, receive_ms)``; off.
     heartbeats: tuple[int, int] = (0, 0)
 
-    def __init__(self, connection: Any, **kwargs: Any) -> None:
+    def __init__(self, connection: BrokerConnection, **kwargs: Any) -> None:
         _import_stomp()
         super().__init__(connection, **kwargs)
         #: consumer_tag -> its subscription.
@@ -301,6 +312,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
     def _new_connection(self) -> Connection:
         self.check_settings("hostname", kind="STOMP")
         conninfo = self.connection
+        assert conninfo.hostname is not None  # check_settings raised otherwise
         conn = Connection(
             conninfo.hostname,
             int(conninfo.port or self.default_port),
@@ -322,7 +334,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
         """
         return self._new_connection()
 
-    def close_connection(self, connection: Any) -> None:
+    def close_connection(self, connection: Connection) -> None:
         """Close a connection from :meth:`establish_connection`."""
         connection.close()
 
@@ -333,7 +345,8 @@ class Backend(FlowByCancelMixin, BaseBackend):
         :raises carrot.exceptions.ConnectionClosedError: the
             :class:`~carrot.connection.BrokerConnection` was closed.
         """
-        return self._established()
+        conn: Connection = self._established()
+        return conn
 
     def close(self) -> None:
         """Cancel this backend's consumers and return unsettled ``get`` messages."""
@@ -375,7 +388,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
         """``None``: STOMP cannot ask (publishing to a missing exchange closes the connection)."""
         return None
 
-    def round_trip(self) -> tuple[str, Callable[[], Any]]:
+    def round_trip(self) -> tuple[str, Callable[[], object]]:
         """A SUBSCRIBE answered by its receipt, then UNSUBSCRIBE, on a ``/topic/`` of its own.
 
         RabbitMQ removes the topic's auto-delete queue at the UNSUBSCRIBE.
@@ -408,7 +421,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
 
     # -- consuming ---------------------------------------------------------------
 
-    def get(self, queue: str, no_ack: bool = False) -> Message | None:
+    def get(self, queue: str, no_ack: bool = False) -> _Message | None:
         """Take one message from ``queue``, or ``None`` after :attr:`get_timeout` seconds.
 
         Emulated with a subscription (``prefetch-count: 1``) on a connection
@@ -430,7 +443,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
         self,
         queue: str,
         no_ack: bool,
-        callback: Callable[[Any], Any],
+        callback: ConsumerCallback,
         consumer_tag: str,
         nowait: bool = False,
         **kwargs: Any,
@@ -481,7 +494,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
         if sub is not None and conn is not None and conn.connected:
             conn.cancel(sub)
 
-    def message_to_python(self, raw_message: Any) -> Message:
+    def message_to_python(self, raw_message: Any) -> _Message:
         """Wrap a stomp.py MESSAGE frame in a :class:`Message`."""
         # Hot path (every delivery).
         conn = self.connection.connection
@@ -525,7 +538,8 @@ class Backend(FlowByCancelMixin, BaseBackend):
 
     # -- publishing --------------------------------------------------------------
 
-    def prepare_message(
+    def prepare_message(  # type: ignore[override]
+        # override: carrot 0.10's base takes **kwargs; Publisher passes only these.
         self,
         message_data: Any,
         delivery_mode: Any,
@@ -561,8 +575,8 @@ class Backend(FlowByCancelMixin, BaseBackend):
         message: dict[str, Any],
         exchange: str,
         routing_key: Any,
-        mandatory: Any = None,
-        immediate: Any = None,
+        mandatory: bool | None = None,
+        immediate: bool | None = None,
         headers: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -597,9 +611,9 @@ class Backend(FlowByCancelMixin, BaseBackend):
 
     # -- publisher confirms --------------------------------------------------
 
-    _confirms: Any = None
+    _confirms: ConfirmWindow | None = None
 
-    def confirm_select(self, window: Any) -> None:
+    def confirm_select(self, window: ConfirmWindow) -> None:
         """Confirm each SEND with a STOMP receipt: RECEIPT is an ack, an ERROR for it a nack.
 
         Receipts are asked for per message, so ``max_unconfirmed`` messages

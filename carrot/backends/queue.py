@@ -53,8 +53,8 @@ from __future__ import annotations
 
 import itertools
 import queue as queue_module
-from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from carrot.backends import _memory_broker
 from carrot.backends._memory_broker import (
@@ -68,8 +68,11 @@ from carrot.backends._memory_broker import (
     _registry,
     reset,
 )
-from carrot.backends.base import BaseBackend, BaseMessage
+from carrot.backends.base import BaseBackend, BaseMessage, ConsumerCallback
 from carrot.exceptions import ConnectionClosedError
+
+if TYPE_CHECKING:
+    from carrot.connection import BrokerConnection
 
 __all__ = [
     "POLL_INTERVAL",
@@ -115,7 +118,7 @@ class Message(BaseMessage):
     #: The :class:`PreparedMessage` this was made from (what requeue puts back).
     _record: PreparedMessage | None = None
 
-    def __init__(self, backend: Any, **kwargs: Any) -> None:
+    def __init__(self, backend: Backend, **kwargs: Any) -> None:
         super().__init__(backend, **kwargs)
         self.properties: dict[str, Any] = kwargs.get("properties") or {}
 
@@ -123,6 +126,11 @@ class Message(BaseMessage):
     def headers(self) -> dict[str, Any]:
         """The message's headers (empty when it has none)."""
         return self.properties.get("application_headers") or {}
+
+
+#: The message class, for annotations inside :class:`Backend` (whose
+#: ``Message`` attribute shadows the name there).
+_Message = Message
 
 
 class queue_declare_ok_t(NamedTuple):  # noqa: N801 -- py-amqp's name for this result
@@ -161,10 +169,10 @@ class Backend(BaseBackend):
     #: Set by :meth:`qos`; recorded only (there is no prefetch).
     prefetch_count: int = 0
 
-    def __init__(self, connection: Any, **kwargs: Any) -> None:
+    def __init__(self, connection: BrokerConnection, **kwargs: Any) -> None:
         super().__init__(connection, **kwargs)
         # consumer_tag -> (queue, no_ack, callback)
-        self._consumers: dict[str, tuple[str, bool, Callable[[Any], Any]]] = {}
+        self._consumers: dict[str, tuple[str, bool, ConsumerCallback]] = {}
         self._turn = itertools.count()
         self._closed = False
         self._flow_active = True
@@ -175,7 +183,7 @@ class Backend(BaseBackend):
         """Return a :class:`Connection`; nothing to connect to, so no settings needed."""
         return Connection(self.connection)
 
-    def close_connection(self, connection: Any) -> None:
+    def close_connection(self, connection: Connection) -> None:
         """Close a connection from :meth:`establish_connection`."""
         connection.close()
 
@@ -247,7 +255,7 @@ class Backend(BaseBackend):
 
     # -- receiving ---------------------------------------------------------
 
-    def _to_message(self, record: Any, **delivery_info: Any) -> Message:
+    def _to_message(self, record: tuple[Any, ...], **delivery_info: Any) -> _Message:
         # Hot path (every delivery).
         if not isinstance(record, PreparedMessage):
             # Something put a plain (body, content_type, content_encoding) on mqueue.
@@ -272,7 +280,7 @@ class Backend(BaseBackend):
         _delivered[tag] = message
         return message
 
-    def message_to_python(self, raw_message: Any) -> Any:
+    def message_to_python(self, raw_message: Any) -> BaseMessage:
         """Return a delivered :class:`Message` as is; wrap a queued tuple.
 
         compat: as in carrot 0.10, consumer callbacks receive the
@@ -282,7 +290,7 @@ class Backend(BaseBackend):
             return raw_message
         return self._to_message(raw_message)
 
-    def get(self, *args: Any, **kwargs: Any) -> Message | None:
+    def get(self, *args: Any, **kwargs: Any) -> _Message | None:
         """Take the next message, or return ``None`` at once if there is none.
 
         The arguments (``queue``, ``no_ack``, ...) are accepted and ignored,
@@ -303,7 +311,7 @@ class Backend(BaseBackend):
         self,
         queue: str,
         no_ack: bool,
-        callback: Callable[[Any], Any],
+        callback: ConsumerCallback,
         consumer_tag: str,
         nowait: bool = False,
     ) -> str:
@@ -332,7 +340,7 @@ class Backend(BaseBackend):
             _registry.notify_all()
 
     @property
-    def consumers(self) -> dict[str, tuple[str, bool, Callable[[Any], Any]]]:
+    def consumers(self) -> dict[str, tuple[str, bool, ConsumerCallback]]:
         """A copy of this backend's consumers: tag -> (queue, no_ack, callback)."""
         return dict(self._consumers)
 
@@ -377,15 +385,15 @@ class Backend(BaseBackend):
                 return
             yield True
 
-    def ack(self, delivery_tag: Any) -> None:
+    def ack(self, delivery_tag: int) -> None:
         """Acknowledge: nothing to do, the message already left the queue."""
         _delivered.pop(delivery_tag, None)
 
-    def reject(self, delivery_tag: Any) -> None:
+    def reject(self, delivery_tag: int) -> None:
         """Reject: the message is dropped."""
         _delivered.pop(delivery_tag, None)
 
-    def requeue(self, delivery_tag: Any) -> None:
+    def requeue(self, delivery_tag: int) -> None:
         """Put the message back at the front of the queue, marked redelivered.
 
         Works while the :class:`Message` is still referenced; an unknown tag

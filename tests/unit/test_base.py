@@ -181,7 +181,8 @@ def test_required_methods_keep_their_signatures() -> None:
     import inspect
 
     assert str(inspect.signature(BaseBackend.qos)) == (
-        "(self, prefetch_size: 'int', prefetch_count: 'int', apply_global: 'bool' = False) -> 'Any'"
+        "(self, prefetch_size: 'int', prefetch_count: 'int', apply_global: 'bool' = False)"
+        " -> 'None'"
     )
     assert BaseBackend.flow.__doc__.startswith("Pause")
 
