@@ -58,7 +58,7 @@ setup(
     # PEP 561: carrot's annotations are for its users' type checkers too
     package_data={"carrot": ["py.typed"]},
     python_requires=">=3.10",
-    install_requires=["amqp>=5.2,<6", "kombu>=5.3,<6"],
+    install_requires=["amqp>=5.2,<5.5", "kombu>=5.3,<6"],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["carrot = carrot.cli:main"]},
     classifiers=[

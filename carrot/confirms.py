@@ -91,7 +91,7 @@ class ConfirmWindow:
     :param max_unconfirmed: how many messages may be outstanding at once;
         :meth:`wait_for_room` blocks until fewer are.
 
-    Lock: ``_lock`` guards ``_next_seq``, ``_pending``, ``_order``,
+    Lock: ``_lock`` guards ``_next_seq``, ``_unconfirmed``, ``_order``,
     ``_nacked`` and ``_returned``; it is never held while pumping.
     """
 
@@ -105,7 +105,7 @@ class ConfirmWindow:
         self._next_seq = 1
         # seq -> message, and the seqs in publish order (settled ones are
         # dropped lazily from the left), so a multiple ack is O(settled).
-        self._pending: dict[int, Unconfirmed] = {}
+        self._unconfirmed: dict[int, Unconfirmed] = {}
         self._order: deque[int] = deque()
         self._nacked: list[Unconfirmed] = []
         self._returned: list[Unconfirmed] = []
@@ -117,11 +117,11 @@ class ConfirmWindow:
 
     def __len__(self) -> int:
         """How many messages are published and not yet confirmed."""
-        return len(self._pending)
+        return len(self._unconfirmed)
 
     def __repr__(self) -> str:
         return (
-            f"<{type(self).__name__} unconfirmed={len(self._pending)}"
+            f"<{type(self).__name__} unconfirmed={len(self._unconfirmed)}"
             f" max_unconfirmed={self.max_unconfirmed}>"
         )
 
@@ -135,7 +135,7 @@ class ConfirmWindow:
             seq = self._next_seq
             self._next_seq = seq + 1
             entry = Unconfirmed(seq, message, exchange, routing_key, publish_kwargs)
-            self._pending[seq] = entry
+            self._unconfirmed[seq] = entry
             self._order.append(seq)
         return entry
 
@@ -146,7 +146,7 @@ class ConfirmWindow:
         receives, so the number is reused).
         """
         with self._lock:
-            if entry.seq == self._next_seq - 1 and self._pending.pop(entry.seq, False):
+            if entry.seq == self._next_seq - 1 and self._unconfirmed.pop(entry.seq, False):
                 self._order.pop()
                 self._next_seq -= 1
 
@@ -179,7 +179,7 @@ class ConfirmWindow:
             body = body.encode("utf-8", "surrogatepass")
         with self._lock:
             for seq in self._order:
-                entry = self._pending.get(seq)
+                entry = self._unconfirmed.get(seq)
                 if (
                     entry is not None
                     and entry.returned is None
@@ -193,7 +193,7 @@ class ConfirmWindow:
 
     def _settle(self, delivery_tag: int, multiple: bool) -> list[Unconfirmed]:
         # Called with _lock held.
-        pending, order = self._pending, self._order
+        pending, order = self._unconfirmed, self._order
         if not multiple:
             entry = pending.pop(delivery_tag, None)
             settled = [entry] if entry is not None else []
@@ -239,13 +239,13 @@ class ConfirmWindow:
         :raises ConfirmTimeoutError: ``timeout`` seconds passed first.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        while len(self._pending) > at_most:
+        while len(self._unconfirmed) > at_most:
             if deadline is None:
                 slice_ = PUMP_SLICE
             else:
                 slice_ = min(PUMP_SLICE, deadline - time.monotonic())
                 if slice_ <= 0:
-                    raise ConfirmTimeoutError(len(self._pending), timeout)
+                    raise ConfirmTimeoutError(len(self._unconfirmed), timeout)
             # Nothing came within the slice: look at the deadline again.
             with contextlib.suppress(TimeoutError, BlockingIOError):
                 pump(slice_)
@@ -261,8 +261,8 @@ class ConfirmWindow:
         already nacked or returned stay to be raised.
         """
         with self._lock:
-            left = [self._pending[seq] for seq in self._order if seq in self._pending]
-            self._pending.clear()
+            left = [self._unconfirmed[seq] for seq in self._order if seq in self._unconfirmed]
+            self._unconfirmed.clear()
             self._order.clear()
             self._next_seq = 1
         return left

@@ -14,6 +14,10 @@ Features:
 * ``flow(False)``/``flow(True)`` emulated by cancelling and restarting the
   channel's consumers (RabbitMQ refuses ``channel.flow(False)``);
 * TLS through ``ssl=True``, a dict of options or an :class:`ssl.SSLContext`;
+* heartbeats: ``BrokerConnection(heartbeat=N)`` is pika's ``heartbeat``
+  (whole seconds, rounded up); pika sends them and gives a silent broker
+  up within ``2 * (N + 5)`` seconds (it looks every ``N + 5``), but only
+  while it does I/O (see Limits);
 * ``ensure_connection`` retries a refused or timed-out connect
   (:exc:`PikaConnectError`) and a lost connection, and raises a refused
   login or virtual host at once (:attr:`Backend.recoverable_connection_errors`).
@@ -30,6 +34,10 @@ Limits:
 * ``Backend.channel`` is pika's :class:`~pika.adapters.blocking_connection.BlockingChannel`;
   its number is ``channel_number`` (py-amqp's channels have ``channel_id``).
 * One thread per connection: pika's blocking connection is not thread-safe.
+  For the same reason nothing sends heartbeats while the application is
+  outside pika: a callback or loop body longer than about ``2 * N`` seconds
+  costs the connection (the broker closes it), unlike on the py-amqp
+  backend.
 * :attr:`Message.properties` uses pika's names (``headers``, where py-amqp
   says ``application_headers``); :attr:`Message.headers` is the same on
   every backend.
@@ -47,6 +55,7 @@ needs pika.
 from __future__ import annotations
 
 import logging
+import math
 from itertools import count
 from typing import Any, NamedTuple
 
@@ -107,6 +116,11 @@ logger = logging.getLogger(__name__)
 
 #: The AMQP port.
 DEFAULT_PORT = 5672
+
+
+def _whole_seconds(heartbeat: float | None) -> int:
+    """pika's ``heartbeat`` (an int, 0: off) for carrot's (seconds, a float)."""
+    return math.ceil(heartbeat) if heartbeat else 0
 
 
 class DeclareOk(NamedTuple):
@@ -224,7 +238,7 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
             socket_timeout=timeout,
             stack_timeout=timeout,
             connection_attempts=1,
-            heartbeat=0,
+            heartbeat=_whole_seconds(getattr(conninfo, "heartbeat", 0)),
         )
 
     def establish_connection(self) -> Connection:

@@ -9,7 +9,11 @@ Features:
   :attr:`Backend.returned_messages` instead of raising later;
 * TLS through ``ssl=True``, a dict of options or an :class:`ssl.SSLContext`,
   verifying the broker's certificate and host name (``carrot._tls``);
-  port 5671 when TLS is on and no port is given.
+  port 5671 when TLS is on and no port is given;
+* heartbeats (``BrokerConnection(heartbeat=N)``): sent by a background
+  thread even while the application is busy, and a silent broker is
+  detected within ``2 * N + 1`` seconds (``carrot/backends/_amqp/heartbeat.py``);
+* ``close()`` returns within ``connect_timeout`` on a dead or silent broker.
 
 ``Backend.channel`` is the raw :class:`amqp.Channel`, as tools written for
 carrot (camqadm) call methods such as ``exchange_delete`` on it directly.
@@ -17,26 +21,36 @@ carrot (camqadm) call methods such as ``exchange_delete`` on it directly.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
-import socket
 import ssl as ssl_module
-import time
-import warnings
 from itertools import count
 from typing import Any
 
 import amqp
-from amqp import transport as amqp_transport
-from amqp.exceptions import ChannelError, NotFound
+from amqp.exceptions import ChannelError
 from amqp.exceptions import ConnectionError as AMQPConnectionError
 
-from carrot._tls import DEFAULT_TLS_PORT, TLSSettings, tls_error, tls_settings
-from carrot.backends._fastpath import FastConnection, new_message
-from carrot.backends.base import _NOT_DECODED, BaseBackend, BaseMessage, FlowByCancelMixin
+from carrot._tls import DEFAULT_TLS_PORT, tls_error, tls_settings
+from carrot.backends._amqp import connection as _amqp_connection
+from carrot.backends._amqp import seam
+from carrot.backends._amqp.plain import (
+    CLOSE_TIMEOUT,
+    OutgoingMessage,
+    PlainConnection,
+    WaitMulti,
+    bounded_waits,
+)
+from carrot.backends.base import (
+    _NOT_DECODED,
+    IMMEDIATE_EXPIRATION,
+    BaseBackend,
+    BaseMessage,
+    ChannelSettleMixin,
+    FlowByCancelMixin,
+    QueueAlreadyExistsWarning,
+)
 from carrot.confirms import ConfirmWindow
-from carrot.exceptions import MissingConnectionSetting
 
 __all__ = [
     "DEFAULT_PORT",
@@ -59,90 +73,34 @@ AMQPConnectionException = AMQPConnectionError
 AMQPChannelException = ChannelError
 
 
-class QueueAlreadyExistsWarning(UserWarning):
-    """A queue with that name already exists, so a new one was not created."""
+#: The fast path when the seam trusts the installed py-amqp, plain py-amqp otherwise.
+_Base = _amqp_connection.Connection if seam.AVAILABLE else PlainConnection
 
 
-class _ContextSSLTransport(amqp_transport.SSLTransport):
-    """SSL transport wrapping with the context and host name of a ``TLSSettings``."""
-
-    __slots__ = ("_tls",)
-
-    def __init__(self, host: str, connect_timeout: Any = None, ssl: Any = None, **kwargs: Any):
-        self._tls = ssl
-        super().__init__(host, connect_timeout=connect_timeout, ssl=True, **kwargs)
-
-    def _wrap_socket(self, sock: socket.socket, **sslopts: Any) -> Any:
-        # py-amqp has already split off the port (and an IPv6 literal's brackets).
-        return self._tls.context.wrap_socket(
-            sock,
-            server_hostname=self._tls.server_hostname or self.host,
-            do_handshake_on_connect=False,
-        )
-
-
-class Connection(FastConnection):
+class Connection(WaitMulti, _Base):
     """A py-amqp connection with the waiting calls carrot 0.10 offered.
 
     It is an :class:`amqp.Connection` whose hot paths (publish, deliver,
-    ack) are replaced by :mod:`carrot.backends._fastpath`.
+    ack) are replaced by :mod:`carrot.backends._amqp` (plain py-amqp when the
+    installed amqp is not one that layer was tested with).
+
+    :keyword read_timeout: seconds a socket read may wait for a frame
+        (``None``: no limit); :exc:`socket.timeout` when it passes.
     """
 
-    _last_channel_id: int | None = None
 
-    def Transport(  # noqa: N802 -- py-amqp's method name
-        self,
-        host: str,
-        connect_timeout: Any,
-        ssl: Any = False,
-        read_timeout: Any = None,
-        write_timeout: Any = None,
-        socket_settings: Any = None,
-        **kwargs: Any,
-    ) -> Any:
-        kwargs.update(
-            read_timeout=read_timeout, write_timeout=write_timeout, socket_settings=socket_settings
-        )
-        if isinstance(ssl, ssl_module.SSLContext):
-            ssl = TLSSettings(ssl, None)
-        if isinstance(ssl, TLSSettings):
-            return _ContextSSLTransport(host, connect_timeout=connect_timeout, ssl=ssl, **kwargs)
-        return super().Transport(host, connect_timeout, ssl=ssl, **kwargs)
+def _limits(conninfo: Any) -> dict[str, Any]:
+    # BrokerConnection(max_body_size=...) where it has the keyword.
+    max_body_size = getattr(conninfo, "max_body_size", None)
+    return {} if max_body_size is None else {"max_body_size": max_body_size}
 
-    def drain_events(self, allowed_methods: Any = None, timeout: float | None = None) -> Any:
-        """Wait for one method on any channel and dispatch it.
 
-        :keyword allowed_methods: accepted for compatibility and ignored:
-            py-amqp must dispatch every frame in the order it arrives.
-        :keyword timeout: seconds to wait; :exc:`socket.timeout` when it passes.
-        """
-        return super().drain_events(timeout=timeout)
+def _plain_new_message(cls: type, body: Any, properties: dict[str, Any]) -> Any:
+    return cls(body, **properties)
 
-    def on_inbound_method(
-        self, channel_id: int, method_sig: Any, payload: Any, content: Any
-    ) -> Any:
-        self._last_channel_id = channel_id
-        return super().on_inbound_method(channel_id, method_sig, payload, content)
 
-    def wait_multi(
-        self, channels: Any, allowed_methods: Any = None, timeout: float | None = None
-    ) -> Any:
-        """Wait until a method arrives for one of ``channels``, dispatching it.
-
-        Methods for other channels that arrive first are dispatched too.
-
-        :keyword timeout: seconds to wait; :exc:`socket.timeout` when it passes.
-        """
-        wanted = {channel.channel_id for channel in channels}
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            self._last_channel_id = None
-            result = self.drain_events(timeout=remaining)
-            if self._last_channel_id in wanted:
-                return result
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError("timed out")  # socket.timeout is TimeoutError
+#: Builds a message to publish (without ``__init__`` when the seam allows).
+_new_outgoing = seam.new_message if seam.AVAILABLE else _plain_new_message
 
 
 class Message(BaseMessage):
@@ -176,7 +134,7 @@ class Message(BaseMessage):
         return self.amqp_message.properties.get("application_headers") or {}
 
 
-class Backend(FlowByCancelMixin, BaseBackend):
+class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
     """AMQP through py-amqp.
 
     :param connection: the :class:`~carrot.connection.BrokerConnection`.
@@ -200,13 +158,6 @@ class Backend(FlowByCancelMixin, BaseBackend):
         super().__init__(connection, **kwargs)
         self.default_port = kwargs.get("default_port", self.default_port)
         self._channel: Any = None
-        # consumer_tag -> (queue, no_ack, callback) of this channel's consumers.
-        self._consumers: dict[str, tuple[str, bool, Any]] = {}
-        # The consumers flow(False) cancelled, to restart on flow(True).
-        self._paused: dict[str, tuple[str, bool, Any]] | None = None
-        #: Messages the broker returned as unroutable (``mandatory=True``),
-        #: newest last, as ``(reply_code, reply_text, exchange, routing_key, message)``.
-        self.returned_messages: collections.deque = collections.deque(maxlen=1000)
 
     # -- connection --------------------------------------------------------
 
@@ -216,13 +167,8 @@ class Backend(FlowByCancelMixin, BaseBackend):
         :raises carrot.exceptions.MissingConnectionSetting: (a ``KeyError``)
             naming the missing hostname, userid or password.
         """
+        self.check_settings("hostname", "userid", "password")
         conninfo = self.connection
-        if not conninfo.hostname:
-            raise MissingConnectionSetting("hostname")
-        if conninfo.userid is None:
-            raise MissingConnectionSetting("userid")
-        if conninfo.password is None:
-            raise MissingConnectionSetting("password")
         tls = tls_settings(conninfo.ssl, conninfo.hostname)
         port = conninfo.port or (self.default_tls_port if tls else self.default_port)
         host = f"{conninfo.hostname}:{port}"
@@ -233,6 +179,8 @@ class Backend(FlowByCancelMixin, BaseBackend):
             virtual_host=conninfo.virtual_host,
             ssl=tls or False,
             connect_timeout=conninfo.connect_timeout,
+            heartbeat=getattr(conninfo, "heartbeat", 0),
+            **_limits(conninfo),
         )
         try:
             conn.connect()
@@ -302,50 +250,34 @@ class Backend(FlowByCancelMixin, BaseBackend):
         self._established().drain_events(timeout=timeout)
 
     def _on_return(self, exc: Any, exchange: str, routing_key: str, message: Any) -> None:
-        logger.warning(
-            "message returned by the broker: %s (exchange=%r routing_key=%r)",
-            exc,
-            exchange,
-            routing_key,
-        )
-        self.returned_messages.append(
-            (exc.reply_code, exc.reply_text, exchange, routing_key, message)
-        )
+        self.record_return(exc.reply_code, exc.reply_text, exchange, routing_key, message)
         if self._confirms is not None:
             self._confirms.returned(
                 exchange, routing_key, message.body, exc.reply_code, exc.reply_text
             )
 
     def close(self) -> None:
-        """Close the channel (the connection stays open)."""
+        """Close the channel (the connection stays open).
+
+        Waits at most ``connect_timeout`` seconds for each read of the
+        broker's ``close-ok``; a silent broker's is given up quietly.
+
+        .. versionchanged:: 0.11
+           Bounded; carrot 0.10 waited for ever on a silent broker.
+        """
         channel, self._channel = self._channel, None
         # Its consumers end with it; flow(True) must not restart them elsewhere.
-        self._consumers.clear()
-        self._paused = None
+        self.forget_consumers()
         if channel is not None and channel.is_open and channel.connection is not None:
             try:
-                channel.close()
+                # Bounded like the connection's close: a silent broker
+                # must not hang Consumer.close() / Publisher.close().
+                with bounded_waits(channel.connection, self._teardown_timeout()):
+                    channel.close()
             except (*self.connection_errors, *self.channel_errors):
                 pass
 
     # -- declarations ------------------------------------------------------
-
-    def queue_exists(self, queue: str) -> bool:
-        """Whether ``queue`` exists.
-
-        Uses a throwaway channel, so the broker closing it with 404 disturbs
-        neither this backend's channel nor its consumers.
-        """
-        channel = self._established().channel()
-        try:
-            channel.queue_declare(queue=queue, passive=True)
-        except NotFound:
-            return False
-        else:
-            return True
-        finally:
-            if channel.is_open:
-                channel.close()
 
     def queue_delete(self, queue: str, if_unused: bool = False, if_empty: bool = False) -> Any:
         """Delete ``queue``; return the number of messages it held."""
@@ -369,11 +301,8 @@ class Backend(FlowByCancelMixin, BaseBackend):
         :keyword warn_if_exists: warn with :class:`QueueAlreadyExistsWarning`
             when the queue is already there.
         """
-        if warn_if_exists and self.queue_exists(queue):
-            warnings.warn(
-                QueueAlreadyExistsWarning(f"{QueueAlreadyExistsWarning.__doc__} (queue {queue!r})"),
-                stacklevel=2,
-            )
+        if warn_if_exists:
+            self.warn_if_queue_exists(queue)
         return self.channel.queue_declare(
             queue=queue,
             durable=durable,
@@ -413,7 +342,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
         self, queue: str, no_ack: bool, callback: Any, consumer_tag: str, nowait: bool = False
     ) -> str:
         """Start consuming ``queue``; ``callback(raw_message)`` per delivery."""
-        self._consumers[consumer_tag] = (queue, no_ack, callback)
+        self.remember_consumer(consumer_tag, queue, no_ack, callback)
         return self.channel.basic_consume(
             queue=queue,
             no_ack=no_ack,
@@ -447,26 +376,26 @@ class Backend(FlowByCancelMixin, BaseBackend):
                     flush_acks()
 
     def cancel(self, consumer_tag: str) -> None:
-        """Stop the consumer ``consumer_tag``."""
-        self._consumers.pop(consumer_tag, None)
-        if self._paused is not None and self._paused.pop(consumer_tag, None) is not None:
+        """Stop the consumer ``consumer_tag``.
+
+        Waits at most ``connect_timeout`` seconds for each read of the
+        broker's ``cancel-ok`` (:exc:`socket.timeout` after).
+
+        .. versionchanged:: 0.11
+           Bounded; carrot 0.10 waited for ever on a silent broker.
+        """
+        if self.forget_consumer(consumer_tag):
             return  # flow(False) cancelled it at the broker; flow(True) must not restart it
         channel = self._channel
         if channel is None or channel.connection is None or not channel.is_open:
             return
-        channel.basic_cancel(consumer_tag)
+        # A silent broker must not hang Consumer.cancel()/close(): the wait
+        # for cancel-ok is bounded like the connection's close.
+        with bounded_waits(channel.connection, self._teardown_timeout()):
+            channel.basic_cancel(consumer_tag)
 
-    def ack(self, delivery_tag: Any) -> None:
-        """Acknowledge a delivery."""
-        self.channel.basic_ack(delivery_tag)
-
-    def reject(self, delivery_tag: Any) -> None:
-        """Reject a delivery; the broker drops (or dead-letters) it."""
-        self.channel.basic_reject(delivery_tag, requeue=False)
-
-    def requeue(self, delivery_tag: Any) -> None:
-        """Reject a delivery and put it back on its queue."""
-        self.channel.basic_reject(delivery_tag, requeue=True)
+    def _teardown_timeout(self) -> float:
+        return getattr(self.connection, "connect_timeout", None) or CLOSE_TIMEOUT
 
     # -- sending -----------------------------------------------------------
 
@@ -480,15 +409,13 @@ class Backend(FlowByCancelMixin, BaseBackend):
     ) -> amqp.Message:
         """Build the :class:`amqp.Message` to publish."""
         # Hot path: equal to amqp.Message(message_data, delivery_mode=..., ...).
-        return new_message(
-            message_data,
-            {
-                "delivery_mode": delivery_mode,
-                "priority": priority,
-                "content_type": content_type,
-                "content_encoding": content_encoding,
-            },
-        )
+        properties = {
+            "delivery_mode": delivery_mode,
+            "priority": priority,
+            "content_type": content_type,
+            "content_encoding": content_encoding,
+        }
+        return _new_outgoing(OutgoingMessage, message_data, properties)
 
     def publish(
         self,
@@ -516,10 +443,11 @@ class Backend(FlowByCancelMixin, BaseBackend):
         if headers:
             message.properties["application_headers"] = headers
         if immediate:
-            message.properties["expiration"] = "0"
+            # Hot path: base.publish_flags() inlined (RabbitMQ's replacement for immediate).
+            message.properties["expiration"] = IMMEDIATE_EXPIRATION
             mandatory = True
         channel = self.channel
-        # Hot path: the fast publish of carrot.backends._fastpath when this
+        # Hot path: the fast publish of carrot.backends._amqp when this
         # backend opened the connection, py-amqp's basic_publish otherwise.
         fast_publish = getattr(channel, "fast_publish", None)
         if fast_publish is not None:

@@ -20,7 +20,7 @@ from typing import Any
 import amqp
 import pytest
 
-from carrot.backends._fastpath import FastConnection
+from carrot.backends._amqp.connection import Connection as FastConnection
 from carrot.messaging import Consumer, Publisher
 
 pytestmark = pytest.mark.rabbitmq
@@ -526,7 +526,7 @@ def test_close_from_another_thread_while_one_waits_in_drain_events():
 
     thread = threading.Thread(target=reader)
     thread.start()
-    assert wait_for(lambda: conn._dispatching == 1, seconds=5, step=0.01)
+    assert wait_for(lambda: conn.held_acks.dispatching == 1, seconds=5, step=0.01)
     conn.close()  # must complete, not raise or hang
     thread.join(15)
     assert not thread.is_alive()

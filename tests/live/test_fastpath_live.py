@@ -12,7 +12,9 @@ import amqp
 import pytest
 from amqp.exceptions import NotFound, PreconditionFailed
 
-from carrot.backends._fastpath import FastChannel, FastConnection, PublishFramer
+from carrot.backends._amqp.channel import Channel as FastChannel
+from carrot.backends._amqp.connection import Connection as FastConnection
+from carrot.backends._amqp.framing import PublishFramer
 from carrot.connection import BrokerConnection
 from carrot.messaging import Consumer, Publisher
 

@@ -8,12 +8,9 @@ from typing import Any
 
 from amqp.method_framing import frame_handler, frame_writer
 
-from carrot.backends._fastpath import (
-    FastChannel,
-    FastConnection,
-    PublishFramer,
-    _locked_frame_writer,
-)
+from carrot.backends._amqp.channel import Channel as FastChannel
+from carrot.backends._amqp.connection import Connection as FastConnection
+from carrot.backends._amqp.framing import PublishFramer
 
 
 class FakeSocket:
@@ -65,6 +62,9 @@ class FakeTransport:
     def write(self, data: Any) -> None:
         self.written.append(bytes(data))
 
+    def close(self) -> None:
+        self.connected = False
+
     @contextlib.contextmanager
     def having_timeout(self, timeout: float | None) -> Any:
         yield self.sock
@@ -97,7 +97,7 @@ def make_connection(frame_max: int = 131072) -> tuple[FastConnection, FakeTransp
     transport = FakeTransport()
     conn._transport = transport
     conn.on_inbound_frame = frame_handler(conn, conn.on_inbound_method)
-    conn.frame_writer = _locked_frame_writer(conn, transport)
+    conn.frame_writer = conn._guarded_frame_writer(conn, transport)
     conn.framer = PublishFramer(frame_max)
     return conn, transport
 

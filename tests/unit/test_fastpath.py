@@ -7,6 +7,7 @@ built with py-amqp's writer, cut at every kind of boundary.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import random
 import socket
@@ -25,15 +26,11 @@ from fastpath_fakes import (
     open_channel,
 )
 
-from carrot.backends import _fastpath
-from carrot.backends._fastpath import (
-    AckTracker,
-    FastChannel,
-    FastConnection,
-    PublishFramer,
-    _locked_frame_writer,
-    ack_frames,
-)
+from carrot.backends._amqp import acks, connection, framing, reader, seam
+from carrot.backends._amqp.acks import AckTracker
+from carrot.backends._amqp.channel import Channel as FastChannel
+from carrot.backends._amqp.connection import Connection as FastConnection
+from carrot.backends._amqp.framing import PublishFramer, ack_frames
 
 # -- what the broker would send ---------------------------------------------------
 
@@ -138,15 +135,15 @@ def test_str_body_gets_content_encoding_like_py_amqp():
 
 def test_property_cache_is_bounded():
     framer = PublishFramer(131072)
-    for i in range(_fastpath.PROPERTY_CACHE_SIZE * 3):
+    for i in range(framing.PROPERTY_CACHE_SIZE * 3):
         framer.frames(1, amqp.Message(b"x", message_id=str(i)), "", "q")
-    assert len(framer._properties) <= _fastpath.PROPERTY_CACHE_SIZE
-    assert len(framer._heads) <= _fastpath.PROPERTY_CACHE_SIZE
+    assert len(framer._properties) <= framing.PROPERTY_CACHE_SIZE
+    assert len(framer._heads) <= framing.PROPERTY_CACHE_SIZE
 
 
 def test_new_message_equals_py_amqps_constructor():
     props = {"delivery_mode": 2, "priority": None, "content_type": "a/b", "content_encoding": "x"}
-    ours = _fastpath.new_message(b"body", dict(props))
+    ours = seam.new_message(amqp.Message, b"body", dict(props))
     theirs = amqp.Message(b"body", **props)
     assert type(ours) is amqp.Message
     for slot in (
@@ -195,7 +192,7 @@ def test_fast_publish_writes_one_write_per_message():
 def test_fast_publish_falls_back_in_confirm_mode(monkeypatch):
     conn, transport = make_connection()
     channel = open_channel(conn)
-    channel._confirm_selected = True
+    conn.confirm_publish = True  # py-amqp waits for each publish's confirm
     calls = []
     monkeypatch.setattr(channel, "basic_publish", lambda *a, **kw: calls.append((a, kw)))
     channel.fast_publish(amqp.Message(b"b"), "x", "k")
@@ -304,16 +301,16 @@ def test_deliveries_match_py_amqp_whatever_the_read_boundaries(frame_max):
 
 
 def test_frame_larger_than_the_read_buffer():
-    frame_max = 4 * _fastpath.READ_SIZE
+    frame_max = 4 * reader.READ_SIZE
     conn, transport = make_connection(frame_max)
     channel = open_channel(conn)
     got = collect_deliveries(conn, channel, "c")
-    body = bytes(range(256)) * (3 * _fastpath.READ_SIZE // 256)
+    body = bytes(range(256)) * (3 * reader.READ_SIZE // 256)
     data = deliver_bytes(frame_max, 1, "c", 1, amqp.Message(body))
     transport.sock.feed(data, list(range(0, len(data), 64 * 1024)))
     drain_all(conn)
     assert [m.body for m in got] == [body]
-    assert len(conn._rbuf) > _fastpath.READ_SIZE
+    assert len(conn.reader.buf) > reader.READ_SIZE
 
 
 def test_delivered_properties_are_not_shared_between_messages():
@@ -385,6 +382,87 @@ def test_other_methods_go_to_py_amqp():
     assert not conn.is_blocked
 
 
+def test_blocked_reason_is_the_one_the_broker_sent():
+    # py-amqp declares connection.blocked without arguments and reports a
+    # fixed text; the fast path reads the broker's reason from the frame.
+    seen: list[str] = []
+    conn, transport = make_connection()
+    conn.on_blocked = seen.append  # the application's callback still runs
+    transport.sock.feed(
+        amqp_bytes(131072, (1, 0, spec.Connection.Blocked, dumps("s", ("low on memory",)), None))
+    )
+    drain_all(conn)
+    assert conn.is_blocked and conn.blocked_reason == "low on memory"
+    assert seen == ["low on memory"]
+    transport.sock.feed(amqp_bytes(131072, (1, 0, spec.Connection.Unblocked, b"", None)))
+    drain_all(conn)
+    assert not conn.is_blocked and conn.blocked_reason is None
+
+
+class ErrnoSocket:
+    """recv_into raises the queued OSErrors, then hands out the queued bytes."""
+
+    def __init__(self, *events: Any) -> None:
+        self.events = list(events)
+
+    def recv_into(self, view: memoryview) -> int:
+        event = self.events.pop(0)
+        if isinstance(event, BaseException):
+            raise event
+        view[: len(event)] = event
+        return len(event)
+
+
+@pytest.mark.parametrize("code", [errno.EAGAIN, errno.EINTR])
+def test_read_timeout_before_a_frame_raises_socket_timeout_and_keeps_the_connection(code):
+    # SO_RCVTIMEO (read_timeout) makes recv fail with EAGAIN: py-amqp's
+    # read_frame raises socket.timeout when no byte of a frame was read.
+    conn, transport = make_connection()
+    transport.sock = ErrnoSocket(OSError(code, "Resource temporarily unavailable"))
+    with pytest.raises(socket.timeout):
+        conn.drain_events(timeout=None)
+    assert transport.connected
+
+
+def test_read_timeout_inside_a_frame_is_retried_like_py_amqp():
+    conn, transport = make_connection()
+    channel = open_channel(conn)
+    got: list[Any] = []
+    channel.callbacks["c"] = got.append
+    data = deliver_bytes(131072, 1, "c", 1, amqp.Message(b"body"))
+    transport.sock = ErrnoSocket(data[:5], OSError(errno.EAGAIN, "again"), data[5:])
+    conn.drain_events(timeout=None)
+    assert [m.body for m in got] == [b"body"]
+
+
+def test_other_socket_errors_mark_the_transport_disconnected():
+    conn, transport = make_connection()
+    transport.sock = ErrnoSocket(OSError(errno.ECONNRESET, "reset"))
+    with pytest.raises(ConnectionResetError):
+        conn.drain_events(timeout=None)
+    assert not transport.connected
+
+
+def test_tls_timed_out_error_is_a_socket_timeout():
+    import ssl
+
+    conn, transport = make_connection()
+    transport.sock = ErrnoSocket(ssl.SSLError("The read operation timed out"))
+    with pytest.raises(socket.timeout):
+        conn.drain_events(timeout=1)
+    assert transport.connected
+
+
+def test_read_timeout_is_a_connection_attribute():
+    from carrot.backends import pyamqplib
+
+    assert pyamqplib.Connection.read_timeout is None  # carrot 0.10 had the name
+    conn = pyamqplib.Connection(host="fake:5672", read_timeout=2.5)
+    assert conn.read_timeout == 2.5
+    made = conn.Transport("fake:5672", 1, read_timeout=conn.read_timeout)
+    assert made.read_timeout == 2.5
+
+
 def test_delivery_for_unknown_consumer_is_requeued_like_py_amqp():
     conn, transport = make_connection()
     open_channel(conn)
@@ -430,7 +508,7 @@ def test_publish_looks_for_inbound_frames_every_few_messages(monkeypatch):
     monkeypatch.setattr(
         conn, "_check_inbound", lambda: (checks.append(1), setattr(conn, "_since_check", 0))
     )
-    for _ in range(_fastpath.CHECK_EVERY * 3):
+    for _ in range(connection.CHECK_EVERY * 3):
         channel.fast_publish(amqp.Message(b"m"), "", "q")
     assert len(checks) == 3
 
@@ -476,7 +554,7 @@ def test_rejected_tag_lets_later_acks_combine():
     assert tracker.take() == ([], 3)
 
 
-def simulate(tracker_ops: list[tuple[str, int]], tags: list[int]) -> None:
+def simulate(tracker_ops: list[tuple[str, int]], tags: list[int], rng: random.Random) -> None:
     """Check the ack rule against a model broker for one sequence of operations."""
     tracker = AckTracker()
     broker_unacked: set[int] = set()
@@ -510,7 +588,7 @@ def simulate(tracker_ops: list[tuple[str, int]], tags: list[int]) -> None:
             apply(*tracker.take())
             tracker.settled(tag)
             broker_unacked.remove(tag)
-        if random.random() < 0.2:
+        if rng.random() < 0.2:
             apply(*tracker.take())
     apply(*tracker.take())
     assert broker_unacked == set(tags) - settled
@@ -522,7 +600,7 @@ def test_ack_rule_against_a_model_broker():
     for _ in range(300):
         tags = list(range(1, rng.randrange(1, 40)))
         ops = [(rng.choice(["ack", "ack", "ack", "reject"]), rng.choice(tags)) for _ in tags * 2]
-        simulate(ops, tags)
+        simulate(ops, tags, rng)
 
 
 def test_channel_acks_are_written_before_other_frames_and_combined():
@@ -582,10 +660,10 @@ def test_pending_acks_flushed_before_waiting_on_the_socket():
 
     def callback(message):
         channel.basic_ack(message.delivery_tag)
-        seen_pending.append(conn._acks_pending)
+        seen_pending.append(conn.held_acks.pending)
         with pytest.raises(socket.timeout):
             conn.drain_events(timeout=0)  # a wait inside the callback
-        seen_pending.append(conn._acks_pending)
+        seen_pending.append(conn.held_acks.pending)
 
     channel.callbacks["c"] = callback
     transport.sock.feed(deliver_bytes(131072, 1, "c", 1, amqp.Message(b"m")))
@@ -597,15 +675,15 @@ def test_pending_acks_flushed_before_waiting_on_the_socket():
 def test_acks_flush_at_threshold():
     conn, transport = make_connection()
     channel = open_channel(conn)
-    for tag in range(1, _fastpath.ACK_FLUSH_AT + 1):
+    for tag in range(1, acks.ACK_FLUSH_AT + 1):
         channel.acks.delivered(tag)
-    conn._dispatching = 1  # as inside a consumer callback: acks are held back
-    conn._dispatch_thread = threading.get_ident()  # ... in this thread
-    for tag in range(1, _fastpath.ACK_FLUSH_AT):
+    conn.held_acks.dispatching = 1  # as inside a consumer callback: acks are held back
+    conn.held_acks.dispatch_thread = threading.get_ident()  # ... in this thread
+    for tag in range(1, acks.ACK_FLUSH_AT):
         channel.basic_ack(tag)
     assert transport.written == []
-    channel.basic_ack(_fastpath.ACK_FLUSH_AT)
-    assert transport.take() == ack_frames(1, [], _fastpath.ACK_FLUSH_AT)
+    channel.basic_ack(acks.ACK_FLUSH_AT)
+    assert transport.take() == ack_frames(1, [], acks.ACK_FLUSH_AT)
 
 
 def test_no_ack_deliveries_are_not_tracked():
@@ -664,7 +742,7 @@ def test_fast_publish_and_py_amqp_writes_never_interleave():
         inside.pop()
 
     transport.write = guarded_write
-    conn.frame_writer = _locked_frame_writer(conn, transport)  # py-amqp's writer binds write
+    conn.frame_writer = conn._guarded_frame_writer(conn, transport)  # py-amqp's writer binds write
     conn._check_inbound = lambda: setattr(conn, "_since_check", 0)  # the fake has no fd
 
     start = threading.Barrier(2, timeout=10)

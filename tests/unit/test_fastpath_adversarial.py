@@ -28,13 +28,10 @@ from fastpath_fakes import (
     open_channel,
 )
 
-from carrot.backends import _fastpath
-from carrot.backends._fastpath import (
-    FastChannel,
-    FastConnection,
-    _locked_frame_writer,
-    ack_frames,
-)
+from carrot.backends._amqp import connection, reader
+from carrot.backends._amqp.channel import Channel as FastChannel
+from carrot.backends._amqp.connection import Connection as FastConnection
+from carrot.backends._amqp.framing import ack_frames
 
 # -- what the broker would send ---------------------------------------------------
 
@@ -258,7 +255,7 @@ def run_interleaving(seed: int) -> None:
     caller.held.clear()
     conn.flush_acks()
     model.apply(transport.take())
-    assert conn._acks_pending == 0
+    assert conn.held_acks.pending == 0
     for cid, out in model.outstanding.items():
         assert out == set(), f"channel {cid}: tags {sorted(out)} never settled"
         assert model.acked.get(cid, set()) == model.caller_acked.get(cid, set())
@@ -293,7 +290,7 @@ def test_ack_is_written_when_only_a_partial_frame_is_buffered():
     transport.sock.feed(deliver(1, "c", 1) + second[:-100])
     conn.drain_events(timeout=0)
     assert acks_in(transport.take()) == [(1, 1, True)]
-    assert conn._acks_pending == 0
+    assert conn.held_acks.pending == 0
 
 
 def test_ack_is_held_only_while_a_whole_delivery_is_buffered():
@@ -347,7 +344,7 @@ def test_reconnecting_the_same_connection_starts_with_an_empty_read_buffer(monke
         # frames are read through drain_events.
         self._transport = fresh
         self.on_inbound_frame = frame_handler(self, self.on_inbound_method)
-        self.frame_writer = _locked_frame_writer(self, fresh)
+        self.frame_writer = self._guarded_frame_writer(self, fresh)
         fresh.sock.feed(method(0, spec.Connection.Blocked, "s", ("low on memory",)))
         self.drain_events(timeout=0)
 
@@ -418,7 +415,7 @@ def test_byte_by_byte_interleaved_channels_heartbeats_and_frame_boundaries():
     assert [(c, t, b) for c, t, b, _p in got] == [(c, t, b) for c, t, b, _p in expected]
     assert [p for *_, p in got] == [p for *_, p in expected]
     assert conn._partial == {}
-    assert conn._rstart == conn._rend
+    assert conn.reader.start == conn.reader.end
 
 
 def test_broker_channel_close_mid_stream_with_held_acks():
@@ -448,7 +445,7 @@ def test_broker_channel_close_mid_stream_with_held_acks():
         spec.Channel.Open,
     ]
     assert channel.is_open
-    assert channel.acks.live == set() and conn._acks_pending == 0
+    assert channel.acks.live == set() and conn.held_acks.pending == 0
     # Tags start again at 1 on the reopened channel and combine as before.
     channel.callbacks["c"] = callback
     transport.sock.feed(deliver(1, "c", 1) + deliver(1, "c", 2))
@@ -508,17 +505,17 @@ def test_connection_blocked_while_publishing_holds_writes_until_unblocked():
         yield sock
 
     transport.having_timeout = having_timeout
-    conn._poller = FakePoller(sock)
+    conn.reader.poller = FakePoller(sock)
     channel = open_channel(conn, 1)
     written_at_delivery = []
     channel.callbacks["c"] = lambda m: written_at_delivery.append(len(transport.written))
     sock.feed(method(0, spec.Connection.Blocked, "s", ("low on memory",)) + deliver(1, "c", 1))
     sock.later.append(deliver(1, "c", 2) + method(0, spec.Connection.Unblocked))
     message = amqp.Message(b"payload")
-    for _ in range(_fastpath.CHECK_EVERY - 1):
+    for _ in range(connection.CHECK_EVERY - 1):
         channel.fast_publish(message, "", "q")
     before = len(transport.written)
-    assert before == _fastpath.CHECK_EVERY - 1 and not conn.is_blocked
+    assert before == connection.CHECK_EVERY - 1 and not conn.is_blocked
     channel.fast_publish(message, "", "q")  # this one looks, sees blocked, waits
     assert not conn.is_blocked
     # Nothing was written while blocked; deliveries meanwhile were dispatched.
@@ -528,12 +525,12 @@ def test_connection_blocked_while_publishing_holds_writes_until_unblocked():
 
 
 def test_frame_larger_than_the_read_buffer_split_everywhere():
-    frame_max = 4 * _fastpath.READ_SIZE
+    frame_max = 4 * reader.READ_SIZE
     conn, transport = make_connection(frame_max)
     channel = open_channel(conn, 1)
     got = []
     channel.callbacks["c"] = got.append
-    body = bytes(range(256)) * (3 * _fastpath.READ_SIZE // 256 + 7)
+    body = bytes(range(256)) * (3 * reader.READ_SIZE // 256 + 7)
     data = deliver(1, "c", 1, b"small") + b"".join(
         amqp_bytes(
             frame_max,
@@ -777,7 +774,7 @@ def test_acks_held_before_a_callback_raises_are_written():
     with pytest.raises(KeyError):
         conn.drain_events(timeout=0)
     assert acks_in(transport.take()) == [(1, 1, True)]
-    assert conn._dispatching == 0
+    assert conn.held_acks.dispatching == 0
 
 
 def test_stale_ack_after_the_broker_reopened_the_channel_is_what_py_amqp_writes():
@@ -851,24 +848,24 @@ def test_publishing_thread_does_not_read_while_another_thread_is_in_drain_events
     # and the read buffer to the reader, or both parse the same bytes.
     conn, transport = make_connection()
     sock = transport.sock = BlockingSocket()
-    conn._poller = SimpleNamespaceLike(poll=lambda timeout: [(0, 1)])
+    conn.reader.poller = SimpleNamespaceLike(poll=lambda timeout: [(0, 1)])
     channel = open_channel(conn, 1)
     channel.callbacks["c"] = lambda m: None
     readers: list[int] = []
-    real_next_frame = conn._next_frame
+    real_before_wait = conn.reader.before_wait
 
-    def spy(timeout: float | None) -> bool:
+    def spy() -> None:  # every read from the socket starts here
         readers.append(threading.get_ident())
-        return real_next_frame(timeout)
+        real_before_wait()
 
-    conn._next_frame = spy
+    conn.reader.before_wait = spy
     reader = threading.Thread(target=conn.drain_events, kwargs={"timeout": None})
     reader.start()
     try:
         assert sock.waiting.wait(10)
-        for _ in range(_fastpath.CHECK_EVERY * 2):
+        for _ in range(connection.CHECK_EVERY * 2):
             channel.fast_publish(amqp.Message(b"m"), "", "q")
-        assert len(transport.written) == _fastpath.CHECK_EVERY * 2
+        assert len(transport.written) == connection.CHECK_EVERY * 2
     finally:
         sock.feed(deliver(1, "c", 1))
         reader.join(10)
@@ -890,13 +887,13 @@ def test_second_thread_waiting_to_read_returns_once_the_reader_dispatched():
     channel = open_channel(conn, 1)
     channel.callbacks["c"] = lambda m: None
     readers: list[int] = []
-    real_next_frame = conn._next_frame
+    real_before_wait = conn.reader.before_wait
 
-    def spy(timeout: float | None) -> bool:
+    def spy() -> None:  # every read from the socket starts here
         readers.append(threading.get_ident())
-        return real_next_frame(timeout)
+        real_before_wait()
 
-    conn._next_frame = spy
+    conn.reader.before_wait = spy
     reader = threading.Thread(target=conn.drain_events, kwargs={"timeout": None})
     reader.start()
     assert sock.waiting.wait(10)
@@ -954,3 +951,102 @@ def test_holding_an_ack_waits_for_another_threads_write():
     worker.join(10)
     assert done.is_set()
     assert transport.take() == ack_frames(1, [], 1)
+
+
+# -- frame and body limits (hostile or broken brokers) --------------------------------
+
+
+class CountingSocket(FakeSocket):
+    """A FakeSocket that counts reads (a limit must not wait for more data)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def recv_into(self, view: memoryview) -> int:
+        self.reads += 1
+        return super().recv_into(view)
+
+
+def limited_connection(**kwargs: Any) -> tuple[FastConnection, FakeTransport, CountingSocket]:
+    conn = FastConnection(host="fake:5672", **kwargs)
+    transport = FakeTransport()
+    transport.sock = sock = CountingSocket()
+    conn._transport = transport
+    conn.on_inbound_frame = frame_handler(conn, conn.on_inbound_method)
+    conn.frame_writer = conn._guarded_frame_writer(conn, transport)
+    conn.frame_max = 131072
+    conn.tuned()
+    return conn, transport, sock
+
+
+@pytest.mark.parametrize("size", [131072 - 7, 131072, 2**31, 2**32 - 1])
+def test_a_frame_over_frame_max_fails_at_once_with_frame_error_501(size):
+    conn, _transport, sock = limited_connection()
+    open_channel(conn, 1)
+    # Only the 7 header octets arrive: the error must not wait for the payload.
+    sock.feed(bytes([3]) + (1).to_bytes(2, "big") + size.to_bytes(4, "big"))
+    with pytest.raises(amqp.exceptions.FrameError) as info:
+        conn.drain_events(timeout=None)
+    assert info.value.code == 501
+    assert f"frame of {size} bytes" in str(info.value)
+    assert sock.reads == 1
+    assert len(conn.reader.buf) == reader.READ_SIZE  # nothing allocated for it
+    assert conn._transport is None  # the connection is collected: no later read hangs
+
+
+def test_a_frame_of_exactly_frame_max_is_accepted():
+    conn, _transport, sock = limited_connection()
+    channel = open_channel(conn, 1)
+    got: list[Any] = []
+    channel.callbacks["c"] = got.append
+    body = b"x" * (131072 - 8)
+    sock.feed(deliver(1, "c", 1, body))
+    conn.drain_events(timeout=None)
+    assert got[0].body == body
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["buffered", "header-alone"])
+def test_a_body_over_max_body_size_fails_before_any_body_arrives(whole):
+    conn, _transport, sock = limited_connection(max_body_size=100)
+    channel = open_channel(conn, 1)
+    channel.callbacks["c"] = lambda m: pytest.fail("delivered")
+    data = deliver(1, "c", 1, b"y" * 101)
+    header_end = data.index(b"\xce", data.index(b"\xce") + 1) + 1  # method + header frames
+    sock.feed(data if whole else data[:header_end])
+    with pytest.raises(amqp.exceptions.FrameError) as info:
+        conn.drain_events(timeout=None)
+    assert info.value.code == 501
+    assert "body of 101 bytes, over max_body_size (100)" in str(info.value)
+    assert conn._partial == {}
+    assert sock.reads == 1
+
+
+def test_a_body_of_exactly_max_body_size_is_accepted():
+    conn, _transport, sock = limited_connection(max_body_size=100)
+    channel = open_channel(conn, 1)
+    got: list[Any] = []
+    channel.callbacks["c"] = got.append
+    sock.feed(deliver(1, "c", 1, b"y" * 100))
+    conn.drain_events(timeout=None)
+    assert got[0].body == b"y" * 100
+
+
+def test_a_2_to_the_62_byte_body_in_basic_get_ok_fails_at_once():
+    # Content py-amqp assembles (basic.get-ok) gets the same limit, default 512 MiB.
+    conn, _transport, sock = limited_connection()
+    assert conn.max_body_size == 512 * 1024 * 1024
+    open_channel(conn, 1)
+    get_ok = method(1, spec.Basic.GetOk, "Lbssl", (1, False, "ex", "rk", 0))
+    header_payload = b"\x00\x3c\x00\x00" + (2**62).to_bytes(8, "big") + b"\x00\x00"
+    header = bytes([2]) + (1).to_bytes(2, "big") + len(header_payload).to_bytes(4, "big")
+    sock.feed(get_ok + header + header_payload + b"\xce")
+    with pytest.raises(amqp.exceptions.FrameError, match=r"body of 4611686018427387904 bytes"):
+        for _ in range(3):
+            conn.drain_events(timeout=None)
+
+
+@pytest.mark.parametrize("bad", [-1, 0, "big", 1.5, True, None])
+def test_max_body_size_must_be_a_byte_count(bad):
+    with pytest.raises(ValueError, match=f"max_body_size must be .* not {bad!r}"):
+        FastConnection(host="fake:5672", max_body_size=bad)

@@ -217,11 +217,6 @@ def test_queue_already_exists_warning_is_the_shared_class() -> None:
     assert pikachu.QueueAlreadyExistsWarning is base.QueueAlreadyExistsWarning
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="until pyamqplib imports QueueAlreadyExistsWarning from carrot.backends.base "
-    "(done when the py-amqp seam branch merges; then drop this mark)",
-)
 def test_pyamqplib_shares_the_queue_already_exists_warning() -> None:
     assert pyamqplib.QueueAlreadyExistsWarning is base.QueueAlreadyExistsWarning
 
@@ -255,7 +250,7 @@ def test_importing_the_pika_backend_loads_neither_py_amqp_nor_its_backend() -> N
         "import carrot.backends.pikachu as p\n"
         "p.Backend.connection_errors, p.Backend.recoverable_connection_errors\n"
         "loaded = sorted(m for m in sys.modules if m == 'amqp' or m.startswith('amqp.')"
-        " or m in ('carrot.backends.pyamqplib', 'carrot.backends._fastpath'))\n"
+        " or m == 'carrot.backends.pyamqplib' or m.startswith('carrot.backends._amqp'))\n"
         "print(loaded)\n"
     )
     out = subprocess.run(
@@ -368,6 +363,16 @@ def test_connection_parameters(conn: BrokerConnection, fake: FakePikaConnection)
     assert params.ssl_options is None
     assert connection.connected
     assert connection.server_properties == {"product": "FakeMQ"}
+
+
+@pytest.mark.parametrize(("heartbeat", "expected"), [(0, 0), (2, 2), (1.5, 2), (0.1, 1)])
+def test_heartbeat_goes_to_pika_in_whole_seconds(
+    conn: BrokerConnection, fake: FakePikaConnection, heartbeat: float, expected: int
+) -> None:
+    conn.heartbeat = heartbeat
+    conn.connect()
+    assert fake.params.heartbeat == expected
+    assert isinstance(fake.params.heartbeat, int)
 
 
 def test_default_port_and_no_timeout(conn: BrokerConnection, fake: FakePikaConnection) -> None:

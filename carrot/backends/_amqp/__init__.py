@@ -1,0 +1,15 @@
+"""The py-amqp backend's machinery, one module per layer.
+
+* :mod:`~carrot.backends._amqp.seam`: the only module touching py-amqp's
+  private names; checks them at import and turns the fast path off if
+  they changed.
+* :mod:`~carrot.backends._amqp.framing`: frames as bytes (no I/O).
+* :mod:`~carrot.backends._amqp.acks`: which acks are held back, and when
+  they are written.
+* :mod:`~carrot.backends._amqp.reader`: the socket read buffer and frame loop.
+* :mod:`~carrot.backends._amqp.channel` and
+  :mod:`~carrot.backends._amqp.connection`: the py-amqp channel and
+  connection with the fast publish, deliver and ack paths.
+
+:mod:`carrot.backends.pyamqplib` builds the public backend on them.
+"""
