@@ -241,6 +241,9 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
         channel.confirm_select()
         channel.events["basic_ack"].add(window.acked)
         channel.events["basic_nack"].add(window.nacked)
+        if hasattr(channel, "confirm_window"):
+            # The fast connection parses the confirms in place for it.
+            channel.confirm_window = window
 
     def drain_confirms(self, timeout: float) -> None:
         """Read and dispatch what the broker sent, for up to ``timeout`` seconds.

@@ -31,6 +31,7 @@ from carrot.backends._amqp.acks import AckTracker
 from carrot.backends._amqp.channel import Channel as FastChannel
 from carrot.backends._amqp.connection import Connection as FastConnection
 from carrot.backends._amqp.framing import PublishFramer, ack_frames
+from carrot.exceptions import MessageNacked
 
 # -- what the broker would send ---------------------------------------------------
 
@@ -814,3 +815,31 @@ def test_benchmark_report_and_chart(tmp_path, monkeypatch):
     out = tmp_path / "chart.png"
     assert write_chart(results, str(out))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_confirms_are_parsed_in_place_for_the_channel_window(monkeypatch):
+    from carrot.confirms import ConfirmWindow
+
+    conn, transport = make_connection()
+    channel = open_channel(conn)
+    window = ConfirmWindow(100)
+    for n in range(6):
+        window.published(amqp.Message(f"m{n}".encode()), "x", "k")
+    channel.confirm_window = window
+    # py-amqp's own handlers must not see them.
+    monkeypatch.setattr(
+        conn, "on_inbound_frame", lambda frame: pytest.fail(f"py-amqp got {frame!r}")
+    )
+    transport.sock.feed(
+        amqp_bytes(
+            131072,
+            (1, 1, spec.Basic.Ack, dumps("Lb", (3, True)), None),  # 1..3
+            (1, 1, spec.Basic.Nack, dumps("Lbb", (5, False, True)), None),  # 5 alone
+            (1, 1, spec.Basic.Ack, dumps("Lb", (4, False)), None),
+        )
+    )
+    drain_all(conn)
+    assert len(window) == 1  # only 6 is left
+    with pytest.raises(MessageNacked) as info:
+        window.raise_failures()
+    assert [m.seq for m in info.value.messages] == [5]

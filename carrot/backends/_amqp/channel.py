@@ -87,6 +87,11 @@ class Channel(seam.SeamChannel):
 
     # -- acks ------------------------------------------------------------------
 
+    #: The :class:`~carrot.confirms.ConfirmWindow` the connection reports this
+    #: channel's publisher confirms to, parsed in place (``None``: py-amqp's
+    #: ``basic_ack``/``basic_nack`` events do).
+    confirm_window: Any = None
+
     def dispatch_method(self, method_sig: Any, payload: Any, content: Any) -> Any:
         """As py-amqp's, but confirms reaching a closing channel are dropped quietly.
 

@@ -72,6 +72,8 @@ from carrot.backends._amqp.acks import HeldAcks
 from carrot.backends._amqp.channel import Channel
 from carrot.backends._amqp.framing import (
     BLOCKED_SIG,
+    CONFIRM_ACK_SIG,
+    CONFIRM_NACK_SIG,
     DELIVER_SIG,
     LONGLONG,
     PartialDelivery,
@@ -332,6 +334,20 @@ class Connection(seam.SeamConnection, PlainConnection):
                     and _DELIVER not in channel.awaited_replies
                 ):
                     return self._on_deliver(channel, channel_id, buf, offset, size)
+            elif sig in (CONFIRM_ACK_SIG, CONFIRM_NACK_SIG) and size >= 13:
+                # Publisher confirms, parsed in place for the channel's window
+                # (py-amqp would build a method and call its event handlers).
+                channel = self.channels.get(channel_id)
+                window = getattr(channel, "confirm_window", None)
+                if window is not None and not channel.is_closing:
+                    (tag,) = LONGLONG.unpack_from(buf, offset + 4)
+                    multiple = bool(buf[offset + 12] & 1)
+                    self.bytes_recv += 1
+                    if sig == CONFIRM_ACK_SIG:
+                        window.acked(tag, multiple)
+                    else:
+                        window.nacked(tag, multiple)
+                    return True
             elif sig == BLOCKED_SIG and not channel_id:
                 # py-amqp drops connection.blocked's reason argument: keep it.
                 self._wire_blocked_reason = parse_blocked_reason(buf[offset : offset + size])

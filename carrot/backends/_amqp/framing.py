@@ -20,6 +20,8 @@ from amqp.serialization import decode_properties_basic, dumps
 from carrot.backends._amqp.seam import serialize_properties
 
 __all__ = [
+    "CONFIRM_ACK_SIG",
+    "CONFIRM_NACK_SIG",
     "FRAME_HEADER",
     "LONGLONG",
     "PROPERTY_CACHE_SIZE",
@@ -55,6 +57,8 @@ FRAME_END = b"\xce"
 #: Method payloads start with class id and method id.
 DELIVER_SIG = b"\x00\x3c\x00\x3c"  # basic.deliver
 BLOCKED_SIG = b"\x00\x0a\x00\x3c"  # connection.blocked (RabbitMQ)
+CONFIRM_ACK_SIG = b"\x00\x3c\x00\x50"  # basic.ack from the broker: a publisher confirm
+CONFIRM_NACK_SIG = b"\x00\x3c\x00\x78"  # basic.nack from the broker
 #: Methods followed by content frames: basic.deliver, basic.get-ok, basic.return.
 CONTENT_SIGS = (DELIVER_SIG, b"\x00\x3c\x00\x47", b"\x00\x3c\x00\x32")
 
