@@ -10,11 +10,9 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 
 import amqp
 import pytest
-from faultproxy import FaultProxy
 
 from carrot.connection import BrokerConnection
 from carrot.exceptions import ConfirmTimeoutError, MessageNacked
@@ -23,18 +21,6 @@ from carrot.messaging import Publisher
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(90)]
 
 FAST = {"interval_start": 0.2, "interval_step": 0.2, "interval_max": 0.5, "max_retries": 40}
-
-
-@pytest.fixture
-def proxy() -> Iterator[FaultProxy]:
-    with FaultProxy() as proxy:
-        yield proxy
-
-
-@pytest.fixture
-def direct() -> Iterator[amqp.Channel]:
-    with amqp.Connection("127.0.0.1:5672", "guest", "guest", connect_timeout=5) as conn:
-        yield conn.channel()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import amqp
 import pytest
@@ -23,18 +22,6 @@ pytestmark = [pytest.mark.rabbitmq]
 
 #: The heartbeat the silent-peer tests use, in seconds.
 N = 1
-
-
-@pytest.fixture
-def proxy() -> Iterator[FaultProxy]:
-    with FaultProxy() as proxy:
-        yield proxy
-
-
-@pytest.fixture
-def direct() -> Iterator[amqp.Channel]:
-    with amqp.Connection("127.0.0.1:5672", "guest", "guest", connect_timeout=5) as conn:
-        yield conn.channel()
 
 
 def heartbeat_threads() -> list[threading.Thread]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 
 import amqp
 import pytest
@@ -24,19 +23,6 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(60)]
 
 #: Short delays, so the tests are quick: 0.2 s, 0.4 s, then 0.5 s between attempts.
 FAST = {"interval_start": 0.2, "interval_step": 0.2, "interval_max": 0.5, "max_retries": 40}
-
-
-@pytest.fixture
-def proxy() -> Iterator[FaultProxy]:
-    with FaultProxy() as proxy:
-        yield proxy
-
-
-@pytest.fixture
-def direct() -> Iterator[amqp.Channel]:
-    """A channel on a direct connection, for publishing and looking at queues."""
-    with amqp.Connection("127.0.0.1:5672", "guest", "guest", connect_timeout=5) as conn:
-        yield conn.channel()
 
 
 def recovering(proxy: FaultProxy, **kwargs: object) -> BrokerConnection:
