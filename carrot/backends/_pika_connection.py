@@ -264,7 +264,7 @@ class Connection:
         return True
 
 
-def ssl_options(ssl: Any, hostname: str) -> Any:
+def ssl_options(ssl: Any, hostname: str | None) -> Any:
     """pika's :class:`~pika.SSLOptions` for carrot's ``ssl`` setting (True, dict or context)."""
     import pika
 
