@@ -128,8 +128,7 @@ class Message(BaseMessage):
     @property
     def properties(self) -> dict[str, Any]:
         """The AMQP properties (headers, priority, delivery_mode, ...)."""
-        properties: dict[str, Any] = self.amqp_message.properties  # py-amqp is untyped
-        return properties
+        return self.amqp_message.properties  # type: ignore[no-any-return]  # py-amqp is untyped
 
     @property
     def headers(self) -> dict[str, Any]:
