@@ -159,7 +159,54 @@ def consume(port: int, queue: str, arguments: dict[str, Any] | None, n: int) -> 
     return seconds
 
 
-def run(n: int, rounds: int) -> dict[str, dict[str, float]]:
+def kombu_publish(port: int, queue: str, n: int, confirm: bool) -> float:
+    """kombu's ``Producer.publish`` (``confirm_publish`` for the confirmed scenario)."""
+    import kombu
+
+    options = {"confirm_publish": True} if confirm else {}
+    with kombu.Connection(
+        f"amqp://guest:guest@127.0.0.1:{port}//", transport_options=options
+    ) as conn:
+        producer = kombu.Producer(conn.channel(), serializer="json")
+        t0 = time.perf_counter()
+        for _ in range(n):
+            producer.publish(PAYLOAD, routing_key=queue, delivery_mode=2)
+        if not confirm:
+            held = wait_count(port, queue, n)
+            if held != n:
+                raise RuntimeError(f"the queue holds {held} of {n} messages")
+        return time.perf_counter() - t0
+
+
+def kombu_consume(port: int, queue: str, arguments: dict[str, Any] | None, n: int) -> float:
+    """kombu's ``Consumer`` with a callback that acks, prefetch as carrot's."""
+    import kombu
+
+    with kombu.Connection(f"amqp://guest:guest@127.0.0.1:{port}//") as conn:
+        channel = conn.channel()
+        got = 0
+
+        def on_message(_body: Any, message: Any) -> None:
+            nonlocal got
+            got += 1
+            message.ack()
+
+        kqueue = kombu.Queue(queue, durable=True, queue_arguments=arguments, no_declare=True)
+        consumer = kombu.Consumer(channel, queues=[kqueue], callbacks=[on_message])
+        consumer.qos(prefetch_count=PREFETCH)
+        t0 = time.perf_counter()
+        deadline = time.monotonic() + DEADLINE
+        with consumer:
+            while got < n and time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    conn.drain_events(timeout=1.0)
+        seconds = time.perf_counter() - t0
+    if got < n:
+        raise RuntimeError(f"kombu consumed {got} of {n} within {DEADLINE} s")
+    return seconds
+
+
+def run(n: int, rounds: int, client: str = "carrot") -> dict[str, dict[str, float]]:
     queues = {name: f"carrot.bench.cluster.{uuid.uuid4().hex[:10]}" for name in TARGETS}
     for name, (_port, declare_port, arguments) in TARGETS.items():
         with connection(declare_port) as conn:
@@ -175,10 +222,13 @@ def run(n: int, rounds: int) -> dict[str, dict[str, float]]:
                 port, declare_port, arguments = TARGETS[name]
                 queue = queues[name]
                 for scenario in SCENARIOS:
+                    do_publish, do_consume = (
+                        (kombu_publish, kombu_consume) if client == "kombu" else (publish, consume)
+                    )
                     if scenario == "consume_ack":
-                        seconds = consume(port, queue, arguments, 2 * n)  # both publishes
+                        seconds = do_consume(port, queue, arguments, 2 * n)  # both publishes
                     else:
-                        seconds = publish(port, queue, n, confirm=scenario == "publish_confirm")
+                        seconds = do_publish(port, queue, n, confirm=scenario == "publish_confirm")
                     rate = (2 * n if scenario == "consume_ack" else n) / seconds
                     rates[scenario][name].append(rate)
                     log(f"round {rnd + 1} {scenario:16} {name:16} {rate:8.0f} msg/s")
@@ -385,7 +435,9 @@ def main(argv: list[str] | None = None) -> int:
         "--failover", action="store_true", help="measure the failover gaps instead of the rates"
     )
     parser.add_argument(
-        "--kombu", action="store_true", help="with --failover: measure kombu's gaps too"
+        "--kombu",
+        action="store_true",
+        help="measure kombu too: its gaps (with --failover) or its rates",
     )
     args = parser.parse_args(argv)
     if args.n < 1 or args.rounds < 1:
@@ -397,13 +449,16 @@ def main(argv: list[str] | None = None) -> int:
     with owned_cluster() as cluster:
         ports = ", ".join(map(str, cluster.ports))
         log(f"cluster up on {ports} in {time.perf_counter() - t0:.1f} s")
-        summary = run(args.n, args.rounds)
-    print(f"\nmedian of {args.rounds} rounds, n={args.n}, msg/s (ratio to single):")
-    print(f"{'scenario':16} " + " ".join(f"{name:>24}" for name in TARGETS))
-    for scenario, per_target in summary.items():
-        base = per_target["single"]
-        cells = [f"{rate:8.0f} ({rate / base:4.2f}x)" for rate in per_target.values()]
-        print(f"{scenario:16} " + " ".join(f"{cell:>24}" for cell in cells))
+        summaries = {"carrot": run(args.n, args.rounds)}
+        if args.kombu:
+            summaries["kombu"] = run(args.n, args.rounds, client="kombu")
+    for client, summary in summaries.items():
+        print(f"\n{client}: median of {args.rounds} rounds, n={args.n}, msg/s (ratio to single):")
+        print(f"{'scenario':16} " + " ".join(f"{name:>24}" for name in TARGETS))
+        for scenario, per_target in summary.items():
+            base = per_target["single"]
+            cells = [f"{rate:8.0f} ({rate / base:4.2f}x)" for rate in per_target.values()]
+            print(f"{scenario:16} " + " ".join(f"{cell:>24}" for cell in cells))
     return 0
 
 

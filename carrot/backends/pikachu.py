@@ -116,6 +116,8 @@ logger = logging.getLogger(__name__)
 
 #: The AMQP port.
 DEFAULT_PORT = 5672
+#: The AMQP-over-TLS port, used when ``ssl`` is on and no port is given.
+DEFAULT_TLS_PORT = 5671
 
 
 def _whole_seconds(heartbeat: float | None) -> int:
@@ -197,6 +199,8 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
     """
 
     default_port = DEFAULT_PORT
+    #: Port used with TLS when the connection names none.
+    default_tls_port = DEFAULT_TLS_PORT
     Message = Message
 
     #: Errors meaning the connection is gone (pika's ``AMQPConnectionError``
@@ -223,10 +227,12 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
         """The :class:`pika.ConnectionParameters` for :attr:`connection`'s settings.
 
         ``connect_timeout`` bounds both the TCP connect (``socket_timeout``)
-        and the whole AMQP handshake (``stack_timeout``). Heartbeats are off,
-        as with the py-amqp backend: pika's blocking connection answers them
-        only while it does I/O, so a long callback would get the connection
-        closed by the broker.
+        and the whole AMQP handshake (``stack_timeout``). ``heartbeat`` is
+        pika's, in whole seconds (pika's blocking connection answers them
+        only while it does I/O). With ``ssl`` and no port, the port is 5671.
+
+        .. versionchanged:: 0.11
+           The port defaults to 5671 with TLS.
 
         :raises carrot.exceptions.MissingConnectionSetting: (a ``KeyError``)
             naming the missing hostname, userid or password.
@@ -236,7 +242,9 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
         timeout = conninfo.connect_timeout or None  # pika: None means no limit
         return pika.ConnectionParameters(
             host=conninfo.hostname,
-            port=int(conninfo.port or self.default_port),
+            port=int(
+                conninfo.port or (self.default_tls_port if conninfo.ssl else self.default_port)
+            ),
             virtual_host=conninfo.virtual_host or "/",
             credentials=pika.PlainCredentials(conninfo.userid, conninfo.password),
             ssl_options=ssl_options(conninfo.ssl, conninfo.hostname),

@@ -846,3 +846,13 @@ def test_cancel_after_a_broker_cancel_drops_the_notice(
     assert not any(name == "basic_reject" for name, _ in channel.calls)
     with pytest.raises(TimeoutError):
         conn.drain_events(timeout=0.01)
+
+
+@pytest.mark.parametrize(("ssl", "port", "expected"), [(True, None, 5671), (True, 5673, 5673)])
+def test_tls_port_defaults_to_5671(
+    conn: BrokerConnection, fake: FakePikaConnection, ssl: bool, port: int | None, expected: int
+) -> None:
+    conn.ssl = ssl
+    conn.port = port
+    conn.connect()
+    assert fake.params.port == expected
