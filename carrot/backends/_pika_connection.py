@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import ssl as ssl_module
 import time
+from collections.abc import Callable
 from itertools import count
 from typing import Any, NamedTuple
 
@@ -68,7 +69,7 @@ class Connection:
         #: The underlying :class:`pika.BlockingConnection`.
         self.pika_connection = pika_connection
         # (callback, RawMessage) of deliveries not dispatched yet, oldest first.
-        self._ready: collections.deque = collections.deque()
+        self._ready: collections.deque[tuple[Callable[..., Any], RawMessage]] = collections.deque()
         # Channels with consumers, so a close by the broker is noticed.
         self._consuming: dict[int, Any] = {}
 
@@ -263,7 +264,7 @@ class Connection:
         return True
 
 
-def ssl_options(ssl: Any, hostname: str) -> Any:
+def ssl_options(ssl: Any, hostname: str | None) -> Any:
     """pika's :class:`~pika.SSLOptions` for carrot's ``ssl`` setting (True, dict or context)."""
     import pika
 
@@ -295,7 +296,9 @@ _PikaConnectionError: Any = (
 )
 
 
-class PikaConnectError(CarrotError, _PikaConnectionError):
+# misc: the second base is pika's AMQPConnectionError when pika is installed,
+# ConnectionError otherwise, so mypy sees Any.
+class PikaConnectError(CarrotError, _PikaConnectionError):  # type: ignore[misc]
     """pika could not connect: refused, unreachable, or no AMQP handshake in time.
 
     A :exc:`pika.exceptions.AMQPConnectionError` (pika raises that class
@@ -346,7 +349,7 @@ def _recoverable_connection_errors() -> tuple[type[BaseException], ...]:
     return (PikaConnectError, *pika_errors, *_connection_errors()[1:])
 
 
-def _blocking_connection() -> type:
+def _blocking_connection() -> Any:
     from pika import BlockingConnection
 
     return BlockingConnection

@@ -186,6 +186,11 @@ class Message(BaseMessage):
         return getattr(self._properties, "headers", None) or {}
 
 
+#: The message class, for annotations inside :class:`Backend` (whose
+#: ``Message`` attribute shadows the name there).
+_Message = Message
+
+
 class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
     """AMQP through pika's :class:`~pika.BlockingConnection`.
 
@@ -266,7 +271,8 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
 
     @property
     def _conn(self) -> Connection:
-        return self._established()
+        # no-any-return: the base returns Any (each backend has its own connection).
+        return self._established()  # type: ignore[no-any-return]
 
     # -- channel -----------------------------------------------------------
 
@@ -358,7 +364,8 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
     def queue_delete(self, queue: str, if_unused: bool = False, if_empty: bool = False) -> int:
         """Delete ``queue``; return the number of messages it held."""
         frame = self.channel.queue_delete(queue=queue, if_unused=if_unused, if_empty=if_empty)
-        return frame.method.message_count
+        count: int = frame.method.message_count  # pika is untyped
+        return count
 
     def queue_purge(self, queue: str, **kwargs: Any) -> int:
         """Discard every ready message in ``queue``; return how many."""
@@ -411,11 +418,11 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
 
     # -- receiving ---------------------------------------------------------
 
-    def message_to_python(self, raw_message: Any) -> Message:
+    def message_to_python(self, raw_message: Any) -> _Message:
         """Wrap a :class:`RawMessage` in :attr:`Message`."""
         return self.Message(self, raw_message)
 
-    def get(self, queue: str, no_ack: bool = False) -> Message | None:
+    def get(self, queue: str, no_ack: bool = False) -> _Message | None:
         """Fetch one message from ``queue``, or ``None`` if it is empty."""
         channel = self.channel
         method, properties, body = channel.basic_get(queue, auto_ack=no_ack)
@@ -435,12 +442,13 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
         conn = self._conn
         self.remember_consumer(consumer_tag, queue, no_ack, callback)
         conn._watch(channel)
-        return channel.basic_consume(
+        tag: str = channel.basic_consume(  # pika is untyped
             queue=queue,
             on_message_callback=conn._deliver_later(callback),
             auto_ack=no_ack,
             consumer_tag=consumer_tag,
         )
+        return tag
 
     def consume(self, limit: int | None = None) -> Any:
         """Dispatch deliveries to the consumers' callbacks, yielding ``True`` after each.
@@ -477,7 +485,8 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
 
     # -- sending -----------------------------------------------------------
 
-    def prepare_message(
+    def prepare_message(  # type: ignore[override]
+        # override: carrot 0.10's base takes **kwargs; Publisher passes only these.
         self,
         message_data: Any,
         delivery_mode: Any,
@@ -497,7 +506,8 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
             content_encoding=content_encoding,
         )
 
-    def publish(
+    def publish(  # type: ignore[override]
+        # override: carrot 0.10's base takes **kwargs; Publisher passes only these.
         self,
         message: Any,
         exchange: str,

@@ -74,10 +74,12 @@ AMQPChannelException = ChannelError
 
 
 #: The fast path when the seam trusts the installed py-amqp, plain py-amqp otherwise.
-_Base = _amqp_connection.Connection if seam.AVAILABLE else PlainConnection
+#: (Any: both are :class:`amqp.Connection` subclasses, and py-amqp is untyped.)
+_Base: Any = _amqp_connection.Connection if seam.AVAILABLE else PlainConnection
 
 
-class Connection(WaitMulti, _Base):
+# misc: _Base is Any (chosen at import; py-amqp is untyped).
+class Connection(WaitMulti, _Base):  # type: ignore[misc]
     """A py-amqp connection with the waiting calls carrot 0.10 offered.
 
     It is an :class:`amqp.Connection` whose hot paths (publish, deliver,
@@ -126,12 +128,17 @@ class Message(BaseMessage):
     @property
     def properties(self) -> dict[str, Any]:
         """The AMQP properties (headers, priority, delivery_mode, ...)."""
-        return self.amqp_message.properties
+        return self.amqp_message.properties  # type: ignore[no-any-return]  # py-amqp is untyped
 
     @property
     def headers(self) -> dict[str, Any]:
         """The message's headers table (empty when it has none)."""
         return self.amqp_message.properties.get("application_headers") or {}
+
+
+#: The message class, for annotations inside :class:`Backend` (whose
+#: ``Message`` attribute shadows the name there).
+_Message = Message
 
 
 class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
@@ -186,7 +193,8 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
             conn.connect()
         except ssl_module.SSLError as exc:
             conn.collect()
-            raise tls_error(exc, host, tls) from exc
+            # arg-type: an SSLError comes only from a TLS connection, so tls is set.
+            raise tls_error(exc, host, tls) from exc  # type: ignore[arg-type]
         return conn
 
     def close_connection(self, connection: Any) -> None:
@@ -330,11 +338,11 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
 
     # -- receiving ---------------------------------------------------------
 
-    def message_to_python(self, raw_message: Any) -> Message:
+    def message_to_python(self, raw_message: Any) -> _Message:
         """Wrap an :class:`amqp.Message` in :attr:`Message`."""
         return self.Message(self, raw_message)
 
-    def get(self, queue: str, no_ack: bool = False) -> Message | None:
+    def get(self, queue: str, no_ack: bool = False) -> _Message | None:
         """Fetch one message from ``queue``, or ``None`` if it is empty."""
         raw_message = self.channel.basic_get(queue, no_ack=no_ack)
         if raw_message is None:
@@ -346,13 +354,14 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
     ) -> str:
         """Start consuming ``queue``; ``callback(raw_message)`` per delivery."""
         self.remember_consumer(consumer_tag, queue, no_ack, callback)
-        return self.channel.basic_consume(
+        tag: str = self.channel.basic_consume(  # py-amqp is untyped
             queue=queue,
             no_ack=no_ack,
             callback=callback,
             consumer_tag=consumer_tag,
             nowait=nowait,
         )
+        return tag
 
     def consume(self, limit: int | None = None) -> Any:
         """Dispatch deliveries to the consumers' callbacks, yielding after each event.
@@ -402,7 +411,8 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
 
     # -- sending -----------------------------------------------------------
 
-    def prepare_message(
+    def prepare_message(  # type: ignore[override]
+        # override: carrot 0.10's base takes **kwargs; Publisher passes only these.
         self,
         message_data: Any,
         delivery_mode: Any,
@@ -420,7 +430,8 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
         }
         return _new_outgoing(OutgoingMessage, message_data, properties)
 
-    def publish(
+    def publish(  # type: ignore[override]
+        # override: carrot 0.10's base takes **kwargs; Publisher passes only these.
         self,
         message: Any,
         exchange: str,

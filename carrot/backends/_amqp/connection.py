@@ -61,6 +61,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from threading import get_ident
 from typing import Any
 
@@ -97,6 +98,11 @@ _DELIVER = spec.Basic.Deliver
 _delivered_message = seam.delivered_message
 
 
+#: The channel class, for annotations inside :class:`Connection` (whose
+#: ``Channel`` attribute shadows the name there).
+_Channel = Channel
+
+
 class Connection(seam.SeamConnection, PlainConnection):
     """A py-amqp connection with buffered reads, fast deliveries and flow tracking.
 
@@ -108,7 +114,7 @@ class Connection(seam.SeamConnection, PlainConnection):
 
     #: Called with the channel id of each delivery the fast path dispatches
     #: (py-amqp's own dispatches go through ``on_inbound_method``).
-    delivery_observer: Any = None
+    delivery_observer: Callable[[int], None] | None = None
     #: Methods dispatched so far (another thread waiting to read watches it).
     _dispatched = 0
 
@@ -356,11 +362,13 @@ class Connection(seam.SeamConnection, PlainConnection):
             (body_size,) = LONGLONG.unpack_from(buf, offset + 4)
             if body_size > self.max_body_size:
                 raise self._body_too_large(channel_id, body_size)
-        # Everything else is py-amqp's.
-        return self.on_inbound_frame((ftype, channel_id, self.reader.payload(offset, size)))
+        # Everything else is py-amqp's (no-any-return: py-amqp is untyped).
+        return self.on_inbound_frame(  # type: ignore[no-any-return]
+            (ftype, channel_id, self.reader.payload(offset, size))
+        )
 
     def _on_deliver(
-        self, channel: Channel, channel_id: int, buf: bytearray, offset: int, size: int
+        self, channel: _Channel, channel_id: int, buf: bytearray, offset: int, size: int
     ) -> bool:
         """A ``basic.deliver``: dispatch it with its content, or wait for the content."""
         # Hot path: once per delivery. The header and body frames usually
@@ -375,6 +383,7 @@ class Connection(seam.SeamConnection, PlainConnection):
         if body_size > self.max_body_size:
             raise self._body_too_large(channel_id, body_size)
         view = self.reader.view
+        body: bytes | str
         raw = bytes(view[offset + 12 : offset + size])
         cached = self._properties.get(raw)
         props = self._properties.decode(raw) if cached is None else dict(cached)
@@ -420,6 +429,7 @@ class Connection(seam.SeamConnection, PlainConnection):
         size: int,
     ) -> bool:
         # The header and body frames of a delivery that came in pieces.
+        body: bytes | str
         self.bytes_recv += 1
         if ftype == 2:
             if partial.properties is not None:
@@ -452,7 +462,7 @@ class Connection(seam.SeamConnection, PlainConnection):
             self.delivery_observer(channel_id)
         return True
 
-    def _deliver(self, channel: Channel, info: dict[str, Any], props: Any, body: Any) -> None:
+    def _deliver(self, channel: _Channel, info: dict[str, Any], props: Any, body: Any) -> None:
         # Hot path: hands one assembled delivery to its consumer's callback.
         size = len(body)
         if channel.auto_decode and body and "content_encoding" in props:

@@ -68,7 +68,7 @@ def frame_error(text: str) -> AMQPFrameError:
     return AMQPFrameError(text, reply_code=501)
 
 
-def bounded_set(cache: dict, key: Any, value: Any) -> None:
+def bounded_set(cache: dict[Any, Any], key: Any, value: Any) -> None:
     """``cache[key] = value``, emptying ``cache`` first when it is full."""
     if len(cache) >= PROPERTY_CACHE_SIZE:
         cache.clear()
@@ -87,12 +87,12 @@ class PublishFramer:
     def __init__(self, frame_max: int) -> None:
         self.frame_max = frame_max
         # (channel_id, exchange, routing_key, mandatory, immediate) -> method frame.
-        self._methods: dict[tuple, bytes] = {}
+        self._methods: dict[tuple[Any, ...], bytes] = {}
         # tuple(properties.items()) -> serialized property flags and list.
-        self._properties: dict[tuple, bytes] = {}
+        self._properties: dict[tuple[Any, ...], bytes] = {}
         # (channel, exchange, routing key, flags, *properties) ->
         # (method frame + header frame start, properties, properties + body frame start).
-        self._heads: dict[tuple, tuple[bytes, bytes, bytes]] = {}
+        self._heads: dict[tuple[Any, ...], tuple[bytes, bytes, bytes]] = {}
 
     def method_frame(
         self, channel_id: int, exchange: str, routing_key: str, mandatory: bool, immediate: bool
@@ -139,6 +139,7 @@ class PublishFramer:
         body = message.body
         if body.__class__ is str:
             body = body.encode(message.properties.setdefault("content_encoding", "utf-8"))
+        key: tuple[Any, ...] | None  # None: a property value is unhashable
         try:
             key = (
                 channel_id,
@@ -167,7 +168,7 @@ class PublishFramer:
         if 0 < size <= chunk:
             # The common case: method, header and body frame in one piece.
             return b"".join((head, LONGLONG.pack(size), middle, _LONG.pack(size), body, FRAME_END))
-        parts = [head, LONGLONG.pack(size), props, FRAME_END]
+        parts: list[bytes | memoryview] = [head, LONGLONG.pack(size), props, FRAME_END]
         view = memoryview(body)
         for offset in range(0, size, chunk):
             piece = view[offset : offset + chunk]
@@ -240,7 +241,7 @@ def parse_deliver(buf: bytearray, offset: int, end: int) -> dict[str, Any]:
         raise frame_error(f"basic.deliver's arguments are not UTF-8: {exc}") from exc
 
 
-class PropertiesCache(dict):
+class PropertiesCache(dict[bytes, dict[str, Any]]):
     """Decoded content-header properties by their raw bytes (flags and list).
 
     The hot path looks up ``raw`` itself and copies a hit; :meth:`decode`
@@ -251,6 +252,7 @@ class PropertiesCache(dict):
 
     def decode(self, raw: bytes) -> dict[str, Any]:
         """A new dict of the properties encoded in ``raw``, remembered for next time."""
+        props: dict[str, Any]  # py-amqp is untyped
         props, _ = decode_properties_basic(raw, 0)
         if "application_headers" in props:
             return props  # a table of any size: not worth keeping
@@ -258,7 +260,7 @@ class PropertiesCache(dict):
         return dict(props)
 
 
-def parse_blocked_reason(payload: bytes) -> str | None:
+def parse_blocked_reason(payload: bytes | bytearray) -> str | None:
     """The reason in a ``connection.blocked`` method payload (``None`` if absent)."""
     if len(payload) < 5:
         return None

@@ -17,8 +17,8 @@ import socket
 import ssl as ssl_module
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import amqp
 from amqp import spec
@@ -46,7 +46,8 @@ def _nothing() -> None:
     pass
 
 
-class PlainConnection(amqp.Connection):
+# misc (here and below): py-amqp is untyped, so its classes are Any to mypy.
+class PlainConnection(amqp.Connection):  # type: ignore[misc]
     """py-amqp's connection with carrot's additions and none of the fast paths.
 
     :keyword socket_settings: as py-amqp's; ``TCP_USER_TIMEOUT`` defaults
@@ -182,7 +183,8 @@ class PlainConnection(amqp.Connection):
     def _lost(self, exc: BaseException) -> BaseException | None:
         """The error to raise for ``exc`` when the heartbeat monitor gave the peer up."""
         if self.heartbeat_lost is not None and isinstance(exc, OSError):
-            return ConnectionForced(self.heartbeat_lost)
+            # no-any-return: py-amqp's exception classes are untyped.
+            return ConnectionForced(self.heartbeat_lost)  # type: ignore[no-any-return]
         return None
 
     # -- closing ------------------------------------------------------------------
@@ -312,11 +314,20 @@ class WaitMulti:
     #: The channel of the last method dispatched (for :meth:`wait_multi`).
     _last_channel_id: int | None = None
 
+    if TYPE_CHECKING:
+        # What the host class (a py-amqp connection) provides.
+        delivery_observer: Callable[[int], None] | None
+
+        def drain_events(self, timeout: float | None = None) -> Any: ...
+
     def on_inbound_method(
         self, channel_id: int, method_sig: Any, payload: Any, content: Any
     ) -> Any:
         self._last_channel_id = channel_id
-        return super().on_inbound_method(channel_id, method_sig, payload, content)
+        # misc: the host class (py-amqp's Connection, after this mixin) defines it.
+        return super().on_inbound_method(  # type: ignore[misc]
+            channel_id, method_sig, payload, content
+        )
 
     def _note_delivery(self, channel_id: int) -> None:
         self._last_channel_id = channel_id
@@ -346,10 +357,13 @@ class WaitMulti:
             self.delivery_observer = None
 
 
-class OutgoingMessage(amqp.Message):
+class OutgoingMessage(amqp.Message):  # type: ignore[misc]  # misc: as PlainConnection
     """An :class:`amqp.Message` to publish whose ``delivery_tag`` may be set."""
 
     __slots__ = ()
+
+    if TYPE_CHECKING:
+        delivery_info: dict[str, Any] | None  # amqp.Message's
 
     @property
     def delivery_tag(self) -> Any:
@@ -359,4 +373,5 @@ class OutgoingMessage(amqp.Message):
     @delivery_tag.setter
     def delivery_tag(self, value: Any) -> None:
         # compat: py-amqp 5 made delivery_tag read-only; carrot callers set it.
-        self.delivery_info = {**(self.delivery_info or {}), "delivery_tag": value}
+        # misc: a slot of amqp.Message, which mypy cannot see (py-amqp is untyped).
+        self.delivery_info = {**(self.delivery_info or {}), "delivery_tag": value}  # type: ignore[misc]

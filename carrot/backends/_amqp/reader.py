@@ -195,7 +195,7 @@ class FrameReader:
         while True:
             try:
                 with seam.having_timeout(transport, timeout):
-                    n = sock.recv_into(view)
+                    n: int = sock.recv_into(view)  # the socket is Any: py-amqp is untyped
             except TimeoutError:
                 raise
             except ssl.SSLError as exc:

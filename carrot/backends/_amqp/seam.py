@@ -196,7 +196,7 @@ def _self_check() -> None:
 
 def serialize_properties(message: Any) -> bytes:
     """The property flags and list of a content header for ``message``."""
-    return message._serialize_properties()
+    return message._serialize_properties()  # type: ignore[no-any-return]  # py-amqp is untyped
 
 
 _new = object.__new__
@@ -205,7 +205,7 @@ _new = object.__new__
 def new_message(cls: type, body: Any, properties: dict[str, Any]) -> Any:
     """A ``cls`` (an :class:`amqp.Message` class) equal to ``cls(body, **properties)``, faster."""
     # Hot path: once per published message; sets what Message.__init__ sets.
-    message = _new(cls)
+    message: Any = _new(cls)  # an amqp.Message; py-amqp is untyped
     message.frame_method = None
     message.frame_args = None
     message.properties = properties
@@ -243,7 +243,8 @@ def delivered_message(
 # -- overrides ------------------------------------------------------------------
 
 
-class SeamChannel(amqp.Channel):
+# misc (here and below): py-amqp is untyped, so its classes are Any to mypy.
+class SeamChannel(amqp.Channel):  # type: ignore[misc]
     """An :class:`amqp.Channel` that reports openings and deliveries to hooks."""
 
     def channel_opened(self) -> None:
@@ -288,7 +289,7 @@ class SeamChannel(amqp.Channel):
         )
 
 
-class SeamConnection(amqp.Connection):
+class SeamConnection(amqp.Connection):  # type: ignore[misc]  # misc: as SeamChannel
     """An :class:`amqp.Connection` that reports the end of tuning to a hook."""
 
     def tuned(self) -> None:
@@ -300,7 +301,7 @@ class SeamConnection(amqp.Connection):
         return result
 
 
-class SeamSSLTransport(amqp_transport.SSLTransport):
+class SeamSSLTransport(amqp_transport.SSLTransport):  # type: ignore[misc]  # misc: as SeamChannel
     """py-amqp's TLS transport wrapping with the context and host name of a ``TLSSettings``."""
 
     __slots__ = ("_tls",)
