@@ -29,6 +29,17 @@ def depth(raw_channel, queue):
     return raw_channel.queue_declare(queue, passive=True).message_count
 
 
+def full_queue(raw_channel, name: str, length: int) -> str:
+    """Declare ``name`` holding at most ``length`` messages; the broker nacks the next ones."""
+    raw_channel.queue_declare(
+        name,
+        durable=True,
+        auto_delete=False,
+        arguments={"x-max-length": length, "x-overflow": "reject-publish"},
+    )
+    return name
+
+
 def test_window_one_send_returns_after_the_ack(amqp_connection, queue, raw_channel):
     publisher = Publisher(amqp_connection, exchange="", routing_key=queue, confirm=True)
     publisher.send({"n": 1})
@@ -39,13 +50,7 @@ def test_window_one_send_returns_after_the_ack(amqp_connection, queue, raw_chann
 
 
 def test_nack_raises_with_the_refused_message(amqp_connection, unique, amqp_cleanup, raw_channel):
-    name = amqp_cleanup.queue(f"{unique}.full")
-    raw_channel.queue_declare(
-        name,
-        durable=True,
-        auto_delete=False,
-        arguments={"x-max-length": 1, "x-overflow": "reject-publish"},
-    )
+    name = full_queue(raw_channel, amqp_cleanup.queue(f"{unique}.full"), 1)
     publisher = Publisher(amqp_connection, exchange="", routing_key=name, confirm=True)
     publisher.send({"n": 1})
     with pytest.raises(MessageNacked) as info:
@@ -64,13 +69,7 @@ def test_nack_raises_with_the_refused_message(amqp_connection, unique, amqp_clea
 def test_nack_in_a_window_is_raised_by_wait_for_confirms(
     amqp_connection, unique, amqp_cleanup, raw_channel
 ):
-    name = amqp_cleanup.queue(f"{unique}.full")
-    raw_channel.queue_declare(
-        name,
-        durable=True,
-        auto_delete=False,
-        arguments={"x-max-length": 5, "x-overflow": "reject-publish"},
-    )
+    name = full_queue(raw_channel, amqp_cleanup.queue(f"{unique}.full"), 5)
     publisher = Publisher(
         amqp_connection, exchange="", routing_key=name, confirm=True, max_unconfirmed=100
     )
@@ -173,13 +172,7 @@ def test_pika_backend_confirms_each_message(pika_connection, queue, raw_channel)
 
 
 def test_pika_backend_nack_and_return(pika_connection, unique, amqp_cleanup, raw_channel):
-    name = amqp_cleanup.queue(f"{unique}.full")
-    raw_channel.queue_declare(
-        name,
-        durable=True,
-        auto_delete=False,
-        arguments={"x-max-length": 1, "x-overflow": "reject-publish"},
-    )
+    name = full_queue(raw_channel, amqp_cleanup.queue(f"{unique}.full"), 1)
     publisher = Publisher(pika_connection, exchange="", routing_key=name, confirm=True)
     publisher.send({"n": 1})
     with pytest.raises(MessageNacked) as info:
