@@ -282,8 +282,8 @@ def publish_gap(cluster: Cluster, queue: str, n: int) -> float:
     return recovered - killer.issued
 
 
-def consume_gap(cluster: Cluster, queue: str, n: int) -> float:
-    """Seconds from killing the consumer's node to its first delivery from a survivor."""
+def fill_quorum_queue(queue: str, n: int) -> None:
+    """Declare ``queue`` a quorum queue (through node 2) holding ``n`` confirmed messages."""
     with connection(PORTS[2]) as conn:
         Consumer(connection=conn, queue=queue, durable=True, queue_arguments=QUORUM).close()
         publisher = Publisher(
@@ -292,6 +292,11 @@ def consume_gap(cluster: Cluster, queue: str, n: int) -> float:
         for _ in range(n):
             publisher.send(PAYLOAD)
         publisher.close()
+
+
+def consume_gap(cluster: Cluster, queue: str, n: int) -> float:
+    """Seconds from killing the consumer's node to its first delivery from a survivor."""
+    fill_quorum_queue(queue, n)
     with failover_connection(cluster) as conn:
         consumer = Consumer(connection=conn, queue=queue, durable=True, queue_arguments=QUORUM)
         consumer.qos(prefetch_count=50)
@@ -364,14 +369,7 @@ def kombu_consume_gap(cluster: Cluster, queue: str, n: int) -> float:
     import kombu
     from kombu.mixins import ConsumerMixin
 
-    with connection(PORTS[2]) as conn:
-        Consumer(connection=conn, queue=queue, durable=True, queue_arguments=QUORUM).close()
-        publisher = Publisher(
-            connection=conn, exchange="", routing_key=queue, confirm=True, max_unconfirmed=256
-        )
-        for _ in range(n):
-            publisher.send(PAYLOAD)
-        publisher.close()
+    fill_quorum_queue(queue, n)
     killer = BackgroundKill(cluster)
 
     class Worker(ConsumerMixin):

@@ -7,16 +7,14 @@ Tests marked ``rabbitmq``, ``redis`` or ``stomp`` need that service on
 
 from __future__ import annotations
 
-import os
 import socket
 import uuid
 from collections.abc import Iterator
 
 import pytest
+from unavailable import unavailable
 
 from carrot.connection import BrokerConnection
-
-REQUIRE_BROKER = os.environ.get("CARROT_REQUIRE_BROKER") == "1"
 
 #: marker -> (host, port) of the live service it needs.
 SERVICES = {
@@ -44,10 +42,7 @@ def service_answers(name: str) -> bool:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     for name, (host, port) in SERVICES.items():
         if item.get_closest_marker(name) and not service_answers(name):
-            reason = f"{name} is not answering on {host}:{port}"
-            if REQUIRE_BROKER:
-                pytest.fail(f"{reason} and CARROT_REQUIRE_BROKER=1", pytrace=False)
-            pytest.skip(reason)
+            unavailable(f"{name} is not answering on {host}:{port}")
 
 
 @pytest.fixture

@@ -10,35 +10,27 @@ the cluster cannot start the tests skip with the reason, or fail under
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from collections.abc import Callable, Iterator
 
 import amqp
 import pytest
 from carrot_cluster import Cluster, ClusterError, cluster_available, owned_cluster
+from unavailable import unavailable
 
 from carrot.connection import BrokerConnection
-
-REQUIRE_BROKER = os.environ.get("CARROT_REQUIRE_BROKER") == "1"
-
-
-def _unavailable(reason: str) -> None:
-    if REQUIRE_BROKER:
-        pytest.fail(f"{reason} and CARROT_REQUIRE_BROKER=1", pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
 def cluster_session() -> Iterator[Cluster]:
     reason = cluster_available()
     if reason:
-        _unavailable(f"the test cluster cannot run: {reason}")
+        unavailable(f"the test cluster cannot run: {reason}")
     with contextlib.ExitStack() as stack:
         try:
             running = stack.enter_context(owned_cluster())
         except ClusterError as exc:
-            _unavailable(f"the test cluster did not start: {exc}")
+            unavailable(f"the test cluster did not start: {exc}")
         yield running
 
 
