@@ -52,6 +52,15 @@ class Message(BaseMessage):
     :param backend: the :class:`Backend` that received it.
     :param frame: stomp.py's MESSAGE frame (``body``, ``headers``).
     :keyword consumer_tag: the consumer it was delivered to, if any.
+
+    .. attribute:: properties
+
+       ``delivery_mode`` (2 when the ``persistent`` header is ``true``) and
+       ``priority``.
+
+    .. attribute:: headers
+
+       The application headers (the frame's headers, STOMP's own removed).
     """
 
     def __init__(self, backend: BaseBackend, frame: Any, **kwargs: Any) -> None:
@@ -77,13 +86,11 @@ class Message(BaseMessage):
         kwargs.setdefault("delivery_info", info)
         super().__init__(backend, **kwargs)
         priority = headers.get("priority")
-        #: delivery_mode (2 when the ``persistent`` header is ``true``) and priority.
         self.properties: dict[str, Any] = {
             "delivery_mode": 2 if headers.get("persistent") == "true" else 1,
         }
         if priority is not None and priority.isdigit():
             self.properties["priority"] = int(priority)
-        #: The application headers (the frame's headers, STOMP's own removed).
         self.headers: dict[str, str] = {
             key: value for key, value in headers.items() if key not in _TRANSPORT_HEADERS
         }
