@@ -56,10 +56,13 @@ class BackendDefaults:
     the attributes annotated here.
     """
 
-    connection: BrokerConnection
-    channel_errors: tuple[type[BaseException], ...]
-    confirms_on_publish: bool
-    returned_messages: collections.deque[ReturnedMessage]
+    if TYPE_CHECKING:
+        # For the type checker only: no runtime annotations, so autodoc
+        # documents these once, where BaseBackend defines them.
+        connection: BrokerConnection
+        channel_errors: tuple[type[BaseException], ...]
+        confirms_on_publish: bool
+        returned_messages: collections.deque[ReturnedMessage]
 
     def _established(self) -> Any:
         """The open connection of :attr:`connection` (opened on first use).
