@@ -40,6 +40,8 @@ from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
+# compat: names written ``X as X`` are not public API but were importable from
+# here before the helpers moved out; backends still import them from here.
 from carrot.backends._backend_defaults import BackendDefaults, ReturnedMessage
 from carrot.backends._backend_defaults import _text as _text
 from carrot.backends._backend_kit import IMMEDIATE_EXPIRATION as IMMEDIATE_EXPIRATION
@@ -51,7 +53,10 @@ from carrot.backends._backend_kit import (
     publish_flags,
 )
 from carrot.backends._backend_kit import ConsumerCallback as ConsumerCallback
+from carrot.exceptions import ClientNotInstalled as ClientNotInstalled
+from carrot.exceptions import ConnectionClosedError as ConnectionClosedError
 from carrot.exceptions import MessageStateError
+from carrot.exceptions import MissingConnectionSetting as MissingConnectionSetting
 
 if TYPE_CHECKING:
     from carrot.connection import BrokerConnection
