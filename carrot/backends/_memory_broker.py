@@ -5,8 +5,9 @@
 :data:`POLL_INTERVAL`). Every name here is process-wide state.
 
 Threads: :data:`_registry` (a condition) guards every backend's
-``_consumers``, ``_flow_active`` and ``_closed`` and the :data:`_consuming`
-set; :data:`mqueue` has its own lock, and is never waited on while
+``_consumers``, ``_flow_active`` and ``_closed`` (set in
+:mod:`~carrot.backends._memory_consumers`) and the :data:`_consuming` set;
+:data:`mqueue` has its own lock, and is never waited on while
 :data:`_registry` is held.
 """
 
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 from carrot.exceptions import ConnectionClosedError
 
 if TYPE_CHECKING:
+    from carrot.backends._memory_consumers import MemoryConsumers
     from carrot.backends.base import ConsumerCallback
     from carrot.backends.queue import Backend, Message
     from carrot.connection import BrokerConnection
@@ -66,7 +68,7 @@ _registry = threading.Condition()
 #: Backends that have at least one consumer. Held strongly, as a broker
 #: holds a consumer: it receives until cancelled or closed (or :func:`reset`),
 #: even when the code that started it keeps no reference.
-_consuming: set[Backend] = set()
+_consuming: set[MemoryConsumers] = set()
 #: Delivery tags, unique in the process.
 _delivery_tags = itertools.count(1)
 #: delivery_tag -> the Message handed out, while someone holds it (for requeue).

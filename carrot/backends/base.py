@@ -34,22 +34,31 @@ from __future__ import annotations
 
 import collections
 import functools
-import importlib
 import logging
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from types import MappingProxyType, ModuleType
-from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
-from carrot.exceptions import (
-    ClientNotInstalled,
-    ConnectionClosedError,
-    MessageStateError,
-    MissingConnectionSetting,
+# compat: names written ``X as X`` are not public API but were importable from
+# here before the helpers moved out; backends still import them from here.
+from carrot.backends._backend_defaults import BackendDefaults, ReturnedMessage
+from carrot.backends._backend_defaults import _text as _text
+from carrot.backends._backend_kit import IMMEDIATE_EXPIRATION as IMMEDIATE_EXPIRATION
+from carrot.backends._backend_kit import (
+    ChannelSettleMixin,
+    ClientAttribute,
+    FlowByCancelMixin,
+    import_client,
+    publish_flags,
 )
+from carrot.backends._backend_kit import ConsumerCallback as ConsumerCallback
+from carrot.exceptions import ClientNotInstalled as ClientNotInstalled
+from carrot.exceptions import ConnectionClosedError as ConnectionClosedError
+from carrot.exceptions import MessageStateError
+from carrot.exceptions import MissingConnectionSetting as MissingConnectionSetting
 
 if TYPE_CHECKING:
-    from carrot.confirms import ConfirmWindow
     from carrot.connection import BrokerConnection
 
 __all__ = [
@@ -80,97 +89,23 @@ _NOT_DECODED = object()
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
-#: What a consumer's callback receives: the backend's raw message (the
-#: consumer turns it into a :class:`BaseMessage` with ``message_to_python``).
-ConsumerCallback = Callable[[Any], object]
-
-
-class ReturnedMessage(NamedTuple):
-    """A message the broker returned as unroutable (:attr:`BaseBackend.returned_messages`).
-
-    A tuple ``(reply_code, reply_text, exchange, routing_key, message)``
-    with those names.
-
-    .. versionadded:: 0.11
-    """
-
-    reply_code: int
-    reply_text: str
-    exchange: str
-    routing_key: str
-    #: The backend's raw message as returned.
-    message: Any
+# compat: the helpers for backends live in private modules; this is their
+# public home, where backends (ours and third-party) import them from, and
+# where they are documented, shown in tracebacks and pickled.
+for _public in (
+    ChannelSettleMixin,
+    ClientAttribute,
+    FlowByCancelMixin,
+    ReturnedMessage,
+    import_client,
+    publish_flags,
+):
+    _public.__module__ = __name__
+del _public
 
 
 class QueueAlreadyExistsWarning(UserWarning):
     """A queue with that name already exists, so a new one was not created."""
-
-
-def import_client(module: str, package: str, backend: str | None = None) -> ModuleType:
-    """Import the optional client library ``module`` when a backend needs it.
-
-    :param module: the module to import (``"pika"``, ``"stomp"``).
-    :param package: the pip package that provides it (``"stomp.py"``).
-    :param backend: the backend's name for the message (default: ``module``).
-    :raises carrot.exceptions.ClientNotInstalled: (an ``ImportError``) it is
-        missing; the message names the pip package.
-    """
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise ClientNotInstalled(backend or module, package) from exc
-
-
-class ClientAttribute:
-    """A class attribute taken from an optional client library when it is read.
-
-    A backend module imports (and its docs build) without the client;
-    reading the attribute then gives ``missing``. Used for error tuples
-    (``connection_errors``) and client classes::
-
-        def _errors():
-            from pika import exceptions
-
-            return (exceptions.AMQPConnectionError, OSError)
-
-        connection_errors = ClientAttribute(_errors, ())
-
-    :param resolve: returns the value; may import the client.
-    :param missing: the value when ``resolve`` raises :exc:`ImportError`.
-    """
-
-    def __init__(self, resolve: Callable[[], Any], missing: Any = None) -> None:
-        self.resolve = resolve
-        self.missing = missing
-
-    def __get__(self, instance: Any, owner: Any = None) -> Any:
-        try:
-            return self.resolve()
-        except ImportError:
-            return self.missing
-
-
-#: The per-message TTL RabbitMQ documents as the replacement for ``immediate``.
-IMMEDIATE_EXPIRATION = "0"
-
-
-def publish_flags(mandatory: object, immediate: object) -> tuple[bool, str | None]:
-    """``(mandatory, expiration)`` to send for carrot's ``mandatory``/``immediate``.
-
-    RabbitMQ 3.0+ refuses the AMQP ``immediate`` flag by closing the
-    connection, so it is emulated: the message goes ``mandatory`` with a
-    per-message TTL of 0 (``expiration`` ``"0"``), which RabbitMQ documents
-    as the replacement. ``expiration`` is ``None`` when nothing is to be set.
-
-    >>> publish_flags(None, True)
-    (True, '0')
-    >>> publish_flags(None, None)
-    (False, None)
-    """
-    # Hot path (every publish): no allocation beyond the tuple.
-    if immediate:
-        return True, IMMEDIATE_EXPIRATION
-    return bool(mandatory), None
 
 
 class BaseMessage:
@@ -292,7 +227,7 @@ def _must_provide(method: Callable[_P, _R]) -> Callable[_P, _R]:
     return cast("Callable[_P, _R]", functools.wraps(method)(contract))
 
 
-class BaseBackend:
+class BaseBackend(BackendDefaults):
     """Base class for backends: the contract, and helpers for implementing it.
 
     :param connection: the :class:`~carrot.connection.BrokerConnection`
@@ -340,17 +275,6 @@ class BaseBackend:
         self.returned_messages: collections.deque[ReturnedMessage] = collections.deque(
             maxlen=RETURNED_MESSAGES_MAX
         )
-
-    def _established(self) -> Any:
-        """The open connection of :attr:`connection` (opened on first use).
-
-        :raises carrot.exceptions.ConnectionClosedError: the
-            :class:`~carrot.connection.BrokerConnection` was closed.
-        """
-        conn = self.connection.connection
-        if conn is None:
-            raise ConnectionClosedError()
-        return conn
 
     # -- the contract: required ---------------------------------------------
 
@@ -446,101 +370,12 @@ class BaseBackend:
         """
         return message_data
 
-    def queue_exists(self, queue: str) -> bool:
-        """Whether ``queue`` exists.
-
-        The default asks an AMQP broker (a passive ``queue.declare`` on a
-        throwaway channel of the connection, so a 404 disturbs neither this
-        backend's channel nor its consumers); other backends override it.
-        """
-        return self._passive_declare(
-            lambda channel: channel.queue_declare(queue=queue, passive=True)
-        )
-
-    def exchange_exists(self, exchange: str) -> bool | None:
-        """Whether ``exchange`` exists; ``None`` where the backend cannot tell.
-
-        The default asks an AMQP broker, as :meth:`queue_exists` does.
-
-        .. versionadded:: 0.11
-        """
-        return self._passive_declare(
-            lambda channel: channel.exchange_declare(exchange, "direct", passive=True)
-        )
-
-    def _passive_declare(self, declare: Callable[[Any], object]) -> bool:
-        """``declare(channel)`` on a throwaway channel: False when the broker answers 404."""
-        channel = self._established().channel()
-        try:
-            declare(channel)
-        except self.channel_errors as exc:
-            if getattr(exc, "reply_code", None) == 404:
-                return False
-            raise
-        finally:
-            if channel.is_open:
-                channel.close()
-        return True
-
-    # -- describing the connection (``carrot ping``) --------------------------------
-
-    @property
-    def in_process(self) -> bool:
-        """Whether messages stay in this process (no broker, no network)."""
-        return False
-
-    def server_description(self) -> str | None:
-        """What the server says it is (``"RabbitMQ 3.13.1 on Erlang/26.2"``), or None.
-
-        The default reads the connection's ``server_properties`` (product,
-        version, platform), as AMQP and STOMP connections report them.
-
-        .. versionadded:: 0.11
-        """
-        props = getattr(self._established(), "server_properties", None) or {}
-        product = _text(props.get("product", "unknown server"))
-        version = _text(props.get("version", "?"))
-        platform = props.get("platform")
-        return f"{product} {version}" + (f" on {_text(platform)}" if platform else "")
-
-    def collect_returns(self) -> None:
-        """Wait until the broker answered what this backend's channel sent, returns included.
-
-        The default makes a synchronous call that changes nothing (a passive
-        declare of ``amq.direct``) on :attr:`channel`: an AMQP broker sends
-        any ``basic.return`` before its answer.
-
-        .. versionadded:: 0.11
-        """
-        self.channel.exchange_declare("amq.direct", "direct", passive=True)  # type: ignore[attr-defined]
-
-    def round_trip(self) -> tuple[str, Callable[[], object]]:
-        """``(label, operation)``: one request the broker answers, to time it.
-
-        The default opens and closes a channel.
-
-        .. versionadded:: 0.11
-        """
-        connection = self._established()
-        return "channel open + close", lambda: connection.channel().close()
+    # queue_exists, exchange_exists, server_description, round_trip,
+    # collect_returns, check_settings, record_return, confirm_select and
+    # drain_confirms (newer than carrot 0.10) come from BackendDefaults
+    # (_backend_defaults.py); they are documented here.
 
     # -- helpers for backends --------------------------------------------------
-
-    def check_settings(self, *settings: str, kind: str = "AMQP") -> None:
-        """Raise for the first of ``settings`` the connection leaves unset.
-
-        ``hostname`` must be non-empty, the others (``userid``,
-        ``password``) not ``None``.
-
-        :param kind: the kind of connection, for the message.
-        :raises carrot.exceptions.MissingConnectionSetting: (a ``KeyError``)
-            naming the setting, as carrot 0.10 raised.
-        """
-        conninfo = self.connection
-        for setting in settings:
-            value = getattr(conninfo, setting, None)
-            if (not value) if setting == "hostname" else (value is None):
-                raise MissingConnectionSetting(setting, kind)
 
     def warn_if_queue_exists(self, queue: str, stacklevel: int = 3) -> None:
         """``queue_declare(warn_if_exists=True)``: warn when ``queue`` is already there.
@@ -554,146 +389,7 @@ class BaseBackend:
                 stacklevel=stacklevel,
             )
 
-    def record_return(
-        self, reply_code: int, reply_text: str, exchange: str, routing_key: str, message: Any
-    ) -> None:
-        """Log a message the broker returned and keep it on :attr:`returned_messages`."""
-        logger.warning(
-            "message returned by the broker: %s %s (exchange=%r routing_key=%r)",
-            reply_code,
-            reply_text,
-            exchange,
-            routing_key,
-        )
-        self.returned_messages.append(
-            ReturnedMessage(reply_code, reply_text, exchange, routing_key, message)
-        )
-
     #: ``True`` when :meth:`publish` returns only once the transport holds
     #: the message (an in-process queue), so ``Publisher(confirm=True)``
     #: counts each message confirmed as soon as :meth:`publish` returns.
     confirms_on_publish: bool = False
-
-    def confirm_select(self, window: ConfirmWindow) -> None:
-        """Put the channel in publisher-confirm mode; report the broker's answers to ``window``.
-
-        ``window`` is a :class:`carrot.confirms.ConfirmWindow`: call its
-        ``acked``, ``nacked`` and ``returned`` as the broker answers.
-
-        :raises NotImplementedError: this backend has no publisher confirms.
-
-        .. versionadded:: 0.11
-        """
-        if not self.confirms_on_publish:
-            raise NotImplementedError(
-                f"the {type(self).__module__}.{type(self).__name__} backend has no publisher "
-                "confirms: Publisher(confirm=True) needs a backend that has them (amqp, pika, "
-                "stomp, memory)"
-            )
-
-    def drain_confirms(self, timeout: float) -> None:
-        """Read the broker's answers for up to ``timeout`` seconds (see :meth:`confirm_select`).
-
-        With :attr:`confirms_on_publish` there is nothing to read.
-
-        .. versionadded:: 0.11
-        """
-        if not self.confirms_on_publish:
-            raise NotImplementedError(
-                f"{type(self).__name__}.drain_confirms: the backend has no publisher confirms"
-            )
-
-
-def _text(value: object) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-class FlowByCancelMixin:
-    """The consumer registry, and ``flow()`` for brokers that cannot pause a channel.
-
-    RabbitMQ refuses ``channel.flow(active=False)`` and STOMP and kombu's
-    virtual transports have no flow control, so pausing cancels the
-    backend's consumers and resuming declares them again with the same tags
-    and callbacks. The backend records each consumer with
-    :meth:`remember_consumer` in ``declare_consumer``, calls
-    :meth:`forget_consumer` in ``cancel`` and :meth:`forget_consumers` when
-    its channel goes away.
-
-    .. versionadded:: 0.11
-
-    .. versionchanged:: 0.11
-       carrot 0.10's AMQP backends sent ``channel.flow``, which RabbitMQ
-       refuses by closing the connection.
-    """
-
-    #: consumer_tag -> (queue, no_ack, callback) of the running consumers.
-    _consumers: dict[str, tuple[str, bool, ConsumerCallback]]
-    #: The consumers ``flow(False)`` cancelled, to restart on ``flow(True)``.
-    _paused: dict[str, tuple[str, bool, ConsumerCallback]] | None = None
-
-    def __init__(self, connection: BrokerConnection, **kwargs: Any) -> None:
-        super().__init__(connection, **kwargs)  # type: ignore[call-arg]
-        self._consumers = {}
-        self._paused = None
-
-    def remember_consumer(
-        self, consumer_tag: str, queue: str, no_ack: bool, callback: ConsumerCallback
-    ) -> None:
-        """Record a consumer ``declare_consumer`` starts (``flow(True)`` restarts it)."""
-        self._consumers[consumer_tag] = (queue, no_ack, callback)
-
-    def forget_consumer(self, consumer_tag: str) -> bool:
-        """Drop ``consumer_tag`` from the registry in ``cancel``.
-
-        :returns: True when ``flow(False)`` had already cancelled it at the
-            broker, so ``cancel`` has nothing more to send (and ``flow(True)``
-            will not restart it).
-        """
-        self._consumers.pop(consumer_tag, None)
-        return self._paused is not None and self._paused.pop(consumer_tag, None) is not None
-
-    def forget_consumers(self) -> None:
-        """Forget every consumer: the channel closed, they ended with it."""
-        self._consumers.clear()
-        self._paused = None
-
-    def flow(self, active: bool) -> None:
-        """Pause (``False``) or resume (``True``) deliveries to this backend's consumers.
-
-        Messages already received (within the prefetch window) still reach
-        the callbacks.
-        """
-        if active:
-            paused, self._paused = self._paused, None
-            for tag, (queue, no_ack, callback) in (paused or {}).items():
-                self.declare_consumer(queue, no_ack, callback, tag)  # type: ignore[attr-defined]
-        elif self._paused is None:
-            paused = dict(self._consumers)
-            for tag in paused:
-                self.cancel(tag)  # type: ignore[attr-defined]
-            self._paused = paused
-
-
-class ChannelSettleMixin:
-    """``ack``, ``reject`` and ``requeue`` on the backend's AMQP-style :attr:`channel`.
-
-    For backends whose ``channel`` has ``basic_ack(delivery_tag)`` and
-    ``basic_reject(delivery_tag, requeue=...)`` (py-amqp, pika, kombu).
-
-    .. versionadded:: 0.11
-    """
-
-    channel: Any
-
-    def ack(self, delivery_tag: Any) -> None:
-        """Acknowledge a delivery."""
-        # Hot path (every ack).
-        self.channel.basic_ack(delivery_tag)
-
-    def reject(self, delivery_tag: Any) -> None:
-        """Reject a delivery; the broker drops (or dead-letters) it."""
-        self.channel.basic_reject(delivery_tag, requeue=False)
-
-    def requeue(self, delivery_tag: Any) -> None:
-        """Reject a delivery and put it back on its queue."""
-        self.channel.basic_reject(delivery_tag, requeue=True)
