@@ -53,13 +53,18 @@ class Message(BaseMessage):
     :param backend: the :class:`Backend` that received it.
     :param amqp_message: a :class:`RawMessage` (or carrot 0.10's 4-tuple
         ``(channel, method, properties, body)``), kept as :attr:`raw_message`.
+
+    .. attribute:: raw_message
+
+       The :class:`RawMessage` this was made from.
     """
 
     def __init__(self, backend: Any, amqp_message: Any, **kwargs: Any) -> None:
         # Hot path (every delivery): attributes set directly.
         _channel, method, properties, body = amqp_message
         self.backend = backend
-        #: The :class:`RawMessage` this was made from.
+        # Documented in the class docstring: autodoc looks for "#:" comments
+        # in carrot.backends.pikachu, this class's public home.
         self.raw_message = amqp_message
         self._properties = properties
         self.body = kwargs.get("body", body)
