@@ -448,15 +448,15 @@ def register_pickle() -> None:
     )
 
 
-def _not_installed(name: str, package: str) -> Callable[..., NoReturn]:
-    """An encoder/decoder that raises SerializerNotInstalled naming ``package``."""
+def _register_not_installed(name: str, package: str, content_type: str, encoding: str) -> None:
+    """Register ``name`` so that using it raises SerializerNotInstalled naming ``package``."""
 
     def not_installed(*args: Any, **kwargs: Any) -> NoReturn:
         raise SerializerNotInstalled(
             f"the {name} serializer needs the {package!r} package: pip install {package}"
         )
 
-    return not_installed
+    registry.register(name, not_installed, not_installed, content_type, encoding)
 
 
 def register_yaml() -> None:
@@ -476,8 +476,7 @@ def register_yaml() -> None:
     try:
         import yaml
     except ImportError:
-        unavailable = _not_installed("yaml", "PyYAML")
-        registry.register("yaml", unavailable, unavailable, "application/x-yaml", "utf-8")
+        _register_not_installed("yaml", "PyYAML", "application/x-yaml", "utf-8")
         return
 
     def yaml_dumps(obj: Any, _dump: Callable[..., bytes] = yaml.safe_dump) -> bytes:
@@ -500,8 +499,7 @@ def register_msgpack() -> None:
     try:
         import msgpack
     except ImportError:
-        unavailable = _not_installed("msgpack", "msgpack")
-        registry.register("msgpack", unavailable, unavailable, "application/x-msgpack", "binary")
+        _register_not_installed("msgpack", "msgpack", "application/x-msgpack", "binary")
         return
 
     def msgpack_dumps(obj: Any, _packb: Callable[..., bytes] = msgpack.packb) -> bytes:

@@ -24,7 +24,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from carrot.backends._stomp_wire import Connection, _Subscription, delivery_tag
+from carrot.backends._stomp_subscriptions import Subscription, delivery_tag
+from carrot.backends._stomp_wire import Connection
 
 __all__ = ["SideConnections"]
 
@@ -39,9 +40,9 @@ class SideConnections:
         self.connect = connect
         #: delivery_tag -> (destination, connection, subscription) of a
         #: ``get`` message not yet settled.
-        self.unsettled: dict[str, tuple[str, Connection, _Subscription]] = {}
+        self.unsettled: dict[str, tuple[str, Connection, Subscription]] = {}
         #: destination -> (connection, subscription) kept for the next ``get``.
-        self.idle: dict[str, tuple[Connection, _Subscription]] = {}
+        self.idle: dict[str, tuple[Connection, Subscription]] = {}
 
     def subscribe_briefly(self, destination: str, headers: dict[str, str]) -> None:
         """Subscribe on a connection of its own, then close it (declares or binds)."""

@@ -1,92 +1,35 @@
-"""The STOMP wire client under the stomp backend: one connection on stomp.py, its subscriptions.
+"""The STOMP wire client under the stomp backend: one connection on stomp.py.
 
 :class:`Connection` speaks STOMP 1.2 through stomp.py (which parses and
 builds the frames and owns the socket and its receiver thread), waits for
 receipts, and hands MESSAGE and ERROR frames to the thread calling
 :meth:`Connection.drain_events`. It knows nothing of carrot's backend
 contract; :mod:`carrot.backends.pystomp` builds the backend on it and
-re-exports :class:`Connection`, :exc:`StompError` and
-:exc:`StompConnectionError`.
+re-exports :class:`Connection`. Its bookkeeping, which does no I/O, lives
+apart: subscriptions and their unsettled deliveries in
+``_stomp_subscriptions``, awaited receipts in ``_stomp_receipts``.
 
 Threads: stomp.py's receiver thread only puts frames on queues and sets
-events (:class:`_Listener`); ``Connection._lock`` guards the unsettled
-deliveries (``_unsettled`` and each subscription's ``outstanding``).
+events (:class:`_Listener`); those two modules say what guards their state.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import queue as queue_module
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from carrot.exceptions import CarrotError
+from carrot.backends._stomp_errors import StompConnectionError, stomp_error
+from carrot.backends._stomp_receipts import Receipts
+from carrot.backends._stomp_subscriptions import Subscription, Subscriptions, delivery_tag
 
-__all__ = ["DEFAULT_PORT", "Connection", "StompConnectionError", "StompError", "delivery_tag"]
+__all__ = ["DEFAULT_PORT", "Connection"]
 
 #: RabbitMQ's STOMP port.
 DEFAULT_PORT = 61613
-
-
-def _bool_header(value: bool) -> str:
-    return "true" if value else "false"
-
-
-def delivery_tag(frame: Any) -> Any:
-    """The tag that ACKs or NACKs a MESSAGE frame (STOMP 1.2 ``ack``, else ``message-id``)."""
-    headers = frame.headers
-    return headers.get("ack") or headers.get("message-id")
-
-
-class StompError(CarrotError):
-    """The broker answered with a STOMP ERROR frame.
-
-    :param message: the frame's ``message`` header.
-    :param details: the frame's body.
-    """
-
-    def __init__(self, message: str, details: str = "") -> None:
-        self.message = message
-        self.details = details
-        super().__init__(message, details)
-
-    def __str__(self) -> str:
-        return f"STOMP error: {self.message}" + (f" ({self.details})" if self.details else "")
-
-
-class StompConnectionError(CarrotError, ConnectionError):
-    """The STOMP connection could not be made, or was lost."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "the STOMP connection was lost"
-
-
-class _Subscription:
-    """One SUBSCRIBE on a :class:`Connection`."""
-
-    def __init__(
-        self,
-        sub_id: str,
-        destination: str,
-        ack: str,
-        callback: Callable[[Any], Any] | None = None,
-        consumer_tag: str | None = None,
-        buffered: bool = False,
-    ) -> None:
-        self.id = sub_id
-        self.destination = destination
-        self.ack = ack
-        self.callback = callback
-        self.consumer_tag = consumer_tag
-        #: Frames for this subscription alone (get/purge/declare), else the inbox.
-        self.buffer: queue_module.Queue[Any] | None = queue_module.Queue() if buffered else None
-        #: Delivered, not yet acked/nacked.
-        self.outstanding = 0
-        self.cancelled = False
-        self.unsubscribed = False
 
 
 class _Listener:
@@ -113,10 +56,6 @@ class _Listener:
 
 #: Put on a connection's inbox when it is lost, to wake drain_events.
 _LOST = object()
-
-#: Subscription ids, unique in the process (a get's connection and the shared
-#: one must not both have a "carrot-sub-1").
-_sub_ids = itertools.count(1)
 
 
 class Connection:
@@ -177,16 +116,11 @@ class Connection:
         self._stomp: Any = None
         self._event = threading.Event()
         self._gone = threading.Event()
-        self._lock = threading.Lock()
-        self._subscriptions: dict[str, _Subscription] = {}
-        self._unsettled: dict[str, _Subscription] = {}
-        self._receipts: dict[str, threading.Event] = {}
-        #: receipt id -> ``callback(ok)`` of a SEND made with :meth:`send_confirmed`.
-        self._send_receipts: dict[str, Callable[[bool], object]] = {}
+        self._subscriptions = Subscriptions()
+        self._receipts = Receipts()
         #: Set (by the receiver thread) when a SEND's receipt or ERROR came.
-        self.send_settled = threading.Event()
+        self.send_settled = self._receipts.send_settled
         self._error: Any = None
-        self._ids = itertools.count(1)
 
     def __repr__(self) -> str:
         state = "open" if self.connected else "closed"
@@ -232,7 +166,7 @@ class Connection:
         if error is not None or not conn.is_connected():
             self._abort()
             if error is not None:
-                raise _stomp_error(error)
+                raise stomp_error(error)
             raise StompConnectionError(f"the STOMP connection to {self.host}:{self.port} closed")
         self.connected = True
         return self
@@ -279,33 +213,21 @@ class Connection:
         self._event.set()
 
     def _on_message(self, frame: Any) -> None:
-        sub = self._subscriptions.get(frame.headers.get("subscription", ""))
+        sub = self._subscriptions.by_id.get(frame.headers.get("subscription", ""))
         if sub is not None and sub.buffer is not None:
             sub.buffer.put(frame)
         else:
             self.inbox.put(frame)
 
     def _on_receipt(self, frame: Any) -> None:
-        receipt = frame.headers.get("receipt-id", "")
-        callback = self._send_receipts.pop(receipt, None)
-        if callback is not None:
-            callback(True)
-            self.send_settled.set()
-            return
-        event = self._receipts.pop(receipt, None)
-        if event is not None:
-            event.set()
+        self._receipts.received(frame.headers.get("receipt-id", ""))
 
     def _on_error(self, frame: Any) -> None:
-        callback = self._send_receipts.pop(frame.headers.get("receipt-id", ""), None)
-        if callback is not None:
-            callback(False)  # the broker refused that SEND
-            self.send_settled.set()
+        self._receipts.refused(frame.headers.get("receipt-id", ""))
         self._error = frame
         self._event.set()
-        for event in list(self._receipts.values()):
-            event.set()
-        if frame.headers.get("receipt-id") not in self._receipts:
+        self._receipts.wake_waiters()
+        if not self._receipts.waits_for(frame.headers.get("receipt-id")):
             # Not the answer to a request someone waits for: drain_events raises it.
             self.inbox.put(frame)
 
@@ -313,28 +235,16 @@ class Connection:
         self.connected = False
         self._gone.set()
         self._event.set()
-        self.send_settled.set()
-        for event in list(self._receipts.values()):
-            event.set()
+        self._receipts.lost()
         self.inbox.put(_LOST)
 
     # -- requests ------------------------------------------------------------
 
-    def _receipt_id(self) -> str:
-        return f"carrot-{next(self._ids)}"
-
-    def _expect(self, receipt: str) -> threading.Event:
-        event = threading.Event()
-        self._receipts[receipt] = event
-        return event
-
     def _await(self, receipt: str, event: threading.Event) -> None:
         """Wait for ``receipt``; raise the broker's ERROR or a lost connection instead."""
-        if not event.wait(self.connect_timeout or 5):
-            self._receipts.pop(receipt, None)
-            raise StompConnectionError(f"no receipt from the STOMP broker for {receipt}")
+        self._receipts.wait(receipt, event, self.connect_timeout or 5)
         if self._error is not None:
-            raise _stomp_error(self._error)
+            raise stomp_error(self._error)
         if not self.connected:
             raise StompConnectionError()
 
@@ -351,7 +261,7 @@ class Connection:
         callback: Callable[[Any], Any] | None = None,
         consumer_tag: str | None = None,
         buffered: bool = False,
-    ) -> _Subscription:
+    ) -> Subscription:
         """SUBSCRIBE and wait for the broker's receipt.
 
         :param callback: called with each MESSAGE frame by :meth:`drain_events`.
@@ -361,33 +271,29 @@ class Connection:
             mismatched queue properties).
         """
         conn = self._require()
-        sub = _Subscription(
-            f"carrot-sub-{next(_sub_ids)}", destination, ack, callback, consumer_tag, buffered
-        )
-        self._subscriptions[sub.id] = sub
+        sub = self._subscriptions.add(destination, ack, callback, consumer_tag, buffered)
         self._error = None  # an earlier ERROR (already raised, or not fatal) is not this one's
-        receipt = self._receipt_id()
-        event = self._expect(receipt)
+        receipt, event = self._receipts.expect()
         conn.subscribe(
             destination, sub.id, ack=ack, headers={**(headers or {}), "receipt": receipt}
         )
         try:
             self._await(receipt, event)
         except BaseException:
-            self._subscriptions.pop(sub.id, None)
+            self._subscriptions.remove(sub)
             raise
         return sub
 
-    def unsubscribe(self, sub: _Subscription) -> None:
+    def unsubscribe(self, sub: Subscription) -> None:
         """UNSUBSCRIBE now (deliveries of it can no longer be acked)."""
         if sub.unsubscribed:
             return
         sub.unsubscribed = True
-        self._subscriptions.pop(sub.id, None)
+        self._subscriptions.remove(sub)
         if self.connected:
             self._stomp.unsubscribe(sub.id)
 
-    def cancel(self, sub: _Subscription) -> None:
+    def cancel(self, sub: Subscription) -> None:
         """Stop ``sub``; UNSUBSCRIBE once its unsettled deliveries are settled."""
         sub.cancelled = True
         if sub.outstanding == 0:
@@ -410,12 +316,11 @@ class Connection:
         The callback runs on stomp.py's receiver thread.
         """
         conn = self._require()
-        receipt = self._receipt_id()
-        self._send_receipts[receipt] = callback
+        receipt = self._receipts.expect_send(callback)
         try:
             conn.send(destination, body, headers={**headers, "receipt": receipt})
         except BaseException:
-            self._send_receipts.pop(receipt, None)
+            self._receipts.forget_send(receipt)
             raise
 
     def check_sends(self) -> None:
@@ -427,7 +332,7 @@ class Connection:
         if self.connected:
             return
         if self._error is not None:
-            raise _stomp_error(self._error)
+            raise stomp_error(self._error)
         raise StompConnectionError("the STOMP connection was lost before the receipts came")
 
     def settle(self, delivery_tag: str, requeue: bool | None = None) -> None:
@@ -440,23 +345,10 @@ class Connection:
         if requeue is None:
             conn.ack(delivery_tag)
         else:
-            conn.nack(delivery_tag, requeue=_bool_header(requeue))
-        with self._lock:
-            sub = self._unsettled.pop(delivery_tag, None)
-            if sub is None:
-                return
-            sub.outstanding -= 1
-            finished = sub.cancelled and sub.outstanding <= 0
-        if finished:
-            self.unsubscribe(sub)
-
-    def _track(self, sub: _Subscription, frame: Any) -> None:
-        if sub.ack == "auto":
-            return
-        tag = delivery_tag(frame)
-        with self._lock:
-            self._unsettled[tag] = sub
-            sub.outstanding += 1
+            conn.nack(delivery_tag, requeue="true" if requeue else "false")
+        finished = self._subscriptions.settled(delivery_tag)
+        if finished is not None:
+            self.unsubscribe(finished)
 
     def drain_events(self, timeout: float | None = None, **kwargs: Any) -> None:
         """Deliver one message to its consumer's callback, in this thread.
@@ -479,14 +371,14 @@ class Connection:
                 self.inbox.put(_LOST)  # every later wait fails too
                 raise StompConnectionError()
             if frame.cmd == "ERROR":
-                raise _stomp_error(frame)
-            sub = self._subscriptions.get(frame.headers.get("subscription", ""))
+                raise stomp_error(frame)
+            sub = self._subscriptions.by_id.get(frame.headers.get("subscription", ""))
             if sub is None or sub.cancelled or sub.callback is None:
                 # Its consumer was cancelled: give the message back while we can.
                 if sub is not None and sub.ack != "auto" and not sub.unsubscribed:
                     self._stomp.nack(delivery_tag(frame), requeue="true")
                 continue
-            self._track(sub, frame)
+            self._subscriptions.track(sub, frame)
             sub.callback(frame)
             return
 
@@ -505,10 +397,3 @@ def _ssl_options(ssl: bool | dict[str, Any]) -> dict[str, Any]:
         f"the stomp backend takes ssl=True or a dict of stomp.py set_ssl options "
         f"(key_file, cert_file, ca_certs, ...), not {type(ssl).__name__}"
     )
-
-
-def _stomp_error(frame: Any) -> StompError:
-    body = frame.body
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    return StompError(frame.headers.get("message", "ERROR"), (body or "").strip())

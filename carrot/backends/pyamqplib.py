@@ -34,6 +34,7 @@ from amqp.exceptions import ConnectionError as AMQPConnectionError
 from carrot._tls import DEFAULT_TLS_PORT, tls_error, tls_settings
 from carrot.backends._amqp import connection as _amqp_connection
 from carrot.backends._amqp import seam
+from carrot.backends._amqp.backend_channel import ChannelOwner
 from carrot.backends._amqp.plain import (
     CLOSE_TIMEOUT,
     OutgoingMessage,
@@ -44,13 +45,11 @@ from carrot.backends._amqp.plain import (
 from carrot.backends.base import (
     _NOT_DECODED,
     IMMEDIATE_EXPIRATION,
-    BaseBackend,
     BaseMessage,
     ChannelSettleMixin,
     FlowByCancelMixin,
     QueueAlreadyExistsWarning,
 )
-from carrot.confirms import ConfirmWindow
 
 __all__ = [
     "DEFAULT_PORT",
@@ -141,7 +140,7 @@ class Message(BaseMessage):
 _Message = Message
 
 
-class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
+class Backend(FlowByCancelMixin, ChannelSettleMixin, ChannelOwner):
     """AMQP through py-amqp.
 
     :param connection: the :class:`~carrot.connection.BrokerConnection`.
@@ -210,62 +209,7 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
             connection.collect()  # closes the socket; safe when already collected
             raise
 
-    # -- channel -----------------------------------------------------------
-
-    @property
-    def channel(self) -> amqp.Channel:
-        """The raw py-amqp channel, opened on first use (and after a close)."""
-        channel = self._channel
-        if channel is None or not channel.is_open or channel.connection is None:
-            channel = self._channel = self._established().channel()
-            channel.events["basic_return"].add(self._on_return)
-            if self._confirms is not None:
-                self._select_confirms(channel, self._confirms)
-        return channel
-
-    # -- publisher confirms --------------------------------------------------
-
-    _confirms: ConfirmWindow | None = None
-
-    def confirm_select(self, window: ConfirmWindow) -> None:
-        """Put the channel in confirm mode; the broker's answers go to ``window``.
-
-        A channel opened later (after a close) is put in confirm mode too.
-
-        .. versionadded:: 0.11
-        """
-        channel = self._channel
-        self._confirms = window
-        if channel is not None and channel.is_open and channel.connection is not None:
-            self._select_confirms(channel, window)
-        else:
-            _ = self.channel  # opens one; the property puts it in confirm mode
-
-    @staticmethod
-    def _select_confirms(channel: amqp.Channel, window: ConfirmWindow) -> None:
-        # What an earlier channel left unconfirmed can't be confirmed on
-        # this one: the numbering starts again at 1.
-        window.reset()
-        channel.confirm_select()
-        channel.events["basic_ack"].add(window.acked)
-        channel.events["basic_nack"].add(window.nacked)
-        if hasattr(channel, "confirm_window"):
-            # The fast connection parses the confirms in place for it.
-            channel.confirm_window = window
-
-    def drain_confirms(self, timeout: float) -> None:
-        """Read and dispatch what the broker sent, for up to ``timeout`` seconds.
-
-        .. versionadded:: 0.11
-        """
-        self._established().drain_events(timeout=timeout)
-
-    def _on_return(self, exc: Any, exchange: str, routing_key: str, message: Any) -> None:
-        self.record_return(exc.reply_code, exc.reply_text, exchange, routing_key, message)
-        if self._confirms is not None:
-            self._confirms.returned(
-                exchange, routing_key, message.body, exc.reply_code, exc.reply_text
-            )
+    # -- channel (opened, watched and put in confirm mode by ChannelOwner) --
 
     def close(self) -> None:
         """Close the channel (the connection stays open).

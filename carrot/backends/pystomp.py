@@ -97,39 +97,26 @@ Limits (STOMP is not AMQP):
 
 from __future__ import annotations
 
-import itertools
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from carrot.backends._stomp_consuming import Message, StompConsuming
 from carrot.backends._stomp_destinations import (
     KnownQueues,
-    _bool_header,
     consume_destination,
     destination_info,
     publish_destination,
 )
+from carrot.backends._stomp_errors import StompConnectionError, StompError
+from carrot.backends._stomp_publishing import StompPublishing
 from carrot.backends._stomp_side import SideConnections
-from carrot.backends._stomp_wire import (
-    DEFAULT_PORT,
-    Connection,
-    StompConnectionError,
-    StompError,
-    _Subscription,
-    delivery_tag,
-)
-from carrot.backends.base import (
-    BaseBackend,
-    BaseMessage,
-    ClientAttribute,
-    ConsumerCallback,
-    FlowByCancelMixin,
-    import_client,
-)
+from carrot.backends._stomp_subscriptions import Subscription
+from carrot.backends._stomp_wire import DEFAULT_PORT, Connection
+from carrot.backends.base import ClientAttribute, import_client
 
 if TYPE_CHECKING:
-    from carrot.confirms import ConfirmWindow
     from carrot.connection import BrokerConnection
 
 __all__ = [
@@ -148,28 +135,12 @@ __all__ = [
 # tracebacks and pickled under this module, their public home.
 for _public in (
     Connection,
+    Message,
     StompConnectionError,
     StompError,
 ):
     _public.__module__ = __name__
 del _public
-
-#: Headers of a MESSAGE frame that are STOMP's or map to message fields,
-#: not application headers.
-_TRANSPORT_HEADERS = frozenset(
-    [
-        "destination",
-        "message-id",
-        "subscription",
-        "ack",
-        "content-type",
-        "content-encoding",
-        "content-length",
-        "redelivered",
-        "persistent",
-        "priority",
-    ]
-)
 
 
 def _import_stomp() -> ModuleType:
@@ -205,62 +176,12 @@ def _declare_args(
     }
 
 
-class Message(BaseMessage):
-    """A message received over STOMP.
-
-    :param backend: the :class:`Backend` that received it.
-    :param frame: stomp.py's MESSAGE frame (``body``, ``headers``).
-    :keyword consumer_tag: the consumer it was delivered to, if any.
-    """
-
-    def __init__(self, backend: Backend, frame: Any, **kwargs: Any) -> None:
-        #: The stomp.py frame this was made from.
-        self._frame = frame
-        headers = frame.headers
-        exchange, routing_key = destination_info(headers.get("destination"))
-        tag = delivery_tag(frame)
-        body = frame.body
-        kwargs.setdefault("body", body if body is not None else b"")
-        kwargs.setdefault("delivery_tag", tag)
-        kwargs.setdefault("content_type", headers.get("content-type"))
-        kwargs.setdefault("content_encoding", headers.get("content-encoding"))
-        info = {
-            "exchange": exchange,
-            "routing_key": routing_key,
-            "redelivered": headers.get("redelivered") == "true",
-            "delivery_tag": tag,
-        }
-        consumer_tag = kwargs.pop("consumer_tag", None)
-        if consumer_tag is not None:
-            info["consumer_tag"] = consumer_tag
-        kwargs.setdefault("delivery_info", info)
-        super().__init__(backend, **kwargs)
-        priority = headers.get("priority")
-        #: delivery_mode (2 when the ``persistent`` header is ``true``) and priority.
-        self.properties: dict[str, Any] = {
-            "delivery_mode": 2 if headers.get("persistent") == "true" else 1,
-        }
-        if priority is not None and priority.isdigit():
-            self.properties["priority"] = int(priority)
-        #: The application headers (the frame's headers, STOMP's own removed).
-        self.headers: dict[str, str] = {
-            key: value for key, value in headers.items() if key not in _TRANSPORT_HEADERS
-        }
-
-
-# -- the connection -----------------------------------------------------------
-
-
-# -- the backend --------------------------------------------------------------
-
-
-#: The message class, for annotations inside :class:`Backend` (whose
-#: ``Message`` attribute shadows the name there).
-_Message = Message
-
-
-class Backend(FlowByCancelMixin, BaseBackend):
+class Backend(StompPublishing, StompConsuming):
     """carrot's backend for RabbitMQ's STOMP plugin, on stomp.py.
+
+    Its receiving half (consumers, ``get``, settling) is
+    :class:`~carrot.backends._stomp_consuming.StompConsuming`, its sending
+    half (``publish``, confirms) :class:`~carrot.backends._stomp_publishing.StompPublishing`.
 
     :param connection: the :class:`~carrot.connection.BrokerConnection`
         (hostname, userid, password, virtual_host, port, connect_timeout,
@@ -299,7 +220,7 @@ class Backend(FlowByCancelMixin, BaseBackend):
         _import_stomp()
         super().__init__(connection, **kwargs)
         #: consumer_tag -> its subscription.
-        self._subscriptions: dict[str, _Subscription] = {}
+        self._subscriptions: dict[str, Subscription] = {}
         #: The queues this backend declared or bound, and where to consume them.
         self._queues = KnownQueues()
         #: get(), queue_purge() and declarations, on connections of their own.
@@ -418,225 +339,3 @@ class Backend(FlowByCancelMixin, BaseBackend):
     def queue_exists(self, queue: str) -> bool:
         """Whether ``queue`` is known to exist (STOMP cannot ask the broker)."""
         return queue in self._queues.existing
-
-    # -- consuming ---------------------------------------------------------------
-
-    def get(self, queue: str, no_ack: bool = False) -> _Message | None:
-        """Take one message from ``queue``, or ``None`` after :attr:`get_timeout` seconds.
-
-        Emulated with a subscription (``prefetch-count: 1``) on a connection
-        of its own, kept open until the message is settled. After that, the
-        subscription stays for the next ``get`` of the queue: the broker may
-        already have sent it the next message, which stays there (unseen by
-        other consumers) until that ``get``, or goes back to the queue when
-        the backend closes. An empty queue closes it.
-        """
-        frame = self._side.get(*self._queues.destination(queue), self.get_timeout)
-        if frame is None:
-            return None
-        message = self.Message(self, frame)
-        if no_ack:
-            self._settle(message.delivery_tag, None)
-        return message
-
-    def declare_consumer(
-        self,
-        queue: str,
-        no_ack: bool,
-        callback: ConsumerCallback,
-        consumer_tag: str,
-        nowait: bool = False,
-        **kwargs: Any,
-    ) -> str:
-        """Subscribe to ``queue``; ``callback(frame)`` per delivery, from :meth:`consume`.
-
-        Other keywords are accepted and ignored, as carrot 0.10 did.
-        """
-        destination, headers = self._queues.destination(queue)
-        self._side.release(destination)  # a message a get() holds goes back, to this consumer
-        if self.prefetch_count and not no_ack:
-            headers["prefetch-count"] = str(self.prefetch_count)
-        self._subscriptions[consumer_tag] = self.channel.subscribe(
-            destination,
-            ack="auto" if no_ack else "client-individual",
-            headers=headers,
-            callback=callback,
-            consumer_tag=consumer_tag,
-        )
-        self.remember_consumer(consumer_tag, queue, no_ack, callback)
-        return consumer_tag
-
-    def consume(self, limit: int | None = None) -> Iterator[bool]:
-        """Dispatch deliveries to the consumers' callbacks, yielding after each.
-
-        Stops after ``limit`` deliveries, or once this backend has no
-        consumers or the connection is closed.
-        """
-        for total in itertools.count():
-            if limit and total >= limit:
-                return
-            conn = self.connection.connection
-            if not self._subscriptions or conn is None or not conn.connected:
-                return
-            conn.drain_events()
-            yield True
-
-    def drain_events(self, timeout: float | None = None) -> None:
-        """Deliver one message to a consumer of any backend of this connection."""
-        self.channel.drain_events(timeout=timeout)
-
-    def cancel(self, consumer_tag: str) -> None:
-        """Stop the consumer ``consumer_tag``."""
-        if self.forget_consumer(consumer_tag):
-            return  # flow(False) unsubscribed it; flow(True) must not start it again
-        sub = self._subscriptions.pop(consumer_tag, None)
-        conn = self.connection.connection
-        if sub is not None and conn is not None and conn.connected:
-            conn.cancel(sub)
-
-    def message_to_python(self, raw_message: Any) -> _Message:
-        """Wrap a stomp.py MESSAGE frame in a :class:`Message`."""
-        # Hot path (every delivery).
-        conn = self.connection.connection
-        sub = None
-        if conn is not None:
-            sub = conn._subscriptions.get(raw_message.headers.get("subscription", ""))
-        tag = sub.consumer_tag if sub is not None else None
-        return self.Message(self, raw_message, consumer_tag=tag)
-
-    def _settle(self, delivery_tag: Any, requeue: bool | None) -> None:
-        # Hot path (every ack): one dict lookup for consumer deliveries.
-        if not self._side.settle(delivery_tag, requeue):
-            self.channel.settle(delivery_tag, requeue)
-
-    def ack(self, frame: Any) -> None:
-        """Acknowledge a delivery (ACK).
-
-        :param frame: the delivery tag, or (as carrot 0.10 took it) the
-            MESSAGE frame itself.
-        """
-        if getattr(frame, "headers", None) is not None:
-            frame = delivery_tag(frame)
-        self._settle(frame, None)
-
-    def reject(self, delivery_tag: Any) -> None:
-        """Reject a delivery; the broker drops or dead-letters it (NACK, ``requeue: false``)."""
-        self._settle(delivery_tag, False)
-
-    def requeue(self, delivery_tag: Any) -> None:
-        """Put a delivery back on its queue (NACK, ``requeue: true``)."""
-        self._settle(delivery_tag, True)
-
-    def queue_purge(self, queue: str, **kwargs: Any) -> int:
-        """Drain ``queue`` (``ack: auto``); return how many messages were removed."""
-        destination, headers = self._queues.destination(queue)
-        return self._side.purge(destination, headers, self.purge_quiet_time, self.purge_max_time)
-
-    def qos(self, prefetch_size: int, prefetch_count: int, apply_global: bool = False) -> None:
-        """Send ``prefetch-count`` on subscriptions made from now on."""
-        self.prefetch_count = prefetch_count
-
-    # -- publishing --------------------------------------------------------------
-
-    def prepare_message(  # type: ignore[override]
-        # override: carrot 0.10's base takes **kwargs; Publisher passes only these.
-        self,
-        message_data: Any,
-        delivery_mode: Any,
-        priority: int | None = 0,
-        content_type: str | None = None,
-        content_encoding: str | None = None,
-    ) -> dict[str, Any]:
-        """Build the message: ``body`` (bytes) and its STOMP headers.
-
-        ``persistent`` is ``"true"`` for delivery mode 2; ``priority`` is
-        sent unless it is 0 (the default, as in carrot 0.10) or ``None``.
-        """
-        body = message_data
-        if isinstance(body, str):
-            try:
-                body = body.encode(content_encoding or "utf-8")
-            except LookupError:
-                body = body.encode("utf-8")
-        message: dict[str, Any] = {
-            "body": body if body is not None else b"",
-            "persistent": _bool_header(delivery_mode == 2),
-        }
-        if content_type is not None:
-            message["content-type"] = content_type
-        if content_encoding is not None:
-            message["content-encoding"] = content_encoding
-        if priority:  # 0 (carrot's default) is AMQP's default priority too
-            message["priority"] = str(priority)
-        return message
-
-    def publish(
-        self,
-        message: dict[str, Any],
-        exchange: str,
-        routing_key: Any,
-        mandatory: bool | None = None,
-        immediate: bool | None = None,
-        headers: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Send a prepared message to the destination for ``exchange`` and ``routing_key``.
-
-        A dict ``routing_key`` (headers exchanges) is sent as headers; other
-        keywords are accepted and ignored, as carrot 0.10 did.
-        """
-        # Hot path (every publish).
-        frame_headers = {key: value for key, value in message.items() if key != "body"}
-        if isinstance(routing_key, dict):
-            frame_headers.update((str(k), str(v)) for k, v in routing_key.items())
-        if headers:
-            frame_headers.update((str(k), str(v)) for k, v in headers.items())
-        confirms = self._confirms
-        if confirms is None:
-            self.channel.send(
-                publish_destination(exchange, routing_key), message["body"], frame_headers
-            )
-            return
-        seq = confirms.last_seq
-
-        def settled(ok: bool) -> None:
-            if ok:
-                confirms.acked(seq)
-            else:
-                confirms.nacked(seq)
-
-        self.channel.send_confirmed(
-            publish_destination(exchange, routing_key), message["body"], frame_headers, settled
-        )
-
-    # -- publisher confirms --------------------------------------------------
-
-    _confirms: ConfirmWindow | None = None
-
-    def confirm_select(self, window: ConfirmWindow) -> None:
-        """Confirm each SEND with a STOMP receipt: RECEIPT is an ack, an ERROR for it a nack.
-
-        Receipts are asked for per message, so ``max_unconfirmed`` messages
-        may await theirs at once. RabbitMQ closes the STOMP connection after
-        an ERROR.
-
-        .. versionadded:: 0.11
-        """
-        window.reset()
-        self._confirms = window
-
-    def drain_confirms(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds for a receipt (they come on stomp.py's own thread).
-
-        :raises StompError: the broker sent an ERROR (and closed the connection).
-        :raises StompConnectionError: the connection is lost.
-
-        .. versionadded:: 0.11
-        """
-        conn = self.channel
-        settled = conn.send_settled
-        # Short waits: a set() just before the clear() is not missed for long.
-        if settled.wait(min(timeout, 0.05)):
-            settled.clear()
-            return  # the caller looks at its window again
-        conn.check_sends()

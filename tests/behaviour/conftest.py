@@ -39,8 +39,8 @@ _AMQP_ARGS = {
 BACKENDS: list[Any] = [
     pytest.param("amqp", marks=pytest.mark.rabbitmq, id="amqp"),
     pytest.param("memory", id="memory"),
-    pytest.param("kombu", id="kombu"),
-    pytest.param("redis", marks=pytest.mark.redis, id="redis"),
+    pytest.param("kombu", marks=pytest.mark.kombu, id="kombu"),
+    pytest.param("redis", marks=[pytest.mark.redis, pytest.mark.kombu], id="redis"),
     pytest.param("pika", marks=pytest.mark.rabbitmq, id="pika"),
     # Exchanges are declared over AMQP (STOMP cannot): hence both marks.
     pytest.param("stomp", marks=[pytest.mark.stomp, pytest.mark.rabbitmq], id="stomp"),

@@ -10,6 +10,9 @@ from typing import Any
 
 import pytest
 
+# kombu is an extra (carrot[kombu]): without it there is nothing here to test.
+pytest.importorskip("kombu", reason="kombu is not installed (pip install carrot[kombu])")
+
 from carrot.backends.kombu_transport import RedisBackend
 from carrot.connection import BrokerConnection
 from carrot.messaging import Consumer, ConsumerSet, Publisher

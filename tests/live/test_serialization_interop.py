@@ -17,8 +17,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import amqp
-import kombu
 import pytest
+
+# kombu is an extra (carrot[kombu]): without it there is nothing here to test.
+pytest.importorskip("kombu", reason="kombu is not installed (pip install carrot[kombu])")
+
+import kombu
 
 from carrot import serialization
 

@@ -239,8 +239,8 @@ def test_collect_returns_default_is_a_passive_declare_of_amq_direct() -> None:
         ("amqp", "AMQP", True, False, ""),
         ("pika", "AMQP", True, False, ""),
         ("memory", "in-process", False, False, ""),
-        ("kombu", "kombu", False, False, ""),
-        ("redis", "Redis", False, False, ""),
+        pytest.param("kombu", "kombu", False, False, "", marks=pytest.mark.kombu),
+        pytest.param("redis", "Redis", False, False, "", marks=pytest.mark.kombu),
         ("stomp", "STOMP", False, True, "STOMP: /amq/queue/, no exchange declared"),
     ],
 )
@@ -260,6 +260,7 @@ def test_what_each_backend_tells_the_command_line(
     assert cls.default_exchange_note == note
 
 
+@pytest.mark.kombu
 def test_only_in_process_backends_say_so() -> None:
     from carrot.backends import queue
     from carrot.connection import BrokerConnection

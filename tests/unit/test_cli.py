@@ -344,6 +344,7 @@ def test_ping_memory(capsys):
     assert "in-process" in capsys.readouterr().out
 
 
+@pytest.mark.kombu
 def test_demo_round_trip_on_kombu_memory(capsys):
     assert cli.main(["demo", "--broker", "kombu+memory://", "--count", "2"]) == 0
     out = capsys.readouterr().out
@@ -353,6 +354,7 @@ def test_demo_round_trip_on_kombu_memory(capsys):
     assert "MISMATCH" not in out
 
 
+@pytest.mark.kombu
 def test_demo_on_kombu_memory_leaves_no_queue(capsys):
     from kombu.transport import memory as kombu_memory
 
@@ -363,6 +365,7 @@ def test_demo_on_kombu_memory_leaves_no_queue(capsys):
     assert queue not in kombu_memory.Channel.queues
 
 
+@pytest.mark.kombu
 def test_ping_kombu_memory(capsys):
     assert cli.main(["ping", "kombu://"]) == 0
     assert capsys.readouterr().out == (
@@ -370,6 +373,7 @@ def test_ping_kombu_memory(capsys):
     )
 
 
+@pytest.mark.kombu
 def test_publish_then_consume_on_kombu_memory(unique, capsys):
     queue = f"{unique}.cli"
     assert cli.main(["publish", "kombu://", "hi kombu", "--declare-queue", queue]) == 0
@@ -395,6 +399,7 @@ class _FakeRedisClient:
         return True
 
 
+@pytest.mark.kombu
 @pytest.mark.parametrize("info_fails, first_line", [(False, ": Redis 7.9.9"), (True, "")])
 def test_ping_redis_version_or_just_connected(monkeypatch, capsys, info_fails, first_line):
     client = _FakeRedisClient(info_fails)
@@ -417,6 +422,7 @@ def test_ping_redis_version_or_just_connected(monkeypatch, capsys, info_fails, f
     assert client.pings == 4
 
 
+@pytest.mark.kombu
 def test_demo_deletes_its_queue_when_it_fails(monkeypatch, capsys):
     from kombu.transport import memory as kombu_memory
 
@@ -431,6 +437,7 @@ def test_demo_deletes_its_queue_when_it_fails(monkeypatch, capsys):
     assert queue not in kombu_memory.Channel.queues
 
 
+@pytest.mark.kombu
 def test_bench_compare_refuses_non_amqp_brokers(capsys):
     for url in ("redis://h", "stomp://h", "kombu://"):
         assert cli.main(["bench", "--compare", "--broker", url]) == 2

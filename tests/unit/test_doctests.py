@@ -18,7 +18,17 @@ def _modules() -> list[str]:
     return sorted(names)
 
 
-@pytest.mark.parametrize("name", _modules())
+#: Modules that import kombu (the kombu extra) at the top.
+_NEED_KOMBU = {"carrot.backends._kombu_seam", "carrot.backends.kombu_transport"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=pytest.mark.kombu) if name in _NEED_KOMBU else name
+        for name in _modules()
+    ],
+)
 def test_docstring_examples_run(name):
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, verbose=False)

@@ -10,7 +10,12 @@ from typing import Any
 
 import pytest
 
-from carrot.backends import _kombu_connection, get_backend_cls
+from carrot.backends import get_backend_cls
+
+# kombu is an extra (carrot[kombu]): without it there is nothing here to test.
+pytest.importorskip("kombu", reason="kombu is not installed (pip install carrot[kombu])")
+
+from carrot.backends import _kombu_connection
 from carrot.backends._kombu_seam import _MemoryTransport, _RedisTransport
 from carrot.backends.kombu_transport import (
     Backend,

@@ -6,8 +6,12 @@ import logging
 import subprocess
 import sys
 
-import kombu
 import pytest
+
+# kombu is an extra (carrot[kombu]): without it there is nothing here to test.
+pytest.importorskip("kombu", reason="kombu is not installed (pip install carrot[kombu])")
+
+import kombu
 from kombu.transport import memory as kombu_memory
 
 from carrot.backends import _kombu_seam as seam

@@ -827,4 +827,4 @@ def test_send_receipts_settle_through_their_callback() -> None:
     assert outcomes == [True] and wire.send_settled.is_set()
     wire._on_error(SimpleNamespace(headers={"receipt-id": second, "message": "x"}, body=b""))
     assert outcomes == [True, False]
-    assert not wire._send_receipts
+    assert not wire._receipts.sends

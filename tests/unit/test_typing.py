@@ -17,6 +17,7 @@ def _in_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
 
 
+@pytest.mark.kombu
 @pytest.mark.timeout(300)
 def test_mypy_passes_with_the_shipped_config() -> None:
     out, err, status = mypy_api.run([])

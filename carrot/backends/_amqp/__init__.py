@@ -7,6 +7,8 @@
 * :mod:`~carrot.backends._amqp.acks`: which acks are held back, and when
   they are written.
 * :mod:`~carrot.backends._amqp.reader`: the socket read buffer and frame loop.
+* :mod:`~carrot.backends._amqp.inbound`: deliveries and confirms assembled
+  in place from the frames read.
 * :mod:`~carrot.backends._amqp.channel` and
   :mod:`~carrot.backends._amqp.connection`: the py-amqp channel and
   connection with the fast publish, deliver and ack paths.
