@@ -2,57 +2,27 @@
 
 :class:`Connection` wraps a :class:`pika.BlockingConnection`: pika hands
 deliveries over only while it does I/O, so they are queued here and
-dispatched one per :meth:`Connection.drain_events`. Public names are
-re-exported by :mod:`carrot.backends.pikachu`; this module needs pika only
-when a connection is made.
+dispatched one per :meth:`Connection.drain_events`. Opening one is
+:mod:`carrot.backends._pika_connect`'s job. Public names are re-exported by
+:mod:`carrot.backends.pikachu`; importing this module needs no pika.
 """
 
 from __future__ import annotations
 
 import collections
-import ssl as ssl_module
 import time
 from collections.abc import Callable
 from itertools import count
-from typing import Any, NamedTuple
+from typing import Any
 
-from carrot.exceptions import CarrotError
+from carrot.backends._pika_message import RawMessage
 
-try:
-    from pika import exceptions as pika_exceptions
-except ImportError:  # pika is optional; the backend raises ClientNotInstalled
-    pika_exceptions = None
-
-__all__ = [
-    "POLL_INTERVAL",
-    "Connection",
-    "PikaConnectError",
-    "RawMessage",
-    "open_connection",
-    "ssl_options",
-]
+__all__ = ["POLL_INTERVAL", "Connection"]
 
 #: Seconds pika waits per round while :meth:`Connection.drain_events` has no
 #: timeout, so a channel the broker closed is noticed (pika's
 #: ``process_data_events`` does not report it; pika issue #1472).
 POLL_INTERVAL = 1.0
-
-
-class RawMessage(NamedTuple):
-    """What pika hands over for one message, as :meth:`Backend.message_to_python` takes it.
-
-    compat: carrot 0.10's pika backend passed consumer callbacks the tuple
-    ``(channel, method, header, body)``; this is that tuple, with names.
-    """
-
-    #: The pika channel it arrived on (acks go there).
-    channel: Any
-    #: ``Basic.Deliver``, ``Basic.GetOk`` or ``Basic.Return``.
-    method: Any
-    #: The :class:`pika.BasicProperties`.
-    properties: Any
-    #: The body, ``bytes``.
-    body: bytes
 
 
 class Connection:
@@ -262,111 +232,3 @@ class Connection:
         callback, raw = self._ready.popleft()
         callback(raw)
         return True
-
-
-def ssl_options(ssl: Any, hostname: str | None) -> Any:
-    """pika's :class:`~pika.SSLOptions` for carrot's ``ssl`` setting (True, dict or context)."""
-    import pika
-
-    if not ssl:
-        return None
-    if isinstance(ssl, ssl_module.SSLContext):
-        return pika.SSLOptions(ssl, server_hostname=hostname)
-    options = dict(ssl) if isinstance(ssl, dict) else {}
-    context = ssl_module.create_default_context(
-        cafile=options.get("ca_certs"), capath=options.get("ca_path")
-    )
-    if options.get("certfile"):
-        context.load_cert_chain(options["certfile"], options.get("keyfile"))
-    if options.get("ciphers"):
-        context.set_ciphers(options["ciphers"])
-    if "check_hostname" in options:
-        context.check_hostname = bool(options["check_hostname"])
-    cert_reqs = options.get("cert_reqs")
-    if cert_reqs is not None:
-        if cert_reqs == ssl_module.CERT_NONE:
-            context.check_hostname = False
-        context.verify_mode = cert_reqs
-    return pika.SSLOptions(context, server_hostname=options.get("server_hostname", hostname))
-
-
-#: pika's root of connection errors (``ConnectionError`` without pika).
-_PikaConnectionError: Any = (
-    pika_exceptions.AMQPConnectionError if pika_exceptions is not None else ConnectionError
-)
-
-
-# misc: the second base is pika's AMQPConnectionError when pika is installed,
-# ConnectionError otherwise, so mypy sees Any.
-class PikaConnectError(CarrotError, _PikaConnectionError):  # type: ignore[misc]
-    """pika could not connect: refused, unreachable, or no AMQP handshake in time.
-
-    A :exc:`pika.exceptions.AMQPConnectionError` (pika raises that class
-    itself for these, and a handshake timeout outside that family), kept
-    apart from a refused login so that ``ensure_connection`` retries only this.
-
-    .. versionadded:: 0.11
-    """
-
-    def __str__(self) -> str:
-        return f"cannot connect through pika: {self.args[0] if self.args else 'no reason given'}"
-
-
-def _connection_errors() -> tuple[type[BaseException], ...]:
-    from pika import exceptions
-    from pika.adapters.utils.connection_workflow import AMQPConnectorException
-
-    # AMQPConnectionError covers ConnectionClosed, StreamLostError, ...
-    return (exceptions.AMQPConnectionError, AMQPConnectorException, OSError)
-
-
-def _channel_errors() -> tuple[type[BaseException], ...]:
-    from pika import exceptions
-
-    # ChannelClosed(ByBroker), ChannelWrongStateError, ConsumerCancelled, ...
-    return (exceptions.AMQPChannelError,)
-
-
-def _recoverable_connection_errors() -> tuple[type[BaseException], ...]:
-    from pika import exceptions
-
-    # Every pika connection error but a refused login or virtual host (and
-    # pika's bare AMQPConnectionError, which establish_connection raises as
-    # PikaConnectError).
-    refused = (
-        exceptions.AuthenticationError,
-        exceptions.ProbableAuthenticationError,
-        exceptions.ProbableAccessDeniedError,
-    )
-    pika_errors = [
-        cls
-        for cls in vars(exceptions).values()
-        if isinstance(cls, type)
-        and issubclass(cls, exceptions.AMQPConnectionError)
-        and cls is not exceptions.AMQPConnectionError
-        and not issubclass(cls, refused)
-    ]
-    return (PikaConnectError, *pika_errors, *_connection_errors()[1:])
-
-
-def _blocking_connection() -> Any:
-    from pika import BlockingConnection
-
-    return BlockingConnection
-
-
-def open_connection(connection_cls: Any, params: Any) -> Connection:
-    """``connection_cls(params)`` (pika's BlockingConnection) wrapped in :class:`Connection`.
-
-    :raises PikaConnectError: refused, unreachable, or no handshake in time.
-    """
-    from pika.adapters.utils.connection_workflow import AMQPConnectorException
-
-    try:
-        return Connection(connection_cls(params))
-    except AMQPConnectorException as exc:
-        raise PikaConnectError(exc) from exc
-    except pika_exceptions.AMQPConnectionError as exc:
-        if type(exc) is not pika_exceptions.AMQPConnectionError:
-            raise  # a refused login, a closed connection: pika says which
-        raise PikaConnectError(*exc.args) from exc

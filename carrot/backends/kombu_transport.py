@@ -64,32 +64,31 @@ Limits:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from itertools import count
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from amqp.exceptions import ChannelError, NotFound
-from kombu.connection import Connection as KombuConnection
-from kombu.transport import virtual
-from kombu.utils.encoding import bytes_to_str
 
-from carrot.backends._kombu_seam import TRANSPORTS, kombu_redis, queue_size
-from carrot.backends.base import (
-    _NOT_DECODED,
-    BaseBackend,
-    BaseMessage,
-    ChannelSettleMixin,
-    ConsumerCallback,
-    FlowByCancelMixin,
-    QueueAlreadyExistsWarning,
+from carrot.backends._kombu_connection import ConnectionBackend
+from carrot.backends._kombu_errors import (
+    AMQP_TRANSPORTS as AMQP_TRANSPORTS,  # compat: defined here before the split
 )
-from carrot.exceptions import CarrotError, ClientNotInstalled
+from carrot.backends._kombu_errors import (
+    KOMBU_CHANNEL_ERRORS,
+    KOMBU_CONNECTION_ERRORS,
+    REDIS_CHANNEL_ERRORS,
+    REDIS_CONNECTION_ERRORS,
+    UnsupportedExchangeTypeError,
+    UnsupportedTransportError,
+    recoverable,
+)
+from carrot.backends._kombu_message import Message
+from carrot.backends._kombu_seam import queue_size
+from carrot.backends.base import ConsumerCallback, QueueAlreadyExistsWarning
 
 if TYPE_CHECKING:
     from kombu.message import Message as KombuMessage
-
-    from carrot.connection import BrokerConnection
 
 __all__ = [
     "REDIS_DEFAULT_PORT",
@@ -101,258 +100,38 @@ __all__ = [
     "UnsupportedTransportError",
 ]
 
+# Public names defined in private modules are documented, shown in
+# tracebacks and pickled under this module, their public home.
+for _public in (Message, UnsupportedExchangeTypeError, UnsupportedTransportError):
+    _public.__module__ = __name__
+del _public
+
 #: The Redis port.
 REDIS_DEFAULT_PORT = 6379
-
-
-class UnsupportedExchangeTypeError(CarrotError, NotImplementedError):
-    """The kombu transport cannot route this exchange type.
-
-    For example a headers exchange on a kombu transport other than memory or
-    Redis, or a RabbitMQ plugin's type such as ``x-delayed-message``.
-    """
-
-    def __init__(self, exchange: str, type: str, supported: list[str]) -> None:  # noqa: A002 -- carrot's parameter name
-        self.exchange = exchange
-        self.type = type
-        self.supported = supported
-        super().__init__(exchange, type, supported)
-
-    def __str__(self) -> str:
-        return (
-            f"exchange {self.exchange!r}: the kombu transport has no {self.type!r} exchange "
-            f"(supported: {', '.join(self.supported)})"
-        )
-
-
-#: URL schemes of kombu's AMQP transports, whose messages this backend cannot
-#: build (it speaks to kombu's virtual transports).
-AMQP_TRANSPORTS = frozenset(["amqp", "amqps", "pyamqp", "pyamqps", "librabbitmq"])
-
-
-class UnsupportedTransportError(CarrotError, ValueError):
-    """A kombu transport this backend cannot use: one of kombu's AMQP transports.
-
-    :param transport: the URL scheme (``"amqp"``).
-    """
-
-    def __init__(self, transport: str) -> None:
-        self.transport = transport
-        super().__init__(transport)
-
-    def __str__(self) -> str:
-        return (
-            f"backend_cls='kombu' runs on kombu's virtual transports (memory, redis, ...), "
-            f"not on its {self.transport!r} AMQP transport: for RabbitMQ use "
-            f"backend_cls='amqp' (the default, py-amqp) or 'pika', with the same host"
-        )
-
-
-def _redis_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
-    if kombu_redis is None:
-        # The client is missing; RedisBackend raises ClientNotInstalled when used.
-        return (*virtual.Transport.connection_errors, OSError), tuple(
-            virtual.Transport.channel_errors
-        )
-    conn_errors, chan_errors = kombu_redis.get_redis_error_classes()
-    return tuple(conn_errors), tuple(chan_errors)
-
-
-_REDIS_CONNECTION_ERRORS, _REDIS_CHANNEL_ERRORS = _redis_errors()
-
-
-def _recoverable(errors: tuple[type[BaseException], ...]) -> tuple[type[BaseException], ...]:
-    # Worth retrying: not the KeyError kombu lists for Redis (a stale socket,
-    # but also any bug). A refused Redis login is retried all the same: its
-    # error subclasses redis's ConnectionError.
-    return tuple(dict.fromkeys(e for e in errors if e is not KeyError))
-
-
-# -- carrot's message and backend ---------------------------------------------
-
-
-class Message(BaseMessage):
-    """A message received through a kombu transport.
-
-    :param backend: the :class:`Backend` that received it.
-    :param kombu_message: the transport's :class:`kombu.message.Message`.
-    """
-
-    def __init__(self, backend: Backend, kombu_message: KombuMessage, **kwargs: Any) -> None:
-        # Hot path (every delivery): attributes set directly.
-        self.backend = backend
-        self.kombu_message = kombu_message
-        body = kwargs.get("body", kombu_message.body)
-        # kombu hands an empty body back as "".
-        self.body = body if body else b""
-        self.delivery_tag = tag = kombu_message.delivery_tag
-        self.content_type = kombu_message.content_type
-        self.content_encoding = kombu_message.content_encoding
-        info = dict(kombu_message.delivery_info or ())
-        info["delivery_tag"] = tag
-        info.setdefault("redelivered", False)
-        self.delivery_info = info
-        self._decoded_cache = _NOT_DECODED
-        self._state = "RECEIVED"
-
-    @property
-    def headers(self) -> dict[str, Any]:
-        """The message's headers (empty when it has none)."""
-        headers: dict[str, Any] = self.kombu_message.headers or {}
-        return headers
-
-    @property
-    def properties(self) -> dict[str, Any]:
-        """The transport's message properties (delivery_mode, priority, ...)."""
-        return self.kombu_message.properties
-
 
 #: The message class, for annotations inside :class:`Backend` (whose
 #: ``Message`` attribute shadows the name there).
 _Message = Message
 
 
-class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
+class Backend(ConnectionBackend):
     """carrot's backend contract on a kombu virtual transport.
 
     :param connection: the :class:`~carrot.connection.BrokerConnection`; its
         host name may be a kombu URL (``"redis://host:6379/0"``).
     """
 
-    #: The kombu transport used when the host name is not a URL.
-    kombu_transport = "memory"
-    #: kombu ``transport_options``; a ``transport_options`` attribute on the
-    #: connection is merged over these.
-    transport_options: dict[str, Any] = {}
-    #: Port used when the connection names none (the memory transport needs none).
-    default_port: int | None = None
     Message = Message
     protocol = "kombu"
     #: ``mandatory`` is ignored: nothing is ever returned.
     returns_unroutable = False
 
     #: Errors meaning the connection is gone (Redis's too, for a ``redis://`` URL).
-    connection_errors = tuple(
-        dict.fromkeys(
-            (
-                *virtual.Transport.connection_errors,
-                OSError,
-                *(exc for exc in _REDIS_CONNECTION_ERRORS if exc is not KeyError),
-            )
-        )
-    )
+    connection_errors = KOMBU_CONNECTION_ERRORS
     #: Connection errors worth retrying.
-    recoverable_connection_errors = _recoverable(connection_errors)
+    recoverable_connection_errors = recoverable(connection_errors)
     #: Errors meaning an operation on the channel failed.
-    channel_errors = (
-        *dict.fromkeys((*virtual.Transport.channel_errors, *_REDIS_CHANNEL_ERRORS)),
-        virtual.NotEquivalentError,
-        UnsupportedExchangeTypeError,
-    )
-
-    def __init__(self, connection: BrokerConnection, **kwargs: Any) -> None:
-        super().__init__(connection, **kwargs)
-        self.default_port = kwargs.get("default_port", self.default_port)
-        self._channel: virtual.Channel | None = None
-
-    def _transport_name(self) -> str:
-        hostname = self.connection.hostname
-        if hostname and "://" in hostname:
-            return urlsplit(hostname).scheme
-        return self.kombu_transport
-
-    @property
-    def in_process(self) -> bool:
-        """True on kombu's memory transport: the exchanges and queues live in this process."""
-        return self._transport_name() == "memory"
-
-    def server_description(self) -> str | None:
-        """``"kombu memory transport"``, ``"Redis 7.2.4"`` (None if Redis will not say)."""
-        name = self._transport_name()
-        if name == "memory":
-            return "kombu memory transport"
-        if name in ("redis", "rediss"):
-            try:
-                version = self._redis_client().info("server")["redis_version"]
-            except Exception:  # the version is a nicety; "connected" is enough
-                return None
-            return f"Redis {bytes_to_str(version)}"
-        return super().server_description()
-
-    def round_trip(self) -> tuple[str, Callable[[], object]]:
-        """Redis: a ``PING`` command; other transports: a channel opened and closed."""
-        if self._transport_name() in ("redis", "rediss"):
-            return "PING", self._redis_client().ping
-        return super().round_trip()
-
-    def _redis_client(self) -> Any:
-        # The redis-py client under the kombu connection's default channel.
-        return self._established().default_channel.client
-
-    # -- connection --------------------------------------------------------
-
-    def establish_connection(self) -> KombuConnection:
-        """Open a kombu connection with the settings of :attr:`connection`.
-
-        :raises carrot.exceptions.ClientNotInstalled: the transport's client
-            library (e.g. ``redis``) is missing.
-        :raises carrot.exceptions.MissingConnectionSetting: (a ``KeyError``)
-            a network transport and no host name.
-        :raises UnsupportedTransportError: (a ``ValueError``) a URL of one of
-            kombu's AMQP transports (``amqp://``): use the default backend.
-        """
-        conninfo = self.connection
-        hostname = conninfo.hostname
-        options = dict(self.transport_options)
-        options.update(getattr(conninfo, "transport_options", None) or {})
-        name = self._transport_name()
-        if name in AMQP_TRANSPORTS:
-            raise UnsupportedTransportError(name)
-        if name != "memory":
-            self.check_settings("hostname", kind=name)
-        if name in ("redis", "rediss"):
-            if kombu_redis is None:
-                raise ClientNotInstalled("redis", "redis")
-            options.setdefault("socket_connect_timeout", conninfo.connect_timeout)
-        connection = KombuConnection(
-            hostname=hostname,
-            userid=conninfo.userid,
-            password=conninfo.password,
-            virtual_host=conninfo.virtual_host,
-            port=conninfo.port or self.default_port,
-            ssl=conninfo.ssl or False,
-            transport=TRANSPORTS.get(name, name),
-            connect_timeout=conninfo.connect_timeout,
-            transport_options=options,
-        )
-        # One attempt, raising the transport's own error (kombu's connect()
-        # sleeps two seconds and tries again).
-        connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)
-        return connection
-
-    def close_connection(self, connection: KombuConnection) -> None:
-        """Close a connection opened by :meth:`establish_connection`."""
-        connection.close()
-
-    # -- channel -----------------------------------------------------------
-
-    @property
-    def channel(self) -> Any:
-        """The kombu channel, opened on first use (and after a close)."""
-        channel = self._channel
-        if channel is None or channel.closed or channel.connection is None:
-            channel = self._channel = self._established().channel()
-        return channel
-
-    def close(self) -> None:
-        """Close the channel; unacknowledged messages go back to their queues."""
-        channel, self._channel = self._channel, None
-        self.forget_consumers()
-        if channel is not None and not channel.closed:
-            try:
-                channel.close()
-            except (*self.connection_errors, *self.channel_errors):
-                pass
+    channel_errors = KOMBU_CHANNEL_ERRORS
 
     # -- declarations ------------------------------------------------------
 
@@ -581,12 +360,8 @@ class RedisBackend(Backend):
     protocol = "Redis"
 
     #: Errors meaning the connection is gone (kombu's list for Redis).
-    connection_errors = _REDIS_CONNECTION_ERRORS
+    connection_errors = REDIS_CONNECTION_ERRORS
     #: Errors meaning a Redis command failed.
-    channel_errors = (
-        *_REDIS_CHANNEL_ERRORS,
-        virtual.NotEquivalentError,
-        UnsupportedExchangeTypeError,
-    )
+    channel_errors = REDIS_CHANNEL_ERRORS
     #: Connection errors worth retrying.
-    recoverable_connection_errors = _recoverable(_REDIS_CONNECTION_ERRORS)
+    recoverable_connection_errors = recoverable(REDIS_CONNECTION_ERRORS)

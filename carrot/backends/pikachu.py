@@ -54,29 +54,23 @@ needs pika.
 
 from __future__ import annotations
 
-import logging
-import math
 from itertools import count
-from typing import Any, NamedTuple
+from typing import Any
 
-from carrot.backends._pika_connection import (
-    Connection,
+from carrot.backends._pika_channel import ChannelBackend
+from carrot.backends._pika_connect import (
     PikaConnectError,
-    RawMessage,
     _blocking_connection,
     _channel_errors,
     _connection_errors,
     _recoverable_connection_errors,
+    connection_parameters,
     open_connection,
-    ssl_options,
 )
+from carrot.backends._pika_connection import Connection
+from carrot.backends._pika_message import DeclareOk, Message, RawMessage
 from carrot.backends.base import (
-    _NOT_DECODED,
-    BaseBackend,
-    BaseMessage,
-    ChannelSettleMixin,
     ClientAttribute,
-    FlowByCancelMixin,
     QueueAlreadyExistsWarning,
     import_client,
     publish_flags,
@@ -106,13 +100,13 @@ __all__ = [
 # tracebacks and pickled under this module, their public home.
 for _public in (
     Connection,
+    DeclareOk,
+    Message,
     PikaConnectError,
     RawMessage,
 ):
     _public.__module__ = __name__
 del _public
-
-logger = logging.getLogger(__name__)
 
 #: The AMQP port.
 DEFAULT_PORT = 5672
@@ -120,78 +114,12 @@ DEFAULT_PORT = 5672
 DEFAULT_TLS_PORT = 5671
 
 
-def _whole_seconds(heartbeat: float | None) -> int:
-    """pika's ``heartbeat`` (an int, 0: off) for carrot's (seconds, a float)."""
-    return math.ceil(heartbeat) if heartbeat else 0
-
-
-class DeclareOk(NamedTuple):
-    """What :meth:`Backend.queue_declare` returns (py-amqp returns the same fields)."""
-
-    queue: str
-    message_count: int
-    consumer_count: int
-
-
-def _properties_dict(properties: Any) -> dict[str, Any]:
-    """The set fields of a :class:`pika.BasicProperties` as a dict."""
-    if properties is None:
-        return {}
-    return {key: value for key, value in vars(properties).items() if value is not None}
-
-
-class Message(BaseMessage):
-    """A message received through pika.
-
-    :param backend: the :class:`Backend` that received it.
-    :param amqp_message: a :class:`RawMessage` (or carrot 0.10's 4-tuple
-        ``(channel, method, properties, body)``), kept as :attr:`raw_message`.
-    """
-
-    def __init__(self, backend: Any, amqp_message: Any, **kwargs: Any) -> None:
-        # Hot path (every delivery): attributes set directly.
-        _channel, method, properties, body = amqp_message
-        self.backend = backend
-        #: The :class:`RawMessage` this was made from.
-        self.raw_message = amqp_message
-        self._properties = properties
-        self.body = kwargs.get("body", body)
-        self.delivery_tag = method.delivery_tag
-        self.content_type = getattr(properties, "content_type", None)
-        self.content_encoding = getattr(properties, "content_encoding", None)
-        info = {
-            "exchange": method.exchange,
-            "routing_key": method.routing_key,
-            "redelivered": method.redelivered,
-            "delivery_tag": method.delivery_tag,
-        }
-        consumer_tag = getattr(method, "consumer_tag", None)
-        if consumer_tag is not None:
-            info["consumer_tag"] = consumer_tag
-        message_count = getattr(method, "message_count", None)
-        if message_count is not None:
-            info["message_count"] = message_count
-        self.delivery_info = info
-        self._decoded_cache = _NOT_DECODED
-        self._state = "RECEIVED"
-
-    @property
-    def properties(self) -> dict[str, Any]:
-        """The AMQP properties that are set (``headers``, ``priority``, ``delivery_mode``, ...)."""
-        return _properties_dict(self._properties)
-
-    @property
-    def headers(self) -> dict[str, Any]:
-        """The message's headers table (empty when it has none)."""
-        return getattr(self._properties, "headers", None) or {}
-
-
 #: The message class, for annotations inside :class:`Backend` (whose
 #: ``Message`` attribute shadows the name there).
 _Message = Message
 
 
-class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
+class Backend(ChannelBackend):
     """AMQP through pika's :class:`~pika.BlockingConnection`.
 
     :param connection: the :class:`~carrot.connection.BrokerConnection`.
@@ -219,7 +147,7 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
         import_client("pika", "pika")
         super().__init__(connection, **kwargs)
         self.default_port = kwargs.get("default_port", self.default_port)
-        self._channel: Any = None
+        self._channel = None
 
     # -- connection --------------------------------------------------------
 
@@ -237,22 +165,8 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
         :raises carrot.exceptions.MissingConnectionSetting: (a ``KeyError``)
             naming the missing hostname, userid or password.
         """
-        conninfo = self.connection
         self.check_settings("hostname", "userid", "password")
-        timeout = conninfo.connect_timeout or None  # pika: None means no limit
-        return pika.ConnectionParameters(
-            host=conninfo.hostname,
-            port=int(
-                conninfo.port or (self.default_tls_port if conninfo.ssl else self.default_port)
-            ),
-            virtual_host=conninfo.virtual_host or "/",
-            credentials=pika.PlainCredentials(conninfo.userid, conninfo.password),
-            ssl_options=ssl_options(conninfo.ssl, conninfo.hostname),
-            socket_timeout=timeout,
-            stack_timeout=timeout,
-            connection_attempts=1,
-            heartbeat=_whole_seconds(getattr(conninfo, "heartbeat", 0)),
-        )
+        return connection_parameters(self.connection, self.default_port, self.default_tls_port)
 
     def establish_connection(self) -> Connection:
         """Open a :class:`pika.BlockingConnection` with the settings of :attr:`connection`.
@@ -268,96 +182,6 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
     def close_connection(self, connection: Any) -> None:
         """Close a connection opened by :meth:`establish_connection`."""
         connection.close()
-
-    @property
-    def _conn(self) -> Connection:
-        # no-any-return: the base returns Any (each backend has its own connection).
-        return self._established()  # type: ignore[no-any-return]
-
-    # -- channel -----------------------------------------------------------
-
-    @property
-    def channel(self) -> Any:
-        """The raw pika channel, opened on first use (and after a close by the broker)."""
-        channel = self._channel
-        if channel is None or not channel.is_open:
-            if channel is not None:
-                self._forget_channel(channel)
-            channel = self._channel = self._conn.channel()
-            channel.add_on_return_callback(self._on_return)
-            channel.add_on_cancel_callback(self._on_cancel)
-            if self._confirms is not None:
-                # Numbering starts again on a new channel.
-                self._confirms.reset()
-                channel.confirm_delivery()
-        return channel
-
-    # -- publisher confirms --------------------------------------------------
-
-    _confirms: Any = None
-
-    def confirm_select(self, window: Any) -> None:
-        """Put the channel in confirm mode (pika's ``confirm_delivery``).
-
-        pika's blocking channel waits for each message's confirm inside
-        ``basic_publish``, so every :meth:`publish` is settled in ``window``
-        when it returns, whatever ``max_unconfirmed`` says.
-
-        .. versionadded:: 0.11
-        """
-        channel = self._channel
-        self._confirms = window
-        if channel is not None and channel.is_open:
-            window.reset()
-            channel.confirm_delivery()
-        else:
-            _ = self.channel  # opens one; the property puts it in confirm mode
-
-    def drain_confirms(self, timeout: float) -> None:
-        """Read what the broker sent; :meth:`publish` already settled each message.
-
-        .. versionadded:: 0.11
-        """
-        self._conn.drain_events(timeout=timeout)
-
-    def _forget_channel(self, channel: Any) -> None:
-        conn = self.connection.connection
-        if conn is not None:
-            conn.forget_channel(channel)
-        self.forget_consumers()
-
-    def _on_return(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
-        raw = RawMessage(channel, method, properties, body)
-        self.record_return(
-            method.reply_code, method.reply_text, method.exchange, method.routing_key, raw
-        )
-
-    def _on_cancel(self, method_frame: Any) -> None:
-        # The broker cancelled a consumer (its queue was deleted, say). As
-        # with py-amqp, the next drain_events/consume raises ConsumerCancelled
-        # (after the deliveries that came before the cancel).
-        tag = method_frame.method.consumer_tag
-        logger.warning("consumer %r cancelled by the broker", tag)
-        self.forget_consumer(tag)
-        self._conn.consumer_cancelled(self._channel, method_frame.method)
-
-    def close(self) -> None:
-        """Close the channel (the connection stays open)."""
-        channel, self._channel = self._channel, None
-        if channel is None:
-            return
-        # Its consumers end with it; flow(True) must not restart them elsewhere.
-        self._forget_channel(channel)
-        if channel.is_open:
-            try:
-                channel.close()
-            except (*self.connection_errors, *self.channel_errors):
-                pass
-
-    def collect_returns(self) -> None:
-        """Wait for the broker's answer on :attr:`channel`, then let pika hand returns over."""
-        super().collect_returns()
-        self._conn.process_data_events(time_limit=0)
 
     # -- declarations ------------------------------------------------------
 
@@ -532,40 +356,16 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
         if expiration is not None:
             properties.expiration = expiration
         confirms = self._confirms
-        if confirms is None:
-            self.channel.basic_publish(
-                exchange=exchange,
-                routing_key=routing_key,
-                body=body,
-                properties=properties,
-                mandatory=mandatory,
-            )
+        if confirms is not None:
+            self._publish_confirmed(confirms, exchange, routing_key, body, properties, mandatory)
             return
-        channel = self.channel
-        seq = confirms.last_seq
-        exceptions = import_client("pika.exceptions", "pika")
-        try:
-            channel.basic_publish(
-                exchange=exchange,
-                routing_key=routing_key,
-                body=body,
-                properties=properties,
-                mandatory=mandatory,
-            )
-        except exceptions.NackError:
-            confirms.nacked(seq)
-        except exceptions.UnroutableError as exc:
-            for returned in exc.messages:
-                confirms.returned(
-                    exchange,
-                    routing_key,
-                    returned.body,
-                    returned.method.reply_code,
-                    returned.method.reply_text,
-                )
-            confirms.acked(seq)
-        else:
-            confirms.acked(seq)
+        self.channel.basic_publish(
+            exchange=exchange,
+            routing_key=routing_key,
+            body=body,
+            properties=properties,
+            mandatory=mandatory,
+        )
 
     # -- flow control ------------------------------------------------------
 

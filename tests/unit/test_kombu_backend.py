@@ -15,7 +15,7 @@ from carrot.backends import get_backend_cls
 # kombu is an extra (carrot[kombu]): without it there is nothing here to test.
 pytest.importorskip("kombu", reason="kombu is not installed (pip install carrot[kombu])")
 
-from carrot.backends import kombu_transport as kombu_backend
+from carrot.backends import _kombu_connection
 from carrot.backends._kombu_seam import _MemoryTransport, _RedisTransport
 from carrot.backends.kombu_transport import (
     Backend,
@@ -163,7 +163,7 @@ def test_password_not_in_memory_connection_repr() -> None:
 
 
 def test_redis_without_client_raises_client_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kombu_backend, "kombu_redis", None)
+    monkeypatch.setattr(_kombu_connection, "kombu_redis", None)
     conn = BrokerConnection(hostname="127.0.0.1", backend_cls="redis")
     with pytest.raises(ClientNotInstalled) as excinfo:
         conn.create_backend().establish_connection()
