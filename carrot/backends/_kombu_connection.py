@@ -67,7 +67,7 @@ class ConnectionBackend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
                 version = self._redis_client().info("server")["redis_version"]
             except Exception:  # the version is a nicety; "connected" is enough
                 return None
-            return f"Redis {bytes_to_str(version)}"  # type: ignore[no-untyped-call]  # kombu: unannotated
+            return f"Redis {bytes_to_str(version)}"
         return super().server_description()
 
     def round_trip(self) -> tuple[str, Callable[[], object]]:
@@ -105,9 +105,7 @@ class ConnectionBackend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
             if kombu_redis is None:
                 raise ClientNotInstalled("redis", "redis")
             options.setdefault("socket_connect_timeout", conninfo.connect_timeout)
-        # no-untyped-call (here and below): kombu ships py.typed but leaves
-        # these functions unannotated.
-        connection = KombuConnection(  # type: ignore[no-untyped-call]
+        connection = KombuConnection(
             hostname=hostname,
             userid=conninfo.userid,
             password=conninfo.password,
@@ -120,12 +118,12 @@ class ConnectionBackend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
         )
         # One attempt, raising the transport's own error (kombu's connect()
         # sleeps two seconds and tries again).
-        connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)  # type: ignore[no-untyped-call]
+        connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)
         return connection
 
     def close_connection(self, connection: KombuConnection) -> None:
         """Close a connection opened by :meth:`establish_connection`."""
-        connection.close()  # type: ignore[no-untyped-call]  # kombu: unannotated
+        connection.close()
 
     # -- channel -----------------------------------------------------------
 
@@ -143,6 +141,6 @@ class ConnectionBackend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
         self.forget_consumers()
         if channel is not None and not channel.closed:
             try:
-                channel.close()  # type: ignore[no-untyped-call]  # kombu: unannotated
+                channel.close()
             except (*self.connection_errors, *self.channel_errors):
                 pass
