@@ -35,6 +35,7 @@ from carrot._tls import DEFAULT_TLS_PORT, tls_error, tls_settings
 from carrot.backends._amqp import connection as _amqp_connection
 from carrot.backends._amqp import seam
 from carrot.backends._amqp.backend_channel import ChannelOwner
+from carrot.backends._amqp.message import Message
 from carrot.backends._amqp.plain import (
     CLOSE_TIMEOUT,
     OutgoingMessage,
@@ -43,9 +44,7 @@ from carrot.backends._amqp.plain import (
     bounded_waits,
 )
 from carrot.backends.base import (
-    _NOT_DECODED,
     IMMEDIATE_EXPIRATION,
-    BaseMessage,
     ChannelSettleMixin,
     FlowByCancelMixin,
     QueueAlreadyExistsWarning,
@@ -60,6 +59,10 @@ __all__ = [
     "Message",
     "QueueAlreadyExistsWarning",
 ]
+
+# Defined in carrot.backends._amqp.message; documented, shown in tracebacks
+# and pickled under this module, its public home.
+Message.__module__ = __name__
 
 logger = logging.getLogger(__name__)
 
@@ -102,37 +105,6 @@ def _plain_new_message(cls: type, body: Any, properties: dict[str, Any]) -> Any:
 
 #: Builds a message to publish (without ``__init__`` when the seam allows).
 _new_outgoing = seam.new_message if seam.AVAILABLE else _plain_new_message
-
-
-class Message(BaseMessage):
-    """A message received through py-amqp.
-
-    :param backend: the :class:`Backend` that received it.
-    :param amqp_message: the :class:`amqp.Message`.
-    """
-
-    def __init__(self, backend: Any, amqp_message: Any, **kwargs: Any) -> None:
-        # Hot path (every delivery): attributes set directly.
-        self.backend = backend
-        self.amqp_message = amqp_message
-        props = amqp_message.properties
-        self.body = kwargs.get("body", amqp_message.body)
-        self.delivery_info = amqp_message.delivery_info or {}
-        self.delivery_tag = self.delivery_info.get("delivery_tag")
-        self.content_type = props.get("content_type")
-        self.content_encoding = props.get("content_encoding")
-        self._decoded_cache = _NOT_DECODED
-        self._state = "RECEIVED"
-
-    @property
-    def properties(self) -> dict[str, Any]:
-        """The AMQP properties (headers, priority, delivery_mode, ...)."""
-        return self.amqp_message.properties  # type: ignore[no-any-return]  # py-amqp is untyped
-
-    @property
-    def headers(self) -> dict[str, Any]:
-        """The message's headers table (empty when it has none)."""
-        return self.amqp_message.properties.get("application_headers") or {}
 
 
 #: The message class, for annotations inside :class:`Backend` (whose

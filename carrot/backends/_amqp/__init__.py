@@ -13,5 +13,9 @@
   :mod:`~carrot.backends._amqp.connection`: the py-amqp channel and
   connection with the fast publish, deliver and ack paths.
 
+* :mod:`~carrot.backends._amqp.backend_channel` and
+  :mod:`~carrot.backends._amqp.message`: the backend's channel (returns,
+  confirms) and the message it hands consumers.
+
 :mod:`carrot.backends.pyamqplib` builds the public backend on them.
 """
