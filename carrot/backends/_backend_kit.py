@@ -9,7 +9,8 @@
 * :class:`FlowByCancelMixin`: the consumer registry and ``flow()`` by
   cancel/consume;
 * :class:`ChannelSettleMixin`: ``ack``/``reject``/``requeue`` on an
-  AMQP-style channel.
+  AMQP-style channel;
+* :class:`ChannelDeclareMixin`: ``queue_declare`` on an AMQP-style channel.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IMMEDIATE_EXPIRATION",
+    "ChannelDeclareMixin",
     "ChannelSettleMixin",
     "ClientAttribute",
     "ConsumerCallback",
@@ -195,3 +197,49 @@ class ChannelSettleMixin:
     def requeue(self, delivery_tag: Any) -> None:
         """Reject a delivery and put it back on its queue."""
         self.channel.basic_reject(delivery_tag, requeue=True)
+
+
+class ChannelDeclareMixin:
+    """``queue_declare`` on the backend's AMQP-style :attr:`channel`.
+
+    For backends whose ``channel.queue_declare`` takes AMQP's keywords
+    (py-amqp, pika, kombu). :meth:`_declare_ok` turns the channel's reply
+    into what the backend returns (by default the reply itself).
+
+    .. versionadded:: 0.11
+    """
+
+    channel: Any
+    #: The backend's :meth:`~carrot.backends.base.BaseBackend.warn_if_queue_exists`.
+    warn_if_queue_exists: Callable[..., None]
+
+    def queue_declare(
+        self,
+        queue: str,
+        durable: bool,
+        exclusive: bool,
+        auto_delete: bool,
+        warn_if_exists: bool = False,
+        arguments: dict[str, Any] | None = None,
+    ) -> Any:
+        """Declare a queue.
+
+        :keyword warn_if_exists: warn with
+            :class:`~carrot.backends.base.QueueAlreadyExistsWarning` when
+            the queue is already there.
+        """
+        if warn_if_exists:
+            self.warn_if_queue_exists(queue)
+        return self._declare_ok(
+            self.channel.queue_declare(
+                queue=queue,
+                durable=durable,
+                exclusive=exclusive,
+                auto_delete=auto_delete,
+                arguments=arguments,
+            )
+        )
+
+    @staticmethod
+    def _declare_ok(reply: Any) -> Any:
+        return reply

@@ -21,7 +21,12 @@ from kombu.utils.encoding import bytes_to_str
 
 from carrot.backends._kombu_errors import AMQP_TRANSPORTS, UnsupportedTransportError
 from carrot.backends._kombu_seam import TRANSPORTS, kombu_redis
-from carrot.backends.base import BaseBackend, ChannelSettleMixin, FlowByCancelMixin
+from carrot.backends.base import (
+    BaseBackend,
+    ChannelDeclareMixin,
+    ChannelSettleMixin,
+    FlowByCancelMixin,
+)
 from carrot.exceptions import ClientNotInstalled
 
 if TYPE_CHECKING:
@@ -30,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["ConnectionBackend"]
 
 
-class ConnectionBackend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
+class ConnectionBackend(FlowByCancelMixin, ChannelSettleMixin, ChannelDeclareMixin, BaseBackend):
     """The connection side of the kombu backend (see the module docstring)."""
 
     #: The kombu transport used when the host name is not a URL.

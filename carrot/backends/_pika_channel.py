@@ -18,6 +18,7 @@ from carrot.backends._pika_connection import Connection
 from carrot.backends._pika_message import RawMessage
 from carrot.backends.base import (
     BaseBackend,
+    ChannelDeclareMixin,
     ChannelSettleMixin,
     FlowByCancelMixin,
     import_client,
@@ -28,7 +29,7 @@ __all__ = ["ChannelBackend"]
 logger = logging.getLogger("carrot.backends.pikachu")
 
 
-class ChannelBackend(FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
+class ChannelBackend(FlowByCancelMixin, ChannelSettleMixin, ChannelDeclareMixin, BaseBackend):
     """The channel side of the pika backend (see the module docstring)."""
 
     #: The open pika channel, or None before the first use and after :meth:`close`.

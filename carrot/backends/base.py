@@ -21,8 +21,8 @@ Helpers for backends (used by every backend in :mod:`carrot.backends`):
 * :func:`publish_flags`: ``immediate`` emulated as RabbitMQ documents it;
 * :class:`FlowByCancelMixin`: the consumer registry, ``flow()`` by
   cancel/consume, and forgetting the consumers when the channel closes;
-* :class:`ChannelSettleMixin`: ``ack``/``reject``/``requeue`` on an
-  AMQP-style channel.
+* :class:`ChannelSettleMixin`, :class:`ChannelDeclareMixin`:
+  ``ack``/``reject``/``requeue`` and ``queue_declare`` on an AMQP-style channel.
 
 .. versionchanged:: 0.11
    carrot 0.10's :class:`BaseBackend` did nothing in every method, so a
@@ -46,6 +46,7 @@ from carrot.backends._backend_defaults import BackendDefaults, ReturnedMessage
 from carrot.backends._backend_defaults import _text as _text
 from carrot.backends._backend_kit import IMMEDIATE_EXPIRATION as IMMEDIATE_EXPIRATION
 from carrot.backends._backend_kit import (
+    ChannelDeclareMixin,
     ChannelSettleMixin,
     ClientAttribute,
     FlowByCancelMixin,
@@ -66,6 +67,7 @@ __all__ = [
     "RETURNED_MESSAGES_MAX",
     "BaseBackend",
     "BaseMessage",
+    "ChannelDeclareMixin",
     "ChannelSettleMixin",
     "ClientAttribute",
     "FlowByCancelMixin",
@@ -93,6 +95,7 @@ _R = TypeVar("_R")
 # public home, where backends (ours and third-party) import them from, and
 # where they are documented, shown in tracebacks and pickled.
 for _public in (
+    ChannelDeclareMixin,
     ChannelSettleMixin,
     ClientAttribute,
     FlowByCancelMixin,

@@ -195,30 +195,9 @@ class Backend(ChannelBackend):
         """Discard every ready message in ``queue``; return how many."""
         return self.channel.queue_purge(queue=queue).method.message_count or 0
 
-    def queue_declare(
-        self,
-        queue: str,
-        durable: bool,
-        exclusive: bool,
-        auto_delete: bool,
-        warn_if_exists: bool = False,
-        arguments: dict[str, Any] | None = None,
-    ) -> DeclareOk:
-        """Declare a queue.
-
-        :keyword warn_if_exists: warn with
-            :class:`~carrot.backends.base.QueueAlreadyExistsWarning` when
-            the queue is already there.
-        """
-        if warn_if_exists:
-            self.warn_if_queue_exists(queue)
-        ok = self.channel.queue_declare(
-            queue=queue,
-            durable=durable,
-            exclusive=exclusive,
-            auto_delete=auto_delete,
-            arguments=arguments,
-        ).method
+    @staticmethod
+    def _declare_ok(reply: Any) -> DeclareOk:
+        ok = reply.method
         return DeclareOk(ok.queue, ok.message_count, ok.consumer_count)
 
     def exchange_declare(self, exchange: str, type: str, durable: bool, auto_delete: bool) -> Any:  # noqa: A002 -- compat: carrot's parameter name

@@ -45,6 +45,7 @@ from carrot.backends._amqp.plain import (
 )
 from carrot.backends.base import (
     IMMEDIATE_EXPIRATION,
+    ChannelDeclareMixin,
     ChannelSettleMixin,
     FlowByCancelMixin,
     QueueAlreadyExistsWarning,
@@ -112,7 +113,7 @@ _new_outgoing = seam.new_message if seam.AVAILABLE else _plain_new_message
 _Message = Message
 
 
-class Backend(FlowByCancelMixin, ChannelSettleMixin, ChannelOwner):
+class Backend(FlowByCancelMixin, ChannelSettleMixin, ChannelDeclareMixin, ChannelOwner):
     """AMQP through py-amqp.
 
     :param connection: the :class:`~carrot.connection.BrokerConnection`.
@@ -213,30 +214,6 @@ class Backend(FlowByCancelMixin, ChannelSettleMixin, ChannelOwner):
     def queue_purge(self, queue: str, **kwargs: Any) -> int:
         """Discard every ready message in ``queue``; return how many."""
         return self.channel.queue_purge(queue=queue) or 0
-
-    def queue_declare(
-        self,
-        queue: str,
-        durable: bool,
-        exclusive: bool,
-        auto_delete: bool,
-        warn_if_exists: bool = False,
-        arguments: dict[str, Any] | None = None,
-    ) -> Any:
-        """Declare a queue.
-
-        :keyword warn_if_exists: warn with :class:`QueueAlreadyExistsWarning`
-            when the queue is already there.
-        """
-        if warn_if_exists:
-            self.warn_if_queue_exists(queue)
-        return self.channel.queue_declare(
-            queue=queue,
-            durable=durable,
-            exclusive=exclusive,
-            auto_delete=auto_delete,
-            arguments=arguments,
-        )
 
     def exchange_declare(self, exchange: str, type: str, durable: bool, auto_delete: bool) -> Any:  # noqa: A002 -- compat: carrot's parameter name
         """Declare an exchange."""
