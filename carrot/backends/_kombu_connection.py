@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["ConnectionBackend"]
 
 
-class ConnectionBackend(FlowByCancelMixin, ChannelSettleMixin, ChannelDeclareMixin, BaseBackend):
+class ConnectionBackend(ChannelDeclareMixin, FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
     """The connection side of the kombu backend (see the module docstring)."""
 
     #: The kombu transport used when the host name is not a URL.

@@ -29,7 +29,7 @@ __all__ = ["ChannelBackend"]
 logger = logging.getLogger("carrot.backends.pikachu")
 
 
-class ChannelBackend(FlowByCancelMixin, ChannelSettleMixin, ChannelDeclareMixin, BaseBackend):
+class ChannelBackend(ChannelDeclareMixin, FlowByCancelMixin, ChannelSettleMixin, BaseBackend):
     """The channel side of the pika backend (see the module docstring)."""
 
     #: The open pika channel, or None before the first use and after :meth:`close`.

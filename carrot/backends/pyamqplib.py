@@ -45,6 +45,7 @@ from carrot.backends._amqp.plain import (
 )
 from carrot.backends.base import (
     IMMEDIATE_EXPIRATION,
+    BaseBackend,
     ChannelDeclareMixin,
     ChannelSettleMixin,
     FlowByCancelMixin,
@@ -113,7 +114,9 @@ _new_outgoing = seam.new_message if seam.AVAILABLE else _plain_new_message
 _Message = Message
 
 
-class Backend(FlowByCancelMixin, ChannelSettleMixin, ChannelDeclareMixin, ChannelOwner):
+class Backend(
+    ChannelDeclareMixin, ChannelOwner, FlowByCancelMixin, ChannelSettleMixin, BaseBackend
+):
     """AMQP through py-amqp.
 
     :param connection: the :class:`~carrot.connection.BrokerConnection`.

@@ -13,18 +13,26 @@ through its channel events.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import amqp
 
-from carrot.backends.base import BaseBackend
 from carrot.confirms import ConfirmWindow
 
 __all__ = ["ChannelOwner"]
 
 
-class ChannelOwner(BaseBackend):
-    """The channel of a py-amqp backend, with its returns and publisher confirms."""
+class ChannelOwner:
+    """The channel of a py-amqp backend, with its returns and publisher confirms.
+
+    A mixin of :class:`~carrot.backends.base.BaseBackend` subclasses (before
+    ``BaseBackend`` in the bases): it uses the backend's ``_established()``
+    and ``record_return()``.
+    """
+
+    _established: Callable[[], Any]
+    record_return: Callable[..., None]
 
     #: The channel open now, or ``None``.
     _channel: Any = None
